@@ -6,10 +6,10 @@ The bit-level API (SPEC section 6) takes and returns raw codes: ``uint16`` for f
 """
 
 from . import formats
+from .dot import dot, gemm
 from .fp4 import fp4_mul, fp4_value, from_fp4, int4_mul, int4_value, to_fp4
 from .fp16 import decode_fp16, fp16_add, fp16_from_float, fp16_mul, fp16_to_float, round_fp16
 from .rescale import rescale
-from .dot import dot, gemm
 
 __all__ = ["formats", "fp16_add", "fp16_mul", "to_fp4", "from_fp4", "rescale",
            "round_fp16", "decode_fp16", "fp16_to_float", "fp16_from_float",

@@ -4,7 +4,7 @@ shift-lane product fp4 x int4/uint4 (SPEC sections 1, 2.2 and 2.3)."""
 import numpy as np
 
 from . import _check
-from .formats import (FLAG_INEXACT, FLAG_INVALID, FLAG_SATURATED, FLAG_UNDERFLOW, FP4, FP16)
+from .formats import FLAG_INEXACT, FLAG_INVALID, FLAG_SATURATED, FLAG_UNDERFLOW, FP4, FP16
 from .fp16 import _is_inf, decode_fp16, is_nan, round_fp16
 
 __all__ = ["to_fp4", "from_fp4", "fp4_value", "fp4_mul", "int4_value", "int4_mul",

@@ -15,7 +15,7 @@ FP4_PRODUCT_SHAPE = signed(1 + UINT4.bits + FP4.PRODUCT_SHIFT_MAX)
 
 
 def operand(code, is_signed):
-    """A 4-bit code widened to signed(5): two's complement when ``is_signed``, else zero-extended."""
+    """A 4-bit code widened to signed(5): two's complement if ``is_signed``, else zero-extended."""
     return Mux(is_signed, code.as_signed(), code)
 
 

@@ -107,9 +107,13 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
         key = hashlib.sha256(repr((text, build_args, waves)).encode()).hexdigest()
         stamp = build_dir / ".build-key"
         fresh = stamp.exists() and stamp.read_text() == key
-        runner.build(sources=[vfile], hdl_toplevel=unit, build_dir=build_dir,
-                     timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
-                     always=not fresh, log_file=build_dir / "build.log")
+        # One Verilator C++ build at a time on this machine (each already runs make -j).
+        BUILD.mkdir(exist_ok=True)
+        with open(BUILD / f".{simulator}-build.lock", "w") as build_lock:
+            fcntl.flock(build_lock, fcntl.LOCK_EX)
+            runner.build(sources=[vfile], hdl_toplevel=unit, build_dir=build_dir,
+                         timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
+                         always=not fresh, log_file=build_dir / "build.log")
         stamp.write_text(key)
         result_file = build_dir / "results.jsonl"
         result_file.unlink(missing_ok=True)
