@@ -57,6 +57,86 @@ def _round(sum_, exp):
     return round_fp16((s < 0).astype(np.int64), np.abs(s), exp)
 
 
+# float32 holds every integer up to 2**24 exactly, at every power-of-two weight from its
+# smallest subnormal (2**-149) up to where 2**24 units reach 2**127: so a float32 matmul is
+# exact when the sum of |products| of every output stays within 2**24 units of 2**exp.
+_F32_EXACT = float(1 << 24)
+_F32_EXP_RANGE = (-149, 127 - 24)
+
+
+def _codes_fast(x, bits, name):
+    """``_check.codes`` without the int64 copy for the common uint8 case (same errors)."""
+    a = np.asarray(x)
+    if a.dtype == np.uint8 and (a.size == 0 or int(a.max()) < (1 << bits)):
+        return a
+    return _check.codes(a, bits, name).astype(np.uint8)
+
+
+def _value_tables(mode, a_signed, b_signed, exp):
+    """float32 look-up tables code -> value for both operands; ``2**exp`` folded into a's."""
+    codes = np.arange(16, dtype=np.uint8)
+    av, bv = operand_values(codes, mode, a_signed, codes, b_signed)
+    return (np.ldexp(av.astype(np.float64), exp).astype(np.float32),
+            bv.astype(np.float32), float(np.abs(av).max()), float(np.abs(bv).max()))
+
+
+def _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes):
+    """The fast path of :func:`gemm`: float32 BLAS on exactly representable sums.
+
+    Returns fp16 codes, or None when an exactness condition fails (the caller then takes the
+    reference path). Every value below is an integer multiple of ``2**exp`` whose partial
+    sums stay within ``2**24`` units, so float32 adds them without error in any order, and
+    a single float32 -> float16 cast (RNE, gradual underflow, overflow to Inf) is the one
+    rounding of SPEC 5 -- the same as ``round_fp16`` on the exact sum.
+    """
+    if not (_F32_EXP_RANGE[0] <= exp <= _F32_EXP_RANGE[1]):
+        return None
+    if np.ndim(a_signed) or np.ndim(b_signed):
+        return None
+    lut_a, lut_b, amax, bmax = _value_tables(mode, a_signed, b_signed, exp)
+    av = lut_a[a]
+    bv = lut_b[b]
+    m, k = a.shape
+    n = b.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if accumulator == "exact":
+            unit = np.ldexp(1.0, -exp)
+            bound = (np.abs(av).sum(axis=1, dtype=np.float64).max(initial=0.0) * unit * bmax)
+            if bound <= _F32_EXACT:
+                out = av @ bv
+            else:
+                # Split K so that every chunk is exact on its own; add chunks in float64
+                # (exact: the total stays below 2**53 units, K < 2**36 is checked).
+                step = max(1, int(_F32_EXACT // max(amax * bmax, 1.0)))
+                out = np.zeros((m, n), np.float64)
+                for c in range(0, k, step):
+                    out += av[:, c:c + step] @ bv[c:c + step]
+            # + 0.0 turns a BLAS -0.0 (sum of -0.0 products) into the reference's +0.
+            return (out + 0.0).astype(np.float16).view(np.uint16)
+        if lanes * amax * bmax > _F32_EXACT:
+            return None
+        nb = max(1, -(-k // lanes))
+        ap = np.zeros((m, nb * lanes), np.float32)
+        ap[:, :k] = av
+        bp = np.zeros((nb * lanes, n), np.float32)
+        bp[:k] = bv
+        a3 = np.ascontiguousarray(ap.reshape(m, nb, lanes).transpose(1, 0, 2))
+        b3 = bp.reshape(nb, lanes, n)
+        acc = None
+        group = max(1, (1 << 22) // max(m * n, 1))       # bound the beat buffer to ~16 MB
+        for i in range(0, nb, group):
+            # Beat sums (exact), each rounded once to fp16 by the cast.
+            parts = (np.matmul(a3[i:i + group], b3[i:i + group]) + 0.0).astype(np.float16)
+            for p in parts:
+                # NumPy's binary16 add computes in float32 and rounds once more to binary16:
+                # 24 >= 2*11 + 2 bits, so the double rounding is innocuous (Figueroa 1995)
+                # and the sum is the correctly rounded IEEE one (checked in the tests
+                # against TestFloat vectors and golden.fp16_add).
+                acc = p if acc is None else acc + p
+        code = acc.view(np.uint16)
+        return np.where(np.isnan(acc), np.uint16(0x7E00), code)   # canonical quiet NaN
+
+
 def gemm(a, b, *, mode="forward", a_signed=False, b_signed=True, phase="even", g=0,
          accumulator="fp16", lanes=8, flags=False):
     """``C = A @ B`` on 4-bit codes, every output element computed as the dot unit does.
@@ -64,18 +144,32 @@ def gemm(a, b, *, mode="forward", a_signed=False, b_signed=True, phase="even", g
     ``a``: (M, K) codes (activations, or fp4 gradients in backward mode); ``b``: (K, N) 4-bit
     integer codes. Returns (M, N) fp16 codes (and OR-ed flags with ``flags=True``).
     Products are exact integers; a chunk of ``lanes`` along K is summed exactly as in the
-    adder tree (float64 matmul, exact because every partial sum stays below 2**53).
+    adder tree.
+
+    Without ``flags`` the sums run through float32 BLAS wherever that is provably exact
+    (see ``_gemm_fast``), bit-identical to the reference path; with ``flags=True``, or
+    outside those conditions, each beat is rounded by ``round_fp16`` and added by
+    ``fp16_add`` (float64 sums, exact because every partial sum stays below 2**53).
     """
     lanes, exp = _options(mode, accumulator, lanes, phase, g)
-    a = _check.codes(a, 4, "a")
-    b = _check.codes(b, 4, "b")
+    a = _codes_fast(a, 4, "a")
+    b = _codes_fast(b, 4, "b")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"gemm needs a (M, K) and b (K, N); got {a.shape} and {b.shape}")
-    av, bv = operand_values(a, mode, a_signed, b, b_signed)
-    av, bv = av.astype(np.float64), bv.astype(np.float64)
     k = a.shape[1]
     if k >= 1 << 36:
         raise ValueError("K too large for exact float64 sums")
+    if not flags:
+        code = _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes)
+        if code is not None:
+            return code
+    return _gemm_reference(a, b, mode, a_signed, b_signed, exp, accumulator, lanes, flags)
+
+
+def _gemm_reference(a, b, mode, a_signed, b_signed, exp, accumulator, lanes, flags):
+    av, bv = operand_values(a, mode, a_signed, b, b_signed)
+    av, bv = av.astype(np.float64), bv.astype(np.float64)
+    k = a.shape[1]
     if accumulator == "exact":
         code, fl = _round(np.rint(av @ bv), exp)
     else:
