@@ -103,9 +103,9 @@ def round_fp16(sign, mag, exp):
     # (q + 24) << 10 + mant is the code: a rounding carry out of the significand, or a
     # subnormal rounding up to 2**-14, lands in the exponent field by itself.
     code = ((q - FP16.LSB_EXP) << FP16.FRAC_BITS) + mant.astype(np.int64)
-    overflow = code >= FP16.INF
-    code = np.where(overflow, FP16.INF, code)
     zero = mag == 0
+    overflow = (code >= FP16.INF) & ~zero
+    code = np.where(overflow, FP16.INF, code)
     code = np.where(zero, 0, code)
     # Tininess after rounding: would the value, rounded to 11 bits with an unbounded
     # exponent, stay below 2**-14?  Only a value in the binade just below can reach it.
