@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine:  make  &&  make test
+# Other flows: make verilog | lint | synth | synth-smoke | study | bench | clean
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+JOBS     ?= auto
+PYTEST   := $(PY) -m pytest
+
+.PHONY: all setup verilog lint test test-golden test-hdl synth synth-smoke study bench clean
+
+all: verilog
+
+# Virtual environment with every pinned dependency (pyproject.toml), plus Debian's iverilog.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(STAMP)
+	@bash scripts/ensure_system_tools.sh
+
+verilog: setup
+	$(PY) scripts/gen_verilog.py
+
+lint: verilog
+	$(PY) scripts/lint.py
+
+# The whole regression: lint, golden unit tests, then every cocotb bench on Icarus and
+# Verilator (SIM=icarus or SIM=verilator narrows it; WAVES=1 dumps waves into build/sim/).
+test: lint test-golden test-hdl
+
+test-golden: setup
+	$(PYTEST) golden/tests -q -n $(JOBS)
+
+test-hdl: setup
+	$(PYTEST) verif -q -n $(JOBS)
+	@cat build/reports/regression.md
+
+clean:
+	rm -rf build

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Generate Verilog for every unit in ``hdl.units.UNITS`` into ``build/verilog/``.
+
+Prints one line per module: name, latency, input/output port bits, and what the unit is.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hdl.gen import verilog  # noqa: E402
+from hdl.units import UNITS  # noqa: E402
+
+PORT = re.compile(r"^\s*(input|output)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\S+);", re.M)
+
+
+def port_bits(text):
+    bits = {"input": 0, "output": 0}
+    for kind, hi, lo, _ in PORT.findall(text):
+        bits[kind] += (int(hi) - int(lo) + 1) if hi else 1
+    return bits
+
+
+def main(out=ROOT / "build" / "verilog"):
+    out.mkdir(parents=True, exist_ok=True)
+    for factory in UNITS:
+        unit = factory()
+        text = verilog(unit)
+        path = out / f"{unit.module_name}.v"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        bits = port_bits(text)
+        what = (type(unit).__doc__ or "").strip().splitlines()[0]
+        print(f"{unit.module_name:<28} latency {unit.latency:>2}  in {bits['input']:>4} b  "
+              f"out {bits['output']:>4} b  {what}")
+    print(f"{len(UNITS)} modules in {out.relative_to(ROOT)}/")
+
+
+if __name__ == "__main__":
+    main()
