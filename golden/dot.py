@@ -94,14 +94,17 @@ def _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes):
     if np.ndim(a_signed) or np.ndim(b_signed):
         return None
     lut_a, lut_b, amax, bmax = _value_tables(mode, a_signed, b_signed, exp)
-    av = lut_a[a]
-    bv = lut_b[b]
+    av = np.take(lut_a, a)
+    bv = np.take(lut_b, b)
     m, k = a.shape
     n = b.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
         if accumulator == "exact":
-            unit = np.ldexp(1.0, -exp)
-            bound = (np.abs(av).sum(axis=1, dtype=np.float64).max(initial=0.0) * unit * bmax)
+            if k * amax * bmax <= _F32_EXACT:                    # cheap global bound
+                bound = 0.0
+            else:                                                # per-row bound
+                bound = (np.abs(av).sum(axis=1, dtype=np.float64).max(initial=0.0)
+                         * np.ldexp(1.0, -exp) * bmax)
             if bound <= _F32_EXACT:
                 out = av @ bv
             else:

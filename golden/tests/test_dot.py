@@ -171,13 +171,15 @@ def test_fast_fp16_add_idiom_testfloat():
 
 
 def test_fast_path_taken():
-    """The float32 path does serve the bench's shape (it returns codes, not None)."""
+    """The float32 path serves the bench's shape (global bound) and a longer K with unsigned
+    b (per-row bound): it returns codes, not None, and they match golden.dot."""
     rng = np.random.default_rng(1)
-    a = rng.integers(0, 16, size=(64, 512), dtype=np.uint8)
-    b = rng.integers(0, 16, size=(512, 32), dtype=np.uint8)
-    for acc in ("exact", "fp16"):
-        lanes, exp = dotmod._options("backward", acc, 8, "even", 0)
-        out = dotmod._gemm_fast(a, b, "backward", False, True, exp, acc, lanes)
-        assert out is not None
-        np.testing.assert_array_equal(
-            out, _reference(a, b, mode="backward", accumulator=acc))
+    for k, b_signed in ((512, True), (1024, False)):
+        a = rng.integers(0, 16, size=(16, k), dtype=np.uint8)
+        b = rng.integers(0, 16, size=(k, 8), dtype=np.uint8)
+        for acc in ("exact", "fp16"):
+            lanes, exp = dotmod._options("backward", acc, 8, "even", 0)
+            out = dotmod._gemm_fast(a, b, "backward", False, b_signed, exp, acc, lanes)
+            assert out is not None
+            np.testing.assert_array_equal(
+                out, _reference(a, b, mode="backward", b_signed=b_signed, accumulator=acc))
