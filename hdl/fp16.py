@@ -1,0 +1,324 @@
+"""IEEE 754 binary16 addition and multiplication, round to nearest even.
+
+Each operation is split in two halves around one raw value (the STYLE's "decode -> raw ->
+one shared round/pack")::
+
+    a, b --[ decode, align/add or multiply ]--> raw --[ FP16Rounder + specials ]--> result, flags
+
+    raw:  [ invalid | inf | nan | exp (signed) | mag (unsigned) | sign ]     (LSB on the right)
+
+``raw`` holds the exact value ``(-1)**sign * mag * 2**exp`` (exact up to a sticky bit for the
+adder, see :class:`FP16AddCore`) and the special-case bits. The combinational cores
+(:class:`FP16AddCore`, :class:`FP16MulCore`) wire the two halves directly; the stream units
+(:class:`FP16Adder`, :class:`FP16Multiplier`) put a register after each half.
+"""
+
+from amaranth import hdl
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import FLAG_INVALID, FP16
+
+from .rounder import FLAGS_SHAPE, FP16Rounder, positive_int
+
+__all__ = ["FP16AddCore", "FP16MulCore", "FP16Adder", "FP16Multiplier",
+           "ADD_RAW", "MUL_RAW", "GUARD_BITS"]
+
+_MAG15 = FP16.BITS - 1                     # sign-less part of a code
+_LSB_BIAS = FP16.BIAS + FP16.FRAC_BITS     # significand LSB weight = 2**(biased exp - 25)
+
+# The adder keeps 3 bits below the larger operand's significand: guard, round and sticky.
+# Why 3: a sticky (inexact) alignment needs an exponent difference >= 2 here, so an effective
+# subtraction then loses at most one leading bit; the sum still has >= 11 + 1 bits above the
+# sticky bit, and a sticky bit two places below the rounding point rounds as the exact sum.
+GUARD_BITS = 3
+
+
+def _exp_width(lo, hi):
+    """Width of the smallest signed shape holding ``lo .. hi``."""
+    return Shape.cast(range(min(lo, -1), hi + 1)).width
+
+
+def _raw_layout(mag_width, exp_lo, exp_hi):
+    return data.StructLayout({
+        "sign": 1,
+        "mag": mag_width,
+        "exp": hdl.signed(_exp_width(exp_lo, exp_hi)),
+        "nan": 1,
+        "inf": 1,
+        "invalid": 1,
+    })
+
+
+# Adder: |sum| < 2 * 2**(11 + 3) (carry bit); exp = weight of the guard-extended LSB of the
+# larger operand, biased exponent 1 .. 30 minus (25 + 3).
+ADD_RAW = _raw_layout(FP16.SIG_BITS + GUARD_BITS + 1,
+                      1 - _LSB_BIAS - GUARD_BITS, FP16.EXP_MAX_FIELD - 1 - _LSB_BIAS - GUARD_BITS)
+# Multiplier: the exact 11 x 11 -> 22-bit significand product; exp = sum of two LSB weights.
+MUL_RAW = _raw_layout(2 * FP16.SIG_BITS, 2 * (1 - _LSB_BIAS), 2 * (FP16.EXP_MAX_FIELD - 1 - _LSB_BIAS))
+
+
+class _Operand:
+    """Fields of an fp16 code: sign, effective biased exponent (1 for subnormals), integer
+    significand (hidden bit included), and the special-value predicates."""
+
+    def __init__(self, code):
+        efield = code[FP16.FRAC_BITS:_MAG15]
+        frac = code[:FP16.FRAC_BITS]
+        self.sign = code[_MAG15]
+        self.exp = Mux(efield == 0, 1, efield)
+        self.sig = Cat(frac, efield != 0)
+        top = efield == FP16.EXP_MAX_FIELD
+        self.inf = top & (frac == 0)
+        self.nan = top & (frac != 0)
+        self.snan = self.nan & ~frac[-1]         # quiet bit = top fraction bit
+        self.zero = code[:_MAG15] == 0
+
+
+def _add_raw(m, a, b, raw):
+    """Swap so that ``|x| >= |y|``, align ``y`` with a sticky bit, add or subtract."""
+    swap = Signal(name="swap")
+    m.d.comb += swap.eq(b[:_MAG15] > a[:_MAG15])   # code order is magnitude order (finite)
+    x = _Operand(Mux(swap, b, a))
+    y = _Operand(Mux(swap, a, b))
+    wide = FP16.SIG_BITS + GUARD_BITS              # 14: significand + guard bits
+    dexp = Signal(range(FP16.EXP_MAX_FIELD), name="dexp")   # >= 0 since |x| >= |y|
+    m.d.comb += dexp.eq(x.exp - y.exp)
+    shift = Signal(range(wide + 1), name="align_shift")     # beyond 14 everything is sticky
+    m.d.comb += shift.eq(Mux(dexp > wide, wide, dexp))
+    aligned = Signal(2 * wide, name="aligned")              # [kept | shifted out]
+    m.d.comb += aligned.eq(Cat(Const(0, wide + GUARD_BITS), y.sig) >> shift)
+    y_al = Signal(wide, name="y_aligned")
+    m.d.comb += y_al.eq(Cat(aligned[wide] | aligned[:wide].any(), aligned[wide + 1:]))
+    x_al = Cat(Const(0, GUARD_BITS), x.sig)
+    sub = x.sign ^ y.sign
+    total = Signal(len(raw.mag), name="sum")
+    # Subtraction: x_al >= y_al (|x| >= |y|; a sticky-rounded y_al never passes x_al), so
+    # the difference is non-negative and fits.
+    m.d.comb += total.eq(Mux(sub, x_al - y_al, x_al + y_al))
+    inf_inf = x.inf & y.inf & sub
+    # An exact zero sum is +0 unless both operands are -0 (RNE).
+    sign = Mux(total == 0, x.sign & y.sign, x.sign)
+    m.d.comb += [
+        raw.mag.eq(total),
+        raw.exp.eq(x.exp - (_LSB_BIAS + GUARD_BITS)),
+        raw.nan.eq(x.nan | y.nan | inf_inf),
+        raw.inf.eq(x.inf | y.inf),
+        raw.invalid.eq(x.snan | y.snan | inf_inf),
+        raw.sign.eq(Mux(x.inf, x.sign, Mux(y.inf, y.sign, sign))),
+    ]
+
+
+def _mul_raw(m, a, b, raw):
+    """Exact product of the significands; exponents add."""
+    x, y = _Operand(a), _Operand(b)
+    zero_inf = (x.inf & y.zero) | (y.inf & x.zero)
+    m.d.comb += [
+        raw.sign.eq(x.sign ^ y.sign),
+        raw.mag.eq(x.sig * y.sig),                    # 11 x 11 bits: exactly 22
+        raw.exp.eq(x.exp + y.exp - 2 * _LSB_BIAS),
+        raw.nan.eq(x.nan | y.nan | zero_inf),
+        raw.inf.eq(x.inf | y.inf),
+        raw.invalid.eq(x.snan | y.snan | zero_inf),
+    ]
+
+
+def _pack(m, raw, name):
+    """Round ``raw`` with the project's FP16Rounder and apply the special cases.
+
+    NaN -> the canonical quiet NaN; Inf -> +-Inf with ``raw.sign``; both without the
+    rounder's flags. ``invalid`` is OR-ed in. Returns ``(result, flags)`` values.
+    """
+    rounder = FP16Rounder(len(raw.mag), len(raw.exp))
+    m.submodules[name] = rounder
+    m.d.comb += [rounder.sign.eq(raw.sign), rounder.mag.eq(raw.mag), rounder.exp.eq(raw.exp)]
+    inf = Cat(Const(FP16.INF, _MAG15), raw.sign)
+    result = Mux(raw.nan, FP16.QNAN, Mux(raw.inf, inf, rounder.result))
+    flags = Mux(raw.nan | raw.inf, 0, rounder.flags) | Mux(raw.invalid, FLAG_INVALID, 0)
+    return result, flags
+
+
+class _FP16Core(wiring.Component):
+    a: In(FP16.BITS)
+    b: In(FP16.BITS)
+    result: Out(FP16.BITS)
+    flags: Out(FLAGS_SHAPE)
+
+    latency = 0
+
+    def elaborate(self, platform):
+        m = Module()
+        raw = Signal(self._raw_layout, name="raw")
+        self._raw(m, self.a, self.b, raw)
+        result, flags = _pack(m, raw, "rounder")
+        m.d.comb += [self.result.eq(result), self.flags.eq(flags)]
+        return m
+
+
+class FP16AddCore(_FP16Core):
+    """IEEE binary16 addition ``a + b``, round to nearest even: combinational core.
+
+    Combinational (``latency = 0``): the datapath of :class:`FP16Adder` without registers or
+    handshake, for units that add inside their own pipeline (the dot-product accumulator).
+
+    A classic adder: swap so that ``|x| >= |y|``, align ``y`` right by the exponent
+    difference keeping guard, round and a sticky bit (14 bits), add or subtract in 15 bits,
+    then normalize and round in :class:`hdl.rounder.FP16Rounder` (leading-zero count,
+    shift, RNE). The sticky bit makes the rounded result, tininess and inexact flag equal to
+    those of the exact sum (see ``GUARD_BITS``), so results match :func:`golden.fp16_add`.
+
+    - Subnormals in and out; an exact zero sum is ``+0`` unless both operands are ``-0``.
+    - Overflow rounds to ``+-Inf`` (``overflow | inexact``); underflow uses tininess after
+      rounding; ``Inf + x`` is that Inf without flags.
+    - Any NaN operand or ``Inf - Inf`` gives the canonical quiet NaN ``0x7E00``; ``invalid``
+      is raised for a signalling NaN operand or ``Inf - Inf`` (not for quiet NaNs).
+
+    Members
+    -------
+    a, b : ``In(16)``
+        Operand codes.
+    result : ``Out(16)``
+        fp16 code of the sum.
+    flags : ``Out(8)``
+        ``inexact | underflow | overflow | invalid`` (layout of :mod:`golden.formats`).
+    """
+
+    module_name = "fp16_add_core"
+    _raw_layout = ADD_RAW
+    _raw = staticmethod(_add_raw)
+
+
+class FP16MulCore(_FP16Core):
+    """IEEE binary16 multiplication ``a * b``, round to nearest even: combinational core.
+
+    Combinational (``latency = 0``): the datapath of :class:`FP16Multiplier` without
+    registers or handshake. The 11 x 11-bit significand product (22 bits, exact) and the
+    summed exponents go to :class:`hdl.rounder.FP16Rounder`, which normalizes subnormal
+    products and rounds once, as :func:`golden.fp16_mul`.
+
+    - A zero product carries the sign ``sa ^ sb``; ``Inf * x`` (x non-zero) is Inf.
+    - Any NaN operand or ``0 * Inf`` gives ``0x7E00``; ``invalid`` for a signalling NaN
+      operand or ``0 * Inf``.
+
+    Members
+    -------
+    a, b : ``In(16)``
+        Operand codes.
+    result : ``Out(16)``
+        fp16 code of the product.
+    flags : ``Out(8)``
+        ``inexact | underflow | overflow | invalid`` (layout of :mod:`golden.formats`).
+    """
+
+    module_name = "fp16_mul_core"
+    _raw_layout = MUL_RAW
+    _raw = staticmethod(_mul_raw)
+
+
+class _FP16Stream(wiring.Component):
+    latency = 2
+
+    def __init__(self, lanes=1):
+        self._lanes = positive_int(lanes, "lanes")
+        n = self._lanes
+
+        def field(shape):
+            return shape if n == 1 else data.ArrayLayout(shape, n)
+
+        in_layout = data.StructLayout({"a": field(FP16.BITS), "b": field(FP16.BITS)})
+        out_layout = data.StructLayout({"result": field(FP16.BITS), "flags": field(FLAGS_SHAPE)})
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def module_name(self):
+        return self._name + (f"_x{self._lanes}" if self._lanes > 1 else "")
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._lanes
+
+        def lane(view, k):
+            return view if n == 1 else view[k]
+
+        # Two stages; a stage takes a new beat when it is empty or its successor takes its
+        # beat (ready flows back combinationally, so throughput is one beat per cycle).
+        valid1 = Signal()
+        valid2 = Signal()
+        take2 = ~valid2 | self.o.ready
+        take1 = ~valid1 | take2
+        # No beat moves while the domain is in reset: the handshake is held off so that
+        # "accepted" and "delivered" mean the same on both sides of a reset.
+        rst = ResetSignal("sync", allow_reset_less=True)
+        m.d.comb += [
+            self.i.ready.eq(take1 & ~rst),
+            self.o.valid.eq(valid2 & ~rst),
+        ]
+        with m.If(take1):
+            m.d.sync += valid1.eq(self.i.valid)
+        with m.If(take2):
+            m.d.sync += valid2.eq(valid1)
+
+        out = Signal.like(self.o.payload, reset_less=True, name="out")
+        m.d.comb += self.o.payload.eq(out)
+        for k in range(n):
+            raw = Signal(self._raw_layout, name=f"raw{k}")
+            self._raw(m, lane(self.i.payload.a, k), lane(self.i.payload.b, k), raw)
+            held = Signal(self._raw_layout, reset_less=True, name=f"stage1_{k}")
+            with m.If(take1):
+                m.d.sync += held.eq(raw)
+            result, flags = _pack(m, held, f"rounder{k}")
+            with m.If(take2):
+                m.d.sync += [lane(out.result, k).eq(result), lane(out.flags, k).eq(flags)]
+        return m
+
+
+_DATASHEET_STREAM = """
+
+    Pipelined: ``latency = 2`` cycles from an input transfer to the output beat (``o.ready``
+    held high), one beat per cycle. Stage 1 is the {first} half, stage 2 the
+    :class:`hdl.rounder.FP16Rounder` and special cases. Full backpressure: while ``o.ready``
+    is low, beats wait in the pipeline and ``i.ready`` drops once both stages are full;
+    nothing is lost or duplicated. A synchronous reset empties the pipeline (beats in flight
+    are dropped) and holds ``i.ready`` and ``o.valid`` low while it is asserted.
+
+    Parameters
+    ----------
+    lanes : int
+        Independent operations per beat (default 1). With ``lanes > 1`` every payload field
+        is an ``ArrayLayout`` of ``lanes`` elements, lane 0 in the low bits.
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout({{"a": 16, "b": 16}})))``
+        Operand codes.
+    o : ``Out(stream.Signature(StructLayout({{"result": 16, "flags": 8}})))``
+        Result code and flags (``inexact | underflow | overflow | invalid``).
+"""
+
+
+class FP16Adder(_FP16Stream):
+    __doc__ = ("""IEEE binary16 addition ``a + b``, round to nearest even, on a stream.
+
+    Numerics, flags and special cases exactly as :class:`FP16AddCore` (bit-exact with
+    :func:`golden.fp16_add` and TestFloat).""" + _DATASHEET_STREAM.format(first="swap/align/add"))
+
+    _name = "fp16_add"
+    _raw_layout = ADD_RAW
+    _raw = staticmethod(_add_raw)
+
+
+class FP16Multiplier(_FP16Stream):
+    __doc__ = ("""IEEE binary16 multiplication ``a * b``, round to nearest even, on a stream.
+
+    Numerics, flags and special cases exactly as :class:`FP16MulCore` (bit-exact with
+    :func:`golden.fp16_mul` and TestFloat).""" + _DATASHEET_STREAM.format(first="multiply"))
+
+    _name = "fp16_mul"
+    _raw_layout = MUL_RAW
+    _raw = staticmethod(_mul_raw)
