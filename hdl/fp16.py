@@ -56,7 +56,8 @@ def _raw_layout(mag_width, exp_lo, exp_hi):
 ADD_RAW = _raw_layout(FP16.SIG_BITS + GUARD_BITS + 1,
                       1 - _LSB_BIAS - GUARD_BITS, FP16.EXP_MAX_FIELD - 1 - _LSB_BIAS - GUARD_BITS)
 # Multiplier: the exact 11 x 11 -> 22-bit significand product; exp = sum of two LSB weights.
-MUL_RAW = _raw_layout(2 * FP16.SIG_BITS, 2 * (1 - _LSB_BIAS), 2 * (FP16.EXP_MAX_FIELD - 1 - _LSB_BIAS))
+MUL_RAW = _raw_layout(2 * FP16.SIG_BITS,
+                      2 * (1 - _LSB_BIAS), 2 * (FP16.EXP_MAX_FIELD - 1 - _LSB_BIAS))
 
 
 class _Operand:
