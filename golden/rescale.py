@@ -38,7 +38,8 @@ def rescale(x, s, fmt="int4", rounding="rne", u=None, r_bits=0, *, flags=False):
     f = INT_FORMATS[fmt]
     x = _check.codes(x, FP16.BITS, "x")
     s = _check_scale(s)
-    v = fp16_to_float(x) * fp16_to_float(s)     # 11 x 11 significand bits: exact in float64
+    with np.errstate(invalid="ignore"):           # NaN inputs are handled below
+        v = fp16_to_float(x) * fp16_to_float(s)   # 11 x 11 significand bits: exact in float64
     if rounding == "rne":
         if u is not None:
             raise ValueError("u is only used with rounding='stochastic'")
