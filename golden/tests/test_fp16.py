@@ -4,11 +4,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from conftest import load_testfloat
 
 import golden
 from golden.formats import FLAG_INEXACT, FLAG_OVERFLOW, FLAG_UNDERFLOW, FP16
 from golden.fp16 import is_nan
+
+from conftest import load_testfloat
 
 TESTFLOAT_CASES = 46464
 
