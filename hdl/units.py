@@ -3,11 +3,21 @@
 Each entry is a factory returning a fresh component with its default parameters.
 """
 
+from functools import partial
+
+from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
+from .rounder import FP16Rounder
 
 __all__ = ["UNITS"]
 
 UNITS = [
     Int4MulLane,
     FP4ShiftLane,
+    # The rounder alone, sized like a dot-product normalizer (41-bit signed sum, 10-bit exp).
+    partial(FP16Rounder, 41, 10, signed=True),
+    FP16AddCore,
+    FP16MulCore,
+    FP16Adder,
+    FP16Multiplier,
 ]
