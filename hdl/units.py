@@ -5,6 +5,7 @@ Each entry is a factory returning a fresh component with its default parameters.
 
 from functools import partial
 
+from .dot import DotProduct
 from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
 from .rounder import FP16Rounder
@@ -20,4 +21,6 @@ UNITS = [
     FP16MulCore,
     FP16Adder,
     FP16Multiplier,
+    DotProduct,                           # dot8_fp16: the paper's datapath
+    partial(DotProduct, 8, "exact"),
 ]

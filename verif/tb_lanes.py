@@ -5,9 +5,10 @@ import itertools
 import cocotb
 import numpy as np
 from cocotb.triggers import Timer
-from scoreboard import Scoreboard
 
 import golden
+
+from scoreboard import Scoreboard
 
 CODES = range(16)
 

@@ -1,9 +1,10 @@
 """The two multiply lanes, exhaustively, on Icarus and Verilator."""
 
 import pytest
-from harness import run_bench, simulators
 
 from hdl import FP4ShiftLane, Int4MulLane
+
+from harness import run_bench, simulators
 
 
 @pytest.mark.parametrize("sim", simulators())

@@ -1,0 +1,34 @@
+"""The dot-product unit on Icarus and Verilator: every mode x accumulator x lanes in {1, 8, 16}
+(mode is drawn per dot product inside each run)."""
+
+import pytest
+
+from hdl.dot import DotProduct
+
+from harness import run_bench, simulators
+
+
+@pytest.mark.parametrize("sim", simulators())
+@pytest.mark.parametrize("accumulator", ["fp16", "exact"])
+@pytest.mark.parametrize("lanes", [1, 8, 16])
+def test_dot(sim, lanes, accumulator):
+    run_bench(DotProduct(lanes, accumulator), "tb_dot", sim,
+              {"lanes": lanes, "accumulator": accumulator})
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"lanes": 0}, ValueError, "lanes must be a power of two from 1 to 64, not 0"),
+    ({"lanes": 12}, ValueError, "lanes must be a power of two from 1 to 64, not 12"),
+    ({"lanes": 128}, ValueError, "not 128"),
+    ({"lanes": 2.5}, TypeError, "lanes must be an integer"),
+    ({"accumulator": "fp32"}, ValueError, "accumulator must be one of"),
+])
+def test_bad_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        DotProduct(**kwargs)
+
+
+def test_properties():
+    d = DotProduct(16, "exact")
+    assert (d.lanes, d.accumulator, d.module_name) == (16, "exact", "dot16_exact")
+    assert d.sum_width == 21 and d.acc_width == 37 and d.latency == 3
