@@ -8,7 +8,7 @@ STAMP    := $(VENV)/.installed
 JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
-.PHONY: all setup verilog lint test test-golden test-hdl synth synth-smoke study bench clean
+.PHONY: all setup verilog lint test test-golden test-hdl accuracy synth synth-smoke study bench clean
 
 all: verilog
 
@@ -35,9 +35,13 @@ test: lint test-golden test-hdl
 test-golden: setup
 	$(PYTEST) golden/tests -q -n $(JOBS)
 
-test-hdl: setup
+test-hdl: setup accuracy
 	$(PYTEST) verif -q -n $(JOBS)
 	@cat build/reports/regression.md
+
+# Error of fp16 versus exact accumulation against the exact value (golden model).
+accuracy: setup
+	$(PY) scripts/accumulation_error.py > /dev/null
 
 clean:
 	rm -rf build

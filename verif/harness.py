@@ -182,6 +182,9 @@ def merge_reports(run):
         lines.append(f"| {r['unit']} | {p} | {r['simulator']} | {r['vectors']} | "
                      f"{r['mismatches']} | {'yes' if r['exhaustive'] else 'no'} | "
                      f"{r['seconds']:.1f} | {rate:,.0f} | {'yes' if r['passed'] else '**NO**'} |")
+    extra = REPORTS / "accumulation.md"          # written by `make accuracy` (in `make test`)
+    if extra.exists():
+        lines += ["", extra.read_text()]
     (REPORTS / "regression.md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(parts, ignore_errors=True)
     return records
