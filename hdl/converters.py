@@ -413,7 +413,7 @@ def _decoder_stage(m, c, g, phase, g_bits, name):
     e = c[:FP4.EXP_BITS]
     nonzero = e != 0
     exp = Signal(_decoder_exp_shape(g_bits), name=f"{name}_exp")
-    m.d.comb += exp.eq(((e - FP4.EXP_BIAS) << FP4.RADIX_LOG2) + phase - g)
+    m.d.comb += exp.eq((e - FP4.EXP_BIAS) * FP4.RADIX_LOG2 + phase - g)
     rounder = FP16Rounder(1, exp.shape().width)
     m.submodules[f"{name}_rounder"] = rounder
     m.d.comb += [rounder.sign.eq(c[FP4.SIGN_BIT] & nonzero), rounder.mag.eq(nonzero),

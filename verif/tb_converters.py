@@ -1,0 +1,276 @@
+"""cocotb benches for the converters (``hdl.converters``) against the golden model.
+
+Every bench has the same stream discipline (:func:`drive`):
+
+1. Before a mid-stream reset: the first beats of the sweep with random ``valid`` gaps and
+   random ``ready`` backpressure. After ``PRE_RESET_OUT`` results the sink stops, the source
+   keeps pushing until the pipeline is full, then the synchronous reset drops the beats in
+   flight. The ``PRE_RESET_OUT`` results are checked against the first inputs accepted.
+2. After the reset: the whole sweep, again with gaps and backpressure. The results must be
+   exactly the sweep's expectations, in order, each once (nothing left over from before the
+   reset, nothing extra after the last beat).
+
+Expectations are computed with NumPy up front; results are compared as arrays at the end.
+Each vector is compared as one integer (result code and flag byte together).
+"""
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ClockCycles
+
+import golden
+from golden.formats import FLAG_INVALID, FP4, FP16, INT_FORMATS
+from golden.fp16 import is_nan
+from golden.gradscale import gradscale
+from hdl.converters import FP4Decoder, LogConverter, RangeRescale, RangeTracker
+
+from scoreboard import Scoreboard, params, rng
+from streams import Packer, StreamSink, StreamSource, reset, start_clock
+
+PRE_RESET_OUT = 24        # results checked before the mid-stream reset
+PRE_RESET_EXTRA = 16      # further input beats offered while the output is stalled
+FILL_CYCLES = 12          # cycles the stalled pipeline gets to fill before the reset
+VALID_PROB = 0.8
+READY_PROB = 0.75
+
+# Sweeps (see test_converters.py for the vector counts they imply).
+LOG_G = {6: (-32, -17, -5, 0, 3, 14, 31)}           # g values per g_bits, spanning the range
+RESCALE_SCALES = (
+    0x0001,   # 2**-24, smallest subnormal
+    0x0155,   # subnormal, not a power of two
+    0x0400,   # 2**-14, smallest normal
+    0x2E66,   # 0.0999..., not a power of two
+    0x3C00,   # 1.0
+    0x4170,   # 2.71875
+    0x4F80,   # 30.0
+    0x5A40,   # 200.0
+    0x7BFF,   # 65504, largest finite
+)
+BAD_SCALES = (0x0000, 0x8000, 0xBC00, FP16.INF, 0xFC00, FP16.QNAN, 0x7C01)
+STOCHASTIC_SCALES = (0x0155, 0x2E66, 0x3C00, 0x4170)
+TRACKER_RANDOM_TENSORS = 1500
+TRACKER_MAX_BEATS = 6
+
+
+def _all_codes(lanes):
+    """Every fp16 code once, as ``(65536 // lanes, lanes)``."""
+    assert (1 << FP16.BITS) % lanes == 0, "lanes must divide 65536"
+    return np.arange(1 << FP16.BITS, dtype=np.int64).reshape(-1, lanes)
+
+
+def _key(code, flags, width):
+    """One integer per vector: the result code, its flag byte above it."""
+    return np.asarray(code, np.int64) | (np.asarray(flags, np.int64) << width)
+
+
+async def drive(dut, pk_in, pk_out, beats, n_out, log, salt=0,
+                pre_beats=PRE_RESET_OUT + PRE_RESET_EXTRA):
+    """Run the two phases of the module docstring over the input field dict ``beats``
+    (arrays, one row per beat). Returns ``(pre_sent, pre_out, out)``: the input rows
+    accepted before the reset, the unpacked results before it and after it."""
+    n_in = len(next(iter(beats.values())))
+    payloads = pk_in.pack(n_in, **beats)
+    gen = rng(log, salt)
+    start_clock(dut)
+    dut.i__valid.value = 0
+    dut.o__ready.value = 0
+    await reset(dut)
+
+    # Phase 1: up to the mid-stream reset.
+    pre = payloads[:pre_beats]
+    src = StreamSource(dut, rng=gen, valid_prob=VALID_PROB)
+    sink = StreamSink(dut, rng=gen, ready_prob=READY_PROB).start()
+    task = cocotb.start_soon(src.send(pre))
+    await sink.wait_for(PRE_RESET_OUT, timeout_cycles=100 * len(pre) + 1000)
+    sink.stop()
+    dut.o__ready.value = 0                         # stall: the pipeline fills up
+    await ClockCycles(dut.clk, FILL_CYCLES)
+    task.cancel()
+    dut.i__valid.value = 0
+    await reset(dut)
+    pre_sent = len(src.sent)
+    assert src.sent == pre[:pre_sent]
+    pre_out = pk_out.unpack(sink.received)
+    log.info("reset with %d beats accepted and %d results out", pre_sent, len(sink.received))
+
+    # Phase 2: the whole sweep.
+    src = StreamSource(dut, rng=gen, valid_prob=VALID_PROB)
+    sink = StreamSink(dut, rng=gen, ready_prob=READY_PROB).start()
+    task = cocotb.start_soon(src.send(payloads))
+    await sink.wait_for(n_out, timeout_cycles=10 * n_in + 1000)
+    await task
+    await ClockCycles(dut.clk, 4 * FILL_CYCLES)
+    sink.stop()
+    assert len(sink.received) == n_out, f"{len(sink.received)} results, expected {n_out}"
+    assert len(src.sent) == n_in
+    return pre_sent, pre_out, pk_out.unpack(sink.received)
+
+
+def _check_lanes(sb, pre_sent, pre_out, out, expected):
+    """Compare lane results: ``expected`` is ``(beats, lanes)``; the first results before
+    the reset must match the first beats, and more beats must have gone in than came out."""
+    assert pre_sent > PRE_RESET_OUT, "the reset must drop beats in flight"
+    sb.compare(pre_out, expected[:PRE_RESET_OUT])
+    sb.compare(out, expected)
+
+
+@cocotb.test()
+async def log_converter_exhaustive(dut):
+    """Every fp16 code x both phases x the g values of ``LOG_G``."""
+    p = params()
+    unit = LogConverter(p["lanes"], p["g_bits"])
+    lanes = unit.lanes
+    codes = _all_codes(lanes)
+    rows = [(g, ph) for g in LOG_G[unit.g_bits] for ph in (0, 1)]
+    x = np.concatenate([codes] * len(rows))
+    g = np.repeat([r[0] for r in rows], len(codes))
+    ph = np.repeat([r[1] for r in rows], len(codes))
+    c, fl = golden.to_fp4(x, g[:, None], ph[:, None], flags=True)
+    expected = _key(c, fl, FP4.BITS)
+    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
+    pre_sent, pre, out = await drive(dut, pk_in, pk_out, {"x": x, "g": g, "phase": ph},
+                                     len(x), dut._log)
+    sb = Scoreboard("log_converter", dut._log)
+    _check_lanes(sb, pre_sent, _key(pre["c"], pre["flags"], FP4.BITS),
+                 _key(out["c"], out["flags"], FP4.BITS), expected)
+    sb.finish(expected_vectors=(PRE_RESET_OUT + len(x)) * lanes, exhaustive=True)
+
+
+def _rescale_expected(x, s, fmt, u=None, r_bits=0):
+    """Golden expectations; a bad scale (golden raises) gives 0 + invalid (SPEC 2.1)."""
+    q = np.zeros(x.shape, np.int64)
+    fl = np.full(x.shape, FLAG_INVALID, np.int64)
+    for sc in np.unique(s):
+        rows = s == sc
+        if sc in BAD_SCALES:
+            continue
+        kw = {"rounding": "stochastic", "u": u[rows], "r_bits": r_bits} if r_bits else {}
+        q[rows], fl[rows] = golden.rescale(x[rows], sc, fmt, flags=True, **kw)
+    return _key(q, fl, INT_FORMATS[fmt].bits)
+
+
+@cocotb.test()
+async def rescale_exhaustive(dut):
+    """Every fp16 code x ``RESCALE_SCALES`` (RNE) or ``STOCHASTIC_SCALES`` with random
+    ``u``, then one beat of random codes per invalid scale."""
+    p = params()
+    unit = RangeRescale(p["lanes"], p["fmt"], p["rounding"], p["r_bits"])
+    lanes, r_bits = unit.lanes, unit.r_bits
+    gen = rng(None, salt=7)
+    codes = _all_codes(lanes)
+    scales = STOCHASTIC_SCALES if r_bits else RESCALE_SCALES
+    x = np.concatenate([codes] * len(scales)
+                       + [gen.integers(0, 1 << FP16.BITS, (len(BAD_SCALES), lanes))])
+    s = np.concatenate([np.repeat(scales, len(codes)), BAD_SCALES])
+    beats = {"x": x, "s": s}
+    u = None
+    if r_bits:
+        u = gen.integers(0, 1 << r_bits, x.shape)
+        beats["u"] = u
+    expected = _rescale_expected(x, np.broadcast_to(s[:, None], x.shape), unit.fmt, u, r_bits)
+    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
+    pre_sent, pre, out = await drive(dut, pk_in, pk_out, beats, len(x), dut._log)
+    w = INT_FORMATS[unit.fmt].bits
+    sb = Scoreboard(f"rescale_{unit.fmt}_{unit.rounding}", dut._log)
+    _check_lanes(sb, pre_sent, _key(pre["q"], pre["flags"], w),
+                 _key(out["q"], out["flags"], w), expected)
+    sb.finish(expected_vectors=(PRE_RESET_OUT + len(x)) * lanes, exhaustive=not r_bits)
+
+
+@cocotb.test()
+async def decoder_exhaustive(dut):
+    """Every fp4 code x both phases x every g of the unit's range."""
+    p = params()
+    unit = FP4Decoder(p["lanes"], p["g_bits"])
+    lanes = unit.lanes
+    lo, hi = -(1 << (unit.g_bits - 1)), (1 << (unit.g_bits - 1)) - 1
+    rows = [(g, ph) for g in range(lo, hi + 1) for ph in (0, 1)]
+    assert lanes % (1 << FP4.BITS) == 0, "lanes must be a multiple of 16"
+    # One beat per (g, phase), every code in it (repeated when lanes > 16).
+    c = np.tile(np.arange(1 << FP4.BITS), (len(rows), lanes // (1 << FP4.BITS)))
+    g = np.array([r[0] for r in rows])
+    ph = np.array([r[1] for r in rows])
+    x, fl = golden.from_fp4(c, g[:, None], ph[:, None], flags=True)
+    expected = _key(x, fl, FP16.BITS)
+    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
+    pre_sent, pre, out = await drive(dut, pk_in, pk_out, {"c": c, "g": g, "phase": ph},
+                                     len(c), dut._log)
+    sb = Scoreboard("fp4_decoder", dut._log)
+    _check_lanes(sb, pre_sent, _key(pre["x"], pre["flags"], FP16.BITS),
+                 _key(out["x"], out["flags"], FP16.BITS), expected)
+    sb.finish(expected_vectors=(PRE_RESET_OUT + len(c)) * lanes, exhaustive=True)
+
+
+def tracker_tensors(lanes, g_bits, gen):
+    """Tensors for the tracker bench: first one single-beat tensor per fp16 magnitude from
+    +0 to +Inf (that magnitude in a random lane, random signs, smaller values and NaNs in
+    the others, random g), then random multi-beat tensors. Returns the beat fields and the
+    per-tensor ``(max, nan, g)``."""
+    lo, hi = -(1 << (g_bits - 1)), (1 << (g_bits - 1)) - 1
+    mags = np.arange(FP16.INF + 1, dtype=np.int64)
+    n = len(mags)
+    below = (gen.random((n, lanes)) * mags[:, None]).astype(np.int64)      # < the max
+    nan = gen.random((n, lanes)) < 0.02
+    below = np.where(nan, FP16.QNAN | gen.integers(0, 1 << 9, (n, lanes)), below)
+    below[np.arange(n), gen.integers(0, lanes, n)] = mags
+    x1 = below | (gen.integers(0, 2, (n, lanes)) << (FP16.BITS - 1))
+    g1 = gen.integers(lo, hi + 1, n)
+    g1[:8] = (lo, hi, lo, hi, 0, 0, lo + 1, hi - 1)
+    xs, lasts, gs, tensor_g = [x1], [np.ones(n, np.int64)], [g1], [g1]
+    beats = gen.integers(1, TRACKER_MAX_BEATS + 1, TRACKER_RANDOM_TENSORS)
+    total = int(beats.sum())
+    x2 = gen.integers(0, 1 << FP16.BITS, (total, lanes))
+    kind = gen.integers(0, 4, total)          # scale some beats down, zero some out
+    x2 = np.where((kind == 0)[:, None], x2 & 0x83FF, x2)
+    x2 = np.where((kind == 1)[:, None] & (gen.random((total, lanes)) < 0.9), 0, x2)
+    last2 = np.zeros(total, np.int64)
+    last2[np.cumsum(beats) - 1] = 1
+    g2 = gen.integers(lo, hi + 1, total)
+    xs.append(x2)
+    lasts.append(last2)
+    gs.append(g2)
+    tensor_g.append(g2[last2 == 1])
+    x = np.concatenate(xs)
+    last = np.concatenate(lasts)
+    g = np.concatenate(gs)
+    # Reference per tensor.
+    tensor = np.concatenate([[0], np.cumsum(last)[:-1]])
+    isnan = is_nan(x)
+    mag = np.where(isnan, 0, x & 0x7FFF).max(axis=1)
+    nt = int(last.sum())
+    tmax = np.zeros(nt, np.int64)
+    np.maximum.at(tmax, tensor, mag)
+    tnan = np.zeros(nt, bool)
+    np.logical_or.at(tnan, tensor, isnan.any(axis=1))
+    return {"x": x, "g": g, "last": last}, tmax, tnan, np.concatenate(tensor_g)
+
+
+@cocotb.test()
+async def tracker_tensors_test(dut):
+    """Every max magnitude once (single-beat tensors), then random multi-beat tensors."""
+    p = params()
+    unit = RangeTracker(p["lanes"], p["g_bits"])
+    gen = rng(None, salt=11)
+    beats, tmax, tnan, tg = tracker_tensors(unit.lanes, unit.g_bits, gen)
+    lo, hi = -(1 << (unit.g_bits - 1)), (1 << (unit.g_bits - 1)) - 1
+    paper = gradscale(tmax, tg, "paper", g_min=lo, g_max=hi)
+    direct = gradscale(tmax, tg, "direct", g_min=lo, g_max=hi)
+    gw = unit.g_bits
+    mask = (1 << gw) - 1
+
+    def key(mx, nan, gp, gd):
+        return (np.asarray(mx, np.int64) | (np.asarray(nan, np.int64) << 16)
+                | ((np.asarray(gp, np.int64) & mask) << 17)
+                | ((np.asarray(gd, np.int64) & mask) << (17 + gw)))
+
+    expected = key(tmax, tnan, paper, direct)
+    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
+    pre_sent, pre, out = await drive(dut, pk_in, pk_out, beats, len(tmax), dut._log)
+    assert pre_sent > PRE_RESET_OUT, "the reset must drop beats in flight"
+    sb = Scoreboard("range_tracker", dut._log)
+    sb.compare(key(pre["max"], pre["nan"], pre["g_paper"], pre["g_direct"]),
+               expected[:PRE_RESET_OUT])
+    sb.compare(key(out["max"], out["nan"], out["g_paper"], out["g_direct"]), expected,
+               max=tmax, g=tg)
+    sb.finish(expected_vectors=PRE_RESET_OUT + len(tmax), exhaustive=False)
+
