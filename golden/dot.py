@@ -62,6 +62,7 @@ def _round(sum_, exp):
 # exact when the sum of |products| of every output stays within 2**24 units of 2**exp.
 _F32_EXACT = float(1 << 24)
 _F32_EXP_RANGE = (-149, 127 - 24)
+_ACCUMULATE_MAX = 1 << 14     # outputs per beat below which np.add.accumulate is faster
 
 
 def _codes_fast(x, bits, name):
@@ -130,12 +131,19 @@ def _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes):
         for i in range(0, nb, group):
             # Beat sums (exact), each rounded once to fp16 by the cast.
             parts = (np.matmul(a3[i:i + group], b3[i:i + group]) + 0.0).astype(np.float16)
-            for p in parts:
-                # NumPy's binary16 add computes in float32 and rounds once more to binary16:
-                # 24 >= 2*11 + 2 bits, so the double rounding is innocuous (Figueroa 1995)
-                # and the sum is the correctly rounded IEEE one (checked in the tests
-                # against TestFloat vectors and golden.fp16_add).
-                acc = p if acc is None else acc + p
+            if acc is not None:
+                parts[0] = acc + parts[0]
+            # Sequential fp16 accumulation, beat after beat: accumulate applies NumPy's
+            # binary16 add (float32 sum, rounded once more to binary16; 24 >= 2*11 + 2 bits,
+            # so the double rounding is innocuous (Figueroa 1995) and each sum is the
+            # correctly rounded IEEE one -- checked in the tests against TestFloat vectors
+            # and golden.fp16_add). Not add.reduce: that may sum pairwise.
+            if m * n <= _ACCUMULATE_MAX:          # many small beats: one C loop over them
+                acc = np.add.accumulate(parts, axis=0, dtype=np.float16)[-1]
+            else:                                 # few large beats: add in place
+                acc = parts[0]
+                for p in parts[1:]:
+                    np.add(acc, p, out=acc)
         code = acc.view(np.uint16)
         return np.where(np.isnan(acc), np.uint16(0x7E00), code)   # canonical quiet NaN
 

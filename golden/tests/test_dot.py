@@ -183,3 +183,14 @@ def test_fast_path_taken():
             assert out is not None
             np.testing.assert_array_equal(
                 out, _reference(a, b, mode="backward", b_signed=b_signed, accumulator=acc))
+
+
+def test_gemm_fast_large_beats():
+    """More outputs per beat than _ACCUMULATE_MAX: the in-place fp16 add loop."""
+    rng = np.random.default_rng(2)
+    m = n = 1 + int(np.sqrt(dotmod._ACCUMULATE_MAX))
+    a = rng.integers(0, 16, size=(m, 20), dtype=np.uint8)
+    b = rng.integers(0, 16, size=(20, n), dtype=np.uint8)
+    for g in (0, -9):                     # -9: some outputs overflow to Inf, some NaN
+        kw = dict(mode="backward", b_signed=True, g=g, accumulator="fp16")
+        np.testing.assert_array_equal(golden.gemm(a, b, **kw), _reference(a, b, **kw))
