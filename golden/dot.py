@@ -133,11 +133,11 @@ def _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes):
             parts = (np.matmul(a3[i:i + group], b3[i:i + group]) + 0.0).astype(np.float16)
             if acc is not None:
                 parts[0] = acc + parts[0]
-            # Sequential fp16 accumulation, beat after beat: accumulate applies NumPy's
-            # binary16 add (float32 sum, rounded once more to binary16; 24 >= 2*11 + 2 bits,
-            # so the double rounding is innocuous (Figueroa 1995) and each sum is the
-            # correctly rounded IEEE one -- checked in the tests against TestFloat vectors
-            # and golden.fp16_add). Not add.reduce: that may sum pairwise.
+            # Sequential fp16 accumulation, beat after beat, with NumPy's binary16 add: it
+            # adds in float32 and rounds to binary16; 24 >= 2*11 + 2 significand bits make
+            # that double rounding innocuous (S. Figueroa, 1995), so each sum is the correctly
+            # rounded IEEE one (checked in the tests against TestFloat vectors,
+            # golden.fp16_add and golden.dot).
             if m * n <= _ACCUMULATE_MAX:          # many small beats: one C loop over them
                 acc = np.add.accumulate(parts, axis=0, dtype=np.float16)[-1]
             else:                                 # few large beats: add in place

@@ -6,19 +6,28 @@ Times ``golden.gemm`` (backward mode: fp4 gradient codes x int4 codes, exact and
 accumulation) and ``A @ B`` in float32 on random operands, interleaved so that both see the
 same machine load, and writes the medians and ratios to ``build/reports/bench.json``. Before
 timing, it checks that the fast gemm equals the reference path bit for bit on this input.
+BLAS runs on one thread (``OPENBLAS_NUM_THREADS``, unless set) for both sides: the machine
+is shared, and a single thread makes the ratio steadier.
 """
 
-import argparse
-import json
-import platform
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import golden
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import golden  # noqa: E402
 
 
 def _time(fn, repeats):
@@ -75,6 +84,7 @@ def main(argv=None):
         "target_exact_ratio": 3.0,
         "bit_exact_checked_outputs": checked,
         "numpy": np.__version__,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "machine": platform.machine(),
         "raw_s": runs,
     }

@@ -194,3 +194,4 @@ def test_gemm_fast_large_beats():
     for g in (0, -9):                     # -9: some outputs overflow to Inf, some NaN
         kw = dict(mode="backward", b_signed=True, g=g, accumulator="fp16")
         np.testing.assert_array_equal(golden.gemm(a, b, **kw), _reference(a, b, **kw))
+
