@@ -5,6 +5,7 @@ Each entry is a factory returning a fresh component with its default parameters.
 
 from functools import partial
 
+from .baselines import FP16DotProduct, Int8DotProduct
 from .dot import DotProduct
 from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
@@ -23,4 +24,6 @@ UNITS = [
     FP16Multiplier,
     DotProduct,                           # dot8_fp16: the paper's datapath
     partial(DotProduct, 8, "exact"),
+    FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
+    Int8DotProduct,                       # int8_dot8: the INT8 baseline
 ]

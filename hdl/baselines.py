@@ -1,0 +1,322 @@
+"""Baselines for the density comparison: an FP16 and an INT8 dot-product unit, built from the
+project's own cores, with the throughput of the 4-bit :class:`hdl.dot.DotProduct` (``lanes``
+multiply-accumulates per cycle) and the same stream contract (``first`` / ``last`` beats)."""
+
+import operator
+
+from amaranth.hdl import Module, Mux, ResetSignal, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import FP16
+
+from .fp16 import FP16AddCore, FP16MulCore
+from .rounder import FLAGS_SHAPE
+
+__all__ = ["FP16DotProduct", "Int8DotProduct", "INT8_PRODUCT_SHAPE", "MAX_BEATS_LOG2"]
+
+LANES_MAX = 64
+MAX_BEATS_LOG2 = 16          # the INT8 accumulator holds 2**16 beats exactly (as dot*_exact)
+INT8_BITS = 8
+# int8 x int8 lies in [-128 * 127, (-128)**2] = [-16256, 16384]: 16-bit two's complement.
+INT8_PRODUCT_SHAPE = signed(2 * INT8_BITS)
+
+
+def _lanes(lanes):
+    try:
+        lanes = operator.index(lanes)
+    except TypeError:
+        raise TypeError(f"lanes must be an integer, not {lanes!r}") from None
+    if lanes < 1 or lanes > LANES_MAX or lanes & (lanes - 1):
+        raise ValueError(f"lanes must be a power of two from 1 to {LANES_MAX}, not {lanes}")
+    return lanes
+
+
+class _Pipeline:
+    """The handshake shared by both baselines: a chain of stages that all advance together.
+
+    ``advance`` is high unless the beat at the end of the chain is a ``last`` beat and the
+    output register is still full; a stalled chain holds every stage (no bubble squeezing:
+    the units run at one beat per cycle without backpressure, which is what they are for).
+    ``i.ready = advance & ~rst``; no beat is accepted during reset.
+    """
+
+    def __init__(self, m, unit):
+        self.m = m
+        self.unit = unit
+        self.advance = Signal()
+        self.rst = ResetSignal("sync", allow_reset_less=True)
+        m.d.comb += unit.i.ready.eq(self.advance & ~self.rst)
+
+    def stage(self, name, valid, first, last):
+        """Registers ``valid``, ``first`` and ``last`` into a new stage; returns them."""
+        v, f, la = Signal(name=f"{name}_valid"), Signal(name=f"{name}_first"), \
+            Signal(name=f"{name}_last")
+        with self.m.If(self.advance):
+            self.m.d.sync += [v.eq(valid), f.eq(first), la.eq(last)]
+        return v, f, la
+
+    def tail(self, valid, last):
+        """The output register: set by the tail's ``last`` beat, cleared when taken."""
+        o = self.unit.o
+        out_free = ~o.valid | o.ready
+        self.m.d.comb += self.advance.eq(~(valid & last) | out_free)
+        with self.m.If(o.valid & o.ready):
+            self.m.d.sync += o.valid.eq(0)
+        return self.advance & valid
+
+
+class FP16DotProduct(wiring.Component):
+    """FP16 dot products, ``lanes`` multiply-accumulates per cycle: the density baseline.
+
+    What an FP16 system computes in place of :class:`hdl.dot.DotProduct`: each beat carries
+    ``lanes`` pairs of fp16 codes; ``lanes`` :class:`FP16MulCore` form the rounded products,
+    a balanced tree of :class:`FP16AddCore` sums pairs ``(2j, 2j + 1)`` level by level (each
+    sum rounded), and an fp16 accumulator adds the beat sum (:class:`FP16AddCore`); the
+    ``first`` beat loads it. Every operation is IEEE binary16 with RNE, subnormals, Inf and
+    NaN; ``flags`` is the OR of the flags of every multiply and add of the dot product.
+    Bit-exact with :func:`golden.baselines.fp16_dot`.
+
+    Pipeline (the same idea as the 4-bit unit's, with a register after every level so that
+    the Fmax comparison is fair)::
+
+        i --> [ lanes x mul ] --> [ add level 1 ] --> ... --> [ add level log2(lanes) ]
+                                                                     |
+                                        o <-- [ out ] <-- acc <-- acc + sum
+
+    Timing: one beat per cycle, back-to-back dot products need no idle cycle. ``latency`` =
+    ``2 + log2(lanes)`` cycles from the transfer of the ``last`` beat to its result on ``o``
+    (``o.ready`` high), counted like :class:`hdl.dot.DotProduct`'s: 5 for 8 lanes. Backpressure
+    stalls the whole pipeline without losing or repeating beats; no beat is accepted during
+    reset, and a reset drops the beats in flight.
+
+    Parameters
+    ----------
+    lanes : int
+        Operand pairs per beat: a power of two from 1 to 64 (default 8).
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout))``
+        ``a``, ``b``: ``ArrayLayout(16, lanes)`` fp16 codes (lane 0 in the low bits);
+        ``first``, ``last``.
+    o : ``Out(stream.Signature(StructLayout))``
+        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
+    """
+
+    def __init__(self, lanes=8):
+        self._lanes = _lanes(lanes)
+        super().__init__({
+            "i": In(stream.Signature(self.input_layout(self._lanes))),
+            "o": Out(stream.Signature(self.output_layout())),
+        })
+
+    @staticmethod
+    def input_layout(lanes):
+        """The input beat::
+
+            | last | first | b[lanes] (16 b each) | a[lanes] (16 b each) |
+              MSB                                                 LSB
+        """
+        return data.StructLayout({
+            "a": data.ArrayLayout(FP16.BITS, lanes),
+            "b": data.ArrayLayout(FP16.BITS, lanes),
+            "first": 1, "last": 1,
+        })
+
+    @staticmethod
+    def output_layout():
+        return data.StructLayout({"result": FP16.BITS, "flags": FLAGS_SHAPE})
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def levels(self):
+        """Adder-tree levels: log2(lanes)."""
+        return (self._lanes - 1).bit_length()
+
+    @property
+    def latency(self):
+        return 2 + self.levels
+
+    @property
+    def module_name(self):
+        return f"fp16_dot{self._lanes}"
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._lanes
+        pipe = _Pipeline(m, self)
+        beat = self.i.payload
+
+        # Products, then one registered stage per tree level.
+        values, flags = [], []
+        for k in range(n):
+            mul = m.submodules[f"mul{k}"] = FP16MulCore()
+            m.d.comb += [mul.a.eq(beat.a[k]), mul.b.eq(beat.b[k])]
+            values.append(mul.result)
+            flags.append(mul.flags)
+        valid, first, last = self.i.valid & ~pipe.rst, beat.first, beat.last
+        level = 0
+        while True:
+            v, f, la = pipe.stage(f"s{level}", valid, first, last)
+            regs = [Signal(FP16.BITS, name=f"s{level}_x{k}", reset_less=True)
+                    for k in range(len(values))]
+            fl = Signal(FLAGS_SHAPE, name=f"s{level}_flags", reset_less=True)
+            flag_or = flags[0]
+            for x in flags[1:]:
+                flag_or = flag_or | x
+            with m.If(pipe.advance):
+                m.d.sync += [r.eq(x) for r, x in zip(regs, values)]
+                m.d.sync += fl.eq(flag_or)
+            valid, first, last = v, f, la
+            if len(regs) == 1:
+                break
+            level += 1
+            values, flags = [], [fl]
+            for j in range(len(regs) // 2):
+                add = m.submodules[f"add{level}_{j}"] = FP16AddCore()
+                m.d.comb += [add.a.eq(regs[2 * j]), add.b.eq(regs[2 * j + 1])]
+                values.append(add.result)
+                flags.append(add.flags)
+        beat_sum, beat_flags = regs[0], fl
+
+        # Accumulator: acc <- first ? sum : acc + sum (IEEE binary16, RNE).
+        acc = Signal(FP16.BITS, reset_less=True)
+        acc_flags = Signal(FLAGS_SHAPE, reset_less=True)
+        add = m.submodules.accumulator = FP16AddCore()
+        new_acc = Signal(FP16.BITS)
+        new_flags = Signal(FLAGS_SHAPE)
+        m.d.comb += [
+            add.a.eq(acc), add.b.eq(beat_sum),
+            new_acc.eq(Mux(first, beat_sum, add.result)),
+            new_flags.eq(Mux(first, beat_flags, acc_flags | beat_flags | add.flags)),
+        ]
+        consume = pipe.tail(valid, last)
+        with m.If(consume):
+            m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
+            with m.If(last):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.result.eq(new_acc),
+                             self.o.payload.flags.eq(new_flags)]
+        return m
+
+
+class Int8DotProduct(wiring.Component):
+    """INT8 dot products, ``lanes`` multiply-accumulates per cycle: the integer baseline.
+
+    Each beat carries ``lanes`` pairs of int8 operands (two's complement, ``-128 .. 127``);
+    ``lanes`` 8 x 8 multipliers form exact 16-bit products, an exact adder tree sums them,
+    and a two's complement accumulator of ``16 + log2(lanes) + 16`` bits adds the beat sums:
+    any dot product of up to ``2**16`` beats is exact (longer ones wrap around). The
+    ``first`` beat loads the accumulator. Nothing rounds. Bit-exact with
+    :func:`golden.baselines.int8_dot`.
+
+    Pipeline::
+
+        i --> [ lanes x mul ] --> [ adder tree ] --> acc <-- acc + sum --> [ out ] --> o
+
+    Timing: one beat per cycle, back-to-back dot products need no idle cycle. ``latency`` =
+    3 cycles from the transfer of the ``last`` beat to its result on ``o`` (``o.ready``
+    high), counted like :class:`hdl.dot.DotProduct`'s. Backpressure stalls the pipeline
+    without losing or repeating beats; no beat is accepted during reset.
+
+    Parameters
+    ----------
+    lanes : int
+        Operand pairs per beat: a power of two from 1 to 64 (default 8).
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout))``
+        ``a``, ``b``: ``ArrayLayout(signed(8), lanes)`` (lane 0 in the low bits);
+        ``first``, ``last``.
+    o : ``Out(stream.Signature(StructLayout))``
+        ``result``: the dot product, ``signed(acc_width)``.
+    """
+
+    latency = 3
+
+    def __init__(self, lanes=8):
+        self._lanes = _lanes(lanes)
+        super().__init__({
+            "i": In(stream.Signature(self.input_layout(self._lanes))),
+            "o": Out(stream.Signature(self.output_layout(self._lanes))),
+        })
+
+    @staticmethod
+    def input_layout(lanes):
+        """The input beat::
+
+            | last | first | b[lanes] (8 b each) | a[lanes] (8 b each) |
+              MSB                                               LSB
+        """
+        return data.StructLayout({
+            "a": data.ArrayLayout(signed(INT8_BITS), lanes),
+            "b": data.ArrayLayout(signed(INT8_BITS), lanes),
+            "first": 1, "last": 1,
+        })
+
+    @classmethod
+    def output_layout(cls, lanes):
+        return data.StructLayout({"result": signed(cls._acc_width(lanes))})
+
+    @staticmethod
+    def _sum_width(lanes):
+        return INT8_PRODUCT_SHAPE.width + (lanes - 1).bit_length()
+
+    @classmethod
+    def _acc_width(cls, lanes):
+        return cls._sum_width(lanes) + MAX_BEATS_LOG2
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def sum_width(self):
+        """Beat sum width: |product| <= 2**14, times ``lanes``: 16 + log2(lanes)."""
+        return self._sum_width(self._lanes)
+
+    @property
+    def acc_width(self):
+        """Accumulator width: a beat sum times 2**16 beats."""
+        return self._acc_width(self._lanes)
+
+    @property
+    def module_name(self):
+        return f"int8_dot{self._lanes}"
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._lanes
+        pipe = _Pipeline(m, self)
+        beat = self.i.payload
+
+        # Stage 1: exact products (signed(8) x signed(8) -> signed(16), range above).
+        v1, f1, l1 = pipe.stage("s1", self.i.valid & ~pipe.rst, beat.first, beat.last)
+        products = [Signal(INT8_PRODUCT_SHAPE, name=f"product{k}", reset_less=True)
+                    for k in range(n)]
+        with m.If(pipe.advance):
+            m.d.sync += [p.eq(beat.a[k] * beat.b[k]) for k, p in enumerate(products)]
+
+        # Stage 2: the exact adder tree (Amaranth widens every + by a bit: no overflow).
+        v2, f2, l2 = pipe.stage("s2", v1, f1, l1)
+        values = list(products)
+        while len(values) > 1:
+            values = [values[k] + values[k + 1] for k in range(0, len(values), 2)]
+        beat_sum = Signal(signed(self.sum_width), reset_less=True)
+        with m.If(pipe.advance):
+            m.d.sync += beat_sum.eq(values[0])
+
+        # Accumulator and output register.
+        acc = Signal(signed(self.acc_width), reset_less=True)
+        new_acc = Signal(signed(self.acc_width))
+        m.d.comb += new_acc.eq(Mux(f2, beat_sum, acc + beat_sum))   # wraps past 2**16 beats
+        consume = pipe.tail(v2, l2)
+        with m.If(consume):
+            m.d.sync += acc.eq(new_acc)
+            with m.If(l2):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.result.eq(new_acc)]
+        return m
