@@ -215,7 +215,7 @@ def plot(path, runs, configs, models):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--configs", default=",".join(CONFIGS))
