@@ -1,0 +1,186 @@
+"""cocotb bench for FP16Rounder (through test_rounder.RounderBank) against golden.round_fp16.
+
+Each configuration ``(width, exp_width, signed)`` is checked either exhaustively (every
+sign, magnitude and exponent, when that is at most 2**20 vectors) or with
+``N_RANDOM`` structured random values plus directed corners:
+
+- random: the leading one lands mostly where fp16 results live (``2**-28 .. 2**17``), the
+  10 fraction bits are random or all ones (carry into the exponent), and the bits below
+  are exact, an exact tie, just above or below the tie, all ones, or random;
+- corners, for every leading-one exponent from ``2**-28`` to ``2**17`` and both signs:
+  exact powers of two, ties to even up and down, ``0xFFF`` (round up into the next binade,
+  the tininess-after-rounding window at ``2**-15``), sticky-only tails; plus zero, the
+  largest magnitudes, and the extreme exponents.
+
+Values go to ``LANES`` rounders at once; one ``Timer`` step per group of lanes.
+"""
+
+import cocotb
+import numpy as np
+from cocotb.triggers import Timer
+
+import golden
+
+from scoreboard import Scoreboard, params, rng
+
+N_RANDOM = 200_000
+EXHAUSTIVE_LIMIT = 1 << 20
+E_LO, E_HI = -28, 17            # leading-one exponents worth dense coverage
+CORNER_PATTERNS = (1, 0x800, 0x801, 0x803, 0xFFF, 0xFFE, 0x1001, 0x1FFF, 0x1FFE, 0xC00)
+
+
+def _exp_range(ew):
+    return -(1 << (ew - 1)), (1 << (ew - 1)) - 1
+
+
+def _max_mag(w, signed):
+    return (1 << (w - 1)) if signed else (1 << w) - 1
+
+
+def exhaustive(w, ew, signed):
+    return (w + ew + (0 if signed else 1)) <= EXHAUSTIVE_LIMIT.bit_length() - 1
+
+
+def all_vectors(w, ew, signed):
+    """Every input: ``(sign, mag, exp)`` arrays (signed: every two's complement value)."""
+    lo, hi = _exp_range(ew)
+    exps = np.arange(lo, hi + 1)
+    if signed:
+        vals = np.arange(-(1 << (w - 1)), 1 << (w - 1))
+        v, e = np.meshgrid(vals, exps, indexing="ij")
+        return (v < 0).astype(np.int64).ravel(), np.abs(v).ravel(), e.ravel()
+    s, m, e = np.meshgrid([0, 1], np.arange(1 << w), exps, indexing="ij")
+    return s.ravel(), m.ravel(), e.ravel()
+
+
+def corners(w, ew, signed):
+    """Directed corners: a fixed list whose length depends only on the configuration."""
+    lo, hi = _exp_range(ew)
+    top = _max_mag(w, signed)
+    out = []
+    for p in CORNER_PATTERNS:
+        if p > top:
+            continue
+        for e in range(E_LO, E_HI + 1):
+            x = e - (p.bit_length() - 1)
+            if lo <= x <= hi:
+                out += [(0, p, x), (1, p, x)]
+    for x in (lo, lo + 1, -1, 0, 1, hi - 1, hi):
+        for m in (0, 1, top, top - 1 if top > 1 else 1):
+            out += [(0, m, x), (1, m, x)]
+    s, m, e = (np.array(c, dtype=np.int64) for c in zip(*out, strict=True))
+    if signed:                                    # +2**(w-1) does not exist in two's complement
+        s = np.where(m == (1 << (w - 1)), 1, s)
+    return s, m, e
+
+
+def random_vectors(gen, n, w, ew, signed):
+    """Structured random values (see the module docstring)."""
+    lo, hi = _exp_range(ew)
+    maxbits = w - 1 if signed else w               # positive magnitudes of every length
+    length = gen.integers(1, maxbits + 1, n) if maxbits >= 1 else np.ones(n, np.int64)
+    frac = np.where(gen.random(n) < 0.25, (1 << 10) - 1, gen.integers(0, 1 << 10, n))
+    tail_len = np.maximum(length - 11, 0)          # bits below the 11 significand bits
+    kind = gen.integers(0, 6, n)
+    tl = tail_len.astype(np.uint64)
+    ones = (np.uint64(1) << tl) - np.uint64(1)
+    half = np.where(tail_len > 0, np.uint64(1) << (np.maximum(tl, 1) - np.uint64(1)),
+                    np.uint64(0)).astype(np.uint64)
+    rand = gen.integers(0, 1 << 62, n, dtype=np.uint64) & ones
+    tail = np.select([kind == 0, kind == 1, kind == 2, kind == 3, kind == 4],
+                     [np.uint64(0), half, half | (ones & np.uint64(1)), ones ^ half, ones],
+                     rand).astype(np.uint64) & ones
+    long_mag = ((np.uint64(1) << (length - 1).astype(np.uint64))
+                | (frac.astype(np.uint64) << tl) | tail)
+    short = gen.integers(0, 1 << 62, n, dtype=np.uint64) & ((np.uint64(1) << length.astype(
+        np.uint64)) - np.uint64(1)) | (np.uint64(1) << (length - 1).astype(np.uint64))
+    mag = np.where(length >= 12, long_mag, short).astype(np.int64)
+    mag = np.where(gen.random(n) < 0.01, 0, mag)
+    e = np.where(gen.random(n) < 0.9, gen.integers(E_LO, E_HI + 1, n),
+                 gen.integers(lo, hi + w + 1, n))
+    exp = np.clip(e - (length - 1), lo, hi)
+    return gen.integers(0, 2, n), mag, exp
+
+
+def vector_count(w, ew, signed):
+    if exhaustive(w, ew, signed):
+        return 1 << (w + ew + (0 if signed else 1))
+    return N_RANDOM + len(corners(w, ew, signed)[0])
+
+
+def expected_vectors(configs, lanes):
+    return sum(vector_count(*c) for c in configs)
+
+
+def _pack(values, bits, lanes):
+    """(steps * lanes,) non-negative ints below 2**bits -> one integer per step."""
+    v = np.asarray(values, dtype=np.uint64).reshape(-1, lanes)
+    b = ((v[..., None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    packed = np.packbits(b.reshape(len(v), -1), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def _unpack(ints, nbytes, dtype):
+    buf = b"".join(int(x).to_bytes(nbytes, "little") for x in ints)
+    return np.frombuffer(buf, dtype).astype(np.int64)
+
+
+async def check_config(dut, k):
+    p = params()
+    lanes = p["lanes"]
+    w, ew, signed = p["configs"][k]
+    name = f"rounder_{'s' if signed else 'm'}{w}_e{ew}"
+    full = exhaustive(w, ew, signed)
+    if full:
+        s, m, e = all_vectors(w, ew, signed)
+    else:
+        gen = rng(dut._log, salt=10 + k)
+        rs, rm, re = random_vectors(gen, N_RANDOM, w, ew, signed)
+        cs, cm, ce = corners(w, ew, signed)
+        s, m, e = np.concatenate([rs, cs]), np.concatenate([rm, cm]), np.concatenate([re, ce])
+    n = len(m)
+    if signed:
+        s = np.where(m == 0, 0, s)                 # two's complement has one zero: +0
+    want_r, want_f = golden.round_fp16(s, m.astype(np.uint64), e)
+    pad = -n % lanes
+    sp, mp, ep = (np.pad(x, (0, pad)) for x in (s, m, e))
+    mask = (1 << w) - 1
+    if signed:
+        value = np.where(sp == 1, -mp, mp) & mask
+        drive = {f"c{k}_value": _pack(value, w, lanes)}
+    else:
+        drive = {f"c{k}_sign": _pack(sp, 1, lanes), f"c{k}_mag": _pack(mp, w, lanes)}
+    drive[f"c{k}_exp"] = _pack(ep & ((1 << ew) - 1), ew, lanes)
+    handles = {name_: getattr(dut, name_) for name_ in drive}
+    res_h, flg_h = getattr(dut, f"c{k}_result"), getattr(dut, f"c{k}_flags")
+    got_r, got_f = [], []
+    for step in range(len(drive[f"c{k}_exp"])):
+        for name_, h in handles.items():
+            h.value = drive[name_][step]
+        await Timer(1, "ns")
+        got_r.append(res_h.value.to_unsigned())
+        got_f.append(flg_h.value.to_unsigned())
+    got_r = _unpack(got_r, 2 * lanes, "<u2")[:n]
+    got_f = _unpack(got_f, lanes, np.uint8)[:n]
+    sb = Scoreboard(name, dut._log)
+    sb.compare(got_r | (got_f << 16), want_r.astype(np.int64) | (want_f.astype(np.int64) << 16),
+               sign=s, mag=m, exp=e)
+    sb.finish(expected_vectors=vector_count(w, ew, signed), exhaustive=full)
+
+
+@cocotb.test()
+async def config0(dut):
+    """First configuration of the bank (exhaustive or random + corners)."""
+    await check_config(dut, 0)
+
+
+@cocotb.test()
+async def config1(dut):
+    """Second configuration of the bank."""
+    await check_config(dut, 1)
+
+
+@cocotb.test()
+async def config2(dut):
+    """Third configuration of the bank."""
+    await check_config(dut, 2)
