@@ -6,6 +6,7 @@ Each entry is a factory returning a fresh component with its default parameters.
 from functools import partial
 
 from .baselines import FP16DotProduct, Int8DotProduct
+from .converters import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 from .dot import DotProduct
 from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
@@ -26,4 +27,9 @@ UNITS = [
     partial(DotProduct, 8, "exact"),
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
     Int8DotProduct,                       # int8_dot8: the INT8 baseline
+    RangeRescale,                         # rescale1_int4_rne
+    partial(RangeRescale, rounding="stochastic", r_bits=8),
+    LogConverter,                         # fp16_to_fp4_x1_g6
+    FP4Decoder,                           # fp4_to_fp16_x1_g6
+    RangeTracker,                         # range_tracker_x1_g6
 ]
