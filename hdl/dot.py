@@ -13,7 +13,8 @@ from .fp16 import FP16AddCore
 from .lanes import FP4_PRODUCT_SHAPE, FP4ShiftLane, Int4MulLane
 from .rounder import FLAGS_SHAPE, FP16Rounder
 
-__all__ = ["DotProduct", "MODE_FORWARD", "MODE_BACKWARD", "G_SHAPE", "MAX_BEATS_LOG2"]
+__all__ = ["DotProduct", "beat_sum", "sum_width", "MODE_FORWARD", "MODE_BACKWARD",
+           "G_SHAPE", "MAX_BEATS_LOG2"]
 
 MODE_FORWARD = MODES.index("forward")     # 0: int4/uint4 x int4/uint4
 MODE_BACKWARD = MODES.index("backward")   # 1: fp4 x int4/uint4
@@ -32,6 +33,35 @@ def _tree_sum(values):
         values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
                   for k in range(0, len(values), 2)]
     return values[0]
+
+
+def sum_width(lanes):
+    """Beat sum width: |product| <= 15 << 12 < 2**16 (17 bits signed), times ``lanes``."""
+    return FP4_PRODUCT_SHAPE.width + (lanes - 1).bit_length()
+
+
+def beat_sum(m, beat, ctx, lanes):
+    """The lanes and the exact adder tree: ``(sum, products)`` of one beat.
+
+    ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness.
+    The sum has :func:`sum_width` bits, which it never overflows (proven in
+    ``verif/formal/datapath.py``).
+    """
+    products = []
+    for k in range(lanes):
+        fwd = m.submodules[f"int4_lane{k}"] = Int4MulLane()
+        bwd = m.submodules[f"fp4_lane{k}"] = FP4ShiftLane()
+        p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
+        m.d.comb += [
+            fwd.a.eq(beat.a[k]), fwd.b.eq(beat.b[k]),
+            fwd.a_signed.eq(ctx.a_signed), fwd.b_signed.eq(ctx.b_signed),
+            bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]), bwd.a_signed.eq(ctx.b_signed),
+            p.eq(Mux(ctx.mode == MODE_BACKWARD, bwd.p, fwd.p)),
+        ]
+        products.append(p)
+    total = Signal(signed(sum_width(lanes)), name="beat_sum")
+    m.d.comb += total.eq(_tree_sum(products))
+    return total, products
 
 
 class DotProduct(wiring.Component):
@@ -129,7 +159,7 @@ class DotProduct(wiring.Component):
     @property
     def sum_width(self):
         """Beat sum width: |product| <= 15 << 12 < 2**16, times ``lanes``: 17 + log2(lanes)."""
-        return FP4_PRODUCT_SHAPE.width + (self._lanes - 1).bit_length()
+        return sum_width(self._lanes)
 
     @property
     def acc_width(self):
@@ -156,20 +186,7 @@ class DotProduct(wiring.Component):
                                                   getattr(ctx_reg, name)))
 
         # --- lanes and the exact adder tree -------------------------------------------------
-        products = []
-        for k in range(n):
-            fwd = m.submodules[f"int4_lane{k}"] = Int4MulLane()
-            bwd = m.submodules[f"fp4_lane{k}"] = FP4ShiftLane()
-            p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
-            m.d.comb += [
-                fwd.a.eq(beat.a[k]), fwd.b.eq(beat.b[k]),
-                fwd.a_signed.eq(ctx.a_signed), fwd.b_signed.eq(ctx.b_signed),
-                bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]), bwd.a_signed.eq(ctx.b_signed),
-                p.eq(Mux(ctx.mode == MODE_BACKWARD, bwd.p, fwd.p)),
-            ]
-            products.append(p)
-        beat_sum = Signal(signed(self.sum_width))
-        m.d.comb += beat_sum.eq(_tree_sum(products))          # exact: see sum_width
+        beat_sum_, _ = beat_sum(m, beat, ctx, n)
         exp = Signal(EXP_SHAPE)
         bias = -FP4.PRODUCT_FRAC
         m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
@@ -187,7 +204,7 @@ class DotProduct(wiring.Component):
             m.d.sync += ctx_reg.eq(ctx)
         with m.If(take_a):
             m.d.sync += [
-                a_valid.eq(self.i.valid & ~rst), a_sum.eq(beat_sum), a_exp.eq(exp),
+                a_valid.eq(self.i.valid & ~rst), a_sum.eq(beat_sum_), a_exp.eq(exp),
                 a_first.eq(beat.first), a_last.eq(beat.last),
             ]
         with m.If(self.o.valid & self.o.ready):

@@ -1,0 +1,123 @@
+"""Formal property harnesses for the MAC datapath (``hdl.lanes``, ``hdl.dot``).
+
+- ``shift_lane_is_multiply``: the fp4 shift lane equals an ordinary multiply of the decoded
+  fp4 value (in units of 2**-6) by the integer, for every input: the shifter is a multiplier.
+- ``int4_lane_is_multiply``: the forward lane equals the product of the two decoded integers.
+- ``dot<N>_tree_width``: the dot unit's adder tree, fed by the real lanes, never overflows the
+  beat-sum width: the truncated tree sum equals the sum of the products in 32-bit arithmetic.
+- ``dot<N>_exact_acc_width``: the exact accumulator's register holds any sum of up to 2**16
+  beat sums without overflow (k-induction on ``|acc| <= beats * max|beat sum|``).
+
+``HARNESSES`` maps a name to ``(factory, mode, depth)`` like ``properties.HARNESSES``.
+"""
+
+from amaranth.hdl import Array, Assert, Assume, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from golden.formats import FP4, INT4
+from hdl.dot import MAX_BEATS_LOG2, DotProduct, beat_sum
+from hdl.lanes import FP4ShiftLane, Int4MulLane, operand
+
+WIDE = signed(32)
+
+
+def _decoded_fp4_times_64(m, code):
+    """Decoded fp4 magnitude in units of 2**-6, from the SPEC's definition 4**(e-4)."""
+    table = Array([Const(0 if e == 0 else 4 ** (e - FP4.EXP_MIN), WIDE)
+                   for e in range(1 << FP4.EXP_BITS)])
+    mag = Signal(WIDE)
+    m.d.comb += mag.eq(table[code[:FP4.EXP_BITS]])
+    return Mux(code[FP4.SIGN_BIT], -mag, mag)
+
+
+class ShiftLaneIsMultiply(wiring.Component):
+    g: In(FP4.BITS)
+    a: In(INT4.bits)
+    a_signed: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        lane = m.submodules.lane = FP4ShiftLane()
+        m.d.comb += [lane.g.eq(self.g), lane.a.eq(self.a), lane.a_signed.eq(self.a_signed)]
+        ref = Signal(WIDE)
+        m.d.comb += ref.eq(_decoded_fp4_times_64(m, self.g) * operand(self.a, self.a_signed))
+        m.d.comb += Assert(lane.p == ref)
+        return m
+
+
+class Int4LaneIsMultiply(wiring.Component):
+    a: In(INT4.bits)
+    b: In(INT4.bits)
+    a_signed: In(1)
+    b_signed: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        lane = m.submodules.lane = Int4MulLane()
+        m.d.comb += [lane.a.eq(self.a), lane.b.eq(self.b),
+                     lane.a_signed.eq(self.a_signed), lane.b_signed.eq(self.b_signed)]
+        ref = Signal(WIDE)
+        m.d.comb += ref.eq(operand(self.a, self.a_signed) * operand(self.b, self.b_signed))
+        m.d.comb += Assert(lane.p == ref)
+        return m
+
+
+def _tree_width(lanes, narrow=False):
+    """``narrow=True`` is a mutant (the sum one bit narrower) that the prover must refute."""
+    class TreeWidth(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": In(DotProduct.input_layout(lanes))})
+
+        def elaborate(self, platform):
+            m = Module()
+            beat = self.i
+            s, products = beat_sum(m, beat, beat, lanes)   # context straight from the beat
+            wide = Signal(WIDE)
+            acc = Const(0, WIDE)
+            for p in products:                             # a chain, not a tree
+                acc = (acc + p)[:32].as_signed()
+            m.d.comb += wide.eq(acc)
+            if narrow:
+                s = s[:-1].as_signed()
+            m.d.comb += Assert(s == wide)
+            return m
+    return TreeWidth
+
+
+def _exact_acc_width(lanes):
+    unit = DotProduct(lanes, "exact")
+    limit = lanes * (15 << FP4.PRODUCT_SHIFT_MAX)      # max |beat sum|
+    big = signed(unit.acc_width + 8)
+
+    class ExactAccWidth(wiring.Component):
+        s: In(signed(unit.sum_width))
+
+        def elaborate(self, platform):
+            m = Module()
+            acc = Signal(signed(unit.acc_width))           # the unit's register width
+            ref = Signal(big)                              # the same sum, 8 bits wider
+            beats = Signal(MAX_BEATS_LOG2 + 2)
+            m.d.comb += Assume((self.s <= limit) & (self.s >= -limit))
+            m.d.comb += Assume(beats <= (1 << MAX_BEATS_LOG2))
+            m.d.sync += [acc.eq(acc + self.s), ref.eq(ref + self.s), beats.eq(beats + 1)]
+            m.d.comb += [
+                Assert(acc == ref),
+                Assert(ref <= beats * limit),
+                Assert(ref >= -(beats * limit)),
+            ]
+            return m
+    return ExactAccWidth
+
+
+HARNESSES = {
+    "shift_lane_is_multiply": (ShiftLaneIsMultiply, "bmc", 1),
+    "int4_lane_is_multiply": (Int4LaneIsMultiply, "bmc", 1),
+    "dot8_tree_width": (_tree_width(8), "bmc", 1),
+    "dot8_exact_acc_width": (_exact_acc_width(8), "prove", 2),
+}
+
+# Mutants: each must FAIL, which shows the properties above are not vacuous.
+MUTANTS = {
+    "dot8_tree_width_narrow": (_tree_width(8, narrow=True), "bmc", 1),
+}
