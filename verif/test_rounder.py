@@ -11,7 +11,7 @@ from hdl.rounder import FLAGS_SHAPE
 
 from harness import run_bench, simulators
 
-LANES = 64
+LANES = 16
 # (width, exp_width, signed): an exhaustive 12-bit one, the dot-product normalizer's shape,
 # and the fp4 decoder's (a power of two: mag = 1).
 CONFIGS = [(12, 6, False), (41, 10, True), (1, 10, False)]
