@@ -155,24 +155,39 @@ def summarize(runs, configs, models):
                 fl = [f for r in runs if r["config"] == c and r["model"] == m
                       for f in r["fp4_flush_to_zero_frac"] if f is not None]
                 s["fp4_flush_to_zero_frac_mean"] = float(np.mean(fl)) if fl else None
+                # Paired with fp32 on the same seed (same initialisation and batch order).
+                base = {r["seed"]: r["test_acc"] for r in runs
+                        if r["config"] == "fp32" and r["model"] == m}
+                d = [r["test_acc"] - base[r["seed"]] for r in runs
+                     if r["config"] == c and r["model"] == m and r["seed"] in base]
+                if d:
+                    s["paired_diff_vs_fp32"] = stats(d)
                 by_model[m][c] = s
     return summary, std, by_model
 
 
 def write_markdown(path, summary, std, by_model, meta):
     lines = ["# 4-bit training study (digits, 8x8)", "",
-             f"Command: `{meta['command']}`  ", f"Wall time: {meta['wall_seconds']:.0f} s; "
+             f"Command: `{meta['command']}`  ",
+             f"Wall time: {meta['wall_seconds']:.0f} s"
+             + (f" ({meta['cpu_seconds']:.0f} s CPU)" if "cpu_seconds" in meta else "") + "; "
              f"{meta['seeds']} seeds x {len(meta['models'])} models x "
              f"{meta['epochs']} epochs; train {meta['n_train']} / test {meta['n_test']}.", "",
              "Test accuracy (%) at the last epoch, mean +- std over seeds:", "",
-             "| config | " + " | ".join(meta["models"]) + " | all | gap to fp32 |",
-             "|---|" + "---|" * (len(meta["models"]) + 2)]
+             "| config | " + " | ".join(meta["models"]) + " | all | gap to fp32 | "
+             + " | ".join(f"{m}: paired diff vs fp32" for m in meta["models"]) + " |",
+             "|---|" + "---|" * (2 * len(meta["models"]) + 2)]
     for c in summary:
         cells = [f"{by_model[m][c]['mean']:.2f} +- {by_model[m][c]['std']:.2f}"
                  for m in meta["models"]]
         gap = summary[c] - summary.get("fp32", np.nan)
+        pd = [by_model[m][c].get("paired_diff_vs_fp32") for m in meta["models"]]
+        pcells = [f"{d['mean']:+.2f} +- {d['std']:.2f}" if d else "-" for d in pd]
         lines.append(f"| `{c}` | " + " | ".join(cells)
-                     + f" | {summary[c]:.2f} +- {std[c]:.2f} | {gap:+.2f} |")
+                     + f" | {summary[c]:.2f} +- {std[c]:.2f} | {gap:+.2f} | "
+                     + " | ".join(pcells) + " |")
+    lines += ["", "Paired diff: per seed, this configuration's accuracy minus fp32's (same "
+              "initialisation and batch order), mean +- std over seeds."]
     lines += ["", "Diagnostics (sum of fp16 GEMM overflows over all runs; mean fraction of "
               "non-zero fp16 gradient elements that the even fp4 copy flushes to zero):", "",
               "| config | model | fp16 overflows | fp4 flush-to-zero |", "|---|---|---|---|"]
@@ -220,7 +235,14 @@ def main(argv=None):
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "reports")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild study.md / study_curves.png / the summary from the runs in "
+                         "an existing study.json, without training")
     args = ap.parse_args(argv)
+    if args.report_only:
+        old = json.loads((args.out / "study.json").read_text())
+        meta, runs = old["meta"], old["runs"]
+        return write_reports(args.out, runs, list(old["summary"]), meta["models"], meta)
     models = args.models.split(",")
     configs = args.configs.split(",")
     for c in configs:
@@ -235,27 +257,32 @@ def main(argv=None):
             bar.set_postfix_str(f"{c}/{m}/seed{s}")
             runs.append(run(c, m, s, args.epochs, data, tick=lambda: bar.update(1)))
     wall = time.perf_counter() - t0
-    summary, std, by_model = summarize(runs, configs, models)
     meta = {"command": "python scripts/study.py " + " ".join(argv if argv is not None
                                                              else sys.argv[1:]),
             "wall_seconds": wall, "epochs": args.epochs, "seeds": args.seeds,
             "models": models, "n_train": len(data[0]), "n_test": len(data[1]),
             "hparams": HPARAMS, "configs": {c: CONFIG_NOTES[c] for c in configs},
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
-    args.out.mkdir(parents=True, exist_ok=True)
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "cpu_seconds": time.process_time()}
+    write_reports(args.out, runs, configs, models, meta)
+
+
+def write_reports(out, runs, configs, models, meta):
+    summary, std, by_model = summarize(runs, configs, models)
+    out.mkdir(parents=True, exist_ok=True)
     report = {"summary": summary, "std": std, "by_model": by_model, "meta": meta,
               "runs": runs}
     if "fp32" in summary and "4bit" in summary:
         report["gap_4bit_vs_fp32"] = summary["4bit"] - summary["fp32"]
         report["gap_4bit_vs_fp32_by_model"] = {
             m: by_model[m]["4bit"]["mean"] - by_model[m]["fp32"]["mean"] for m in models}
-    (args.out / "study.json").write_text(json.dumps(report, indent=1) + "\n")
-    write_markdown(args.out / "study.md", summary, std, by_model, meta)
-    plot(args.out / "study_curves.png", runs, configs, models)
+    (out / "study.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(out / "study.md", summary, std, by_model, meta)
+    plot(out / "study_curves.png", runs, configs, models)
     for c in summary:
         print(f"{c:16s} {summary[c]:6.2f} +- {std[c]:.2f}  "
               + "  ".join(f"{m} {by_model[m][c]['mean']:.2f}" for m in models))
-    print(f"wall {wall:.0f} s -> {args.out}")
+    print(f"wall {meta['wall_seconds']:.0f} s -> {out}")
 
 
 if __name__ == "__main__":
