@@ -9,6 +9,9 @@ Every bench has the same stream discipline (:func:`drive`):
 2. After the reset: the whole sweep, again with gaps and backpressure. The results must be
    exactly the sweep's expectations, in order, each once (nothing left over from before the
    reset, nothing extra after the last beat).
+3. Throughput: the first ``BURST_BEATS`` beats again with ``valid`` and ``ready`` held high;
+   the last result must be out ``BURST_BEATS + latency`` cycles after the first beat went in
+   (one beat per cycle), and the results are checked too.
 
 Expectations are computed with NumPy up front; results are compared as arrays at the end.
 Each vector is compared as one integer (result code and flag byte together).
@@ -24,11 +27,13 @@ from golden.fp16 import is_nan
 from golden.gradscale import gradscale
 from hdl.converters import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
-from scoreboard import Scoreboard, params, rng
+from scoreboard import Scoreboard, latency, params, rng
 from streams import Packer, StreamSink, StreamSource, reset, start_clock
 
 PRE_RESET_OUT = 24        # results checked before the mid-stream reset
 PRE_RESET_EXTRA = 16      # further input beats offered while the output is stalled
+BURST_BEATS = 64          # full-rate beats of the throughput check
+EXTRA_CHECKED = PRE_RESET_OUT + BURST_BEATS   # results checked besides the sweep's
 FILL_CYCLES = 12          # cycles the stalled pipeline gets to fill before the reset
 VALID_PROB = 0.8
 READY_PROB = 0.75
@@ -66,8 +71,9 @@ def _key(code, flags, width):
 async def drive(dut, pk_in, pk_out, beats, n_out, log, salt=0,
                 pre_beats=PRE_RESET_OUT + PRE_RESET_EXTRA):
     """Run the two phases of the module docstring over the input field dict ``beats``
-    (arrays, one row per beat). Returns ``(pre_sent, pre_out, out)``: the input rows
-    accepted before the reset, the unpacked results before it and after it."""
+    (arrays, one row per beat). Returns ``(pre_sent, outs)``: the number of input beats
+    accepted before the reset, and the unpacked results of each phase (``outs["pre"]``,
+    ``outs["sweep"]``, ``outs["burst"]``)."""
     n_in = len(next(iter(beats.values())))
     payloads = pk_in.pack(n_in, **beats)
     gen = rng(log, salt)
@@ -103,15 +109,32 @@ async def drive(dut, pk_in, pk_out, beats, n_out, log, salt=0,
     sink.stop()
     assert len(sink.received) == n_out, f"{len(sink.received)} results, expected {n_out}"
     assert len(src.sent) == n_in
-    return pre_sent, pre_out, pk_out.unpack(sink.received)
+    sweep_out = pk_out.unpack(sink.received)
+
+    # Phase 3: full rate.
+    src = StreamSource(dut, rng=gen, valid_prob=1.0)
+    sink = StreamSink(dut, rng=gen, ready_prob=1.0).start()
+    task = cocotb.start_soon(src.send(payloads[:BURST_BEATS]))
+    bound = BURST_BEATS + latency() + 1
+    await sink.wait_for(BURST_BEATS, timeout_cycles=4 * bound)
+    log.info("full rate: %d results in %d cycles (latency %d)", BURST_BEATS, sink.cycles,
+             latency())
+    assert sink.cycles <= bound, f"{sink.cycles} cycles for {BURST_BEATS} beats: not one " \
+                                 f"beat per cycle"
+    await task
+    sink.stop()
+    outs = {"pre": pre_out, "sweep": sweep_out, "burst": pk_out.unpack(sink.received)}
+    return pre_sent, outs
 
 
-def _check_lanes(sb, pre_sent, pre_out, out, expected):
-    """Compare lane results: ``expected`` is ``(beats, lanes)``; the first results before
-    the reset must match the first beats, and more beats must have gone in than came out."""
+def check(sb, pre_sent, outs, key, expected, **inputs):
+    """Compare every phase's results (``key`` turns unpacked results into one integer per
+    vector) with ``expected``, the sweep's expectations in order. Before the reset, more
+    beats must have gone in than came out: the reset dropped beats in flight."""
     assert pre_sent > PRE_RESET_OUT, "the reset must drop beats in flight"
-    sb.compare(pre_out, expected[:PRE_RESET_OUT])
-    sb.compare(out, expected)
+    sb.compare(key(outs["pre"]), expected[:PRE_RESET_OUT])
+    sb.compare(key(outs["sweep"]), expected, **inputs)
+    sb.compare(key(outs["burst"]), expected[:BURST_BEATS])
 
 
 @cocotb.test()
@@ -128,12 +151,12 @@ async def log_converter_exhaustive(dut):
     c, fl = golden.to_fp4(x, g[:, None], ph[:, None], flags=True)
     expected = _key(c, fl, FP4.BITS)
     pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, pre, out = await drive(dut, pk_in, pk_out, {"x": x, "g": g, "phase": ph},
-                                     len(x), dut._log)
+    pre_sent, outs = await drive(dut, pk_in, pk_out, {"x": x, "g": g, "phase": ph}, len(x),
+                                 dut._log)
     sb = Scoreboard("log_converter", dut._log)
-    _check_lanes(sb, pre_sent, _key(pre["c"], pre["flags"], FP4.BITS),
-                 _key(out["c"], out["flags"], FP4.BITS), expected)
-    sb.finish(expected_vectors=(PRE_RESET_OUT + len(x)) * lanes, exhaustive=True)
+    check(sb, pre_sent, outs, lambda o: _key(o["c"], o["flags"], FP4.BITS), expected,
+          x=x, g=np.broadcast_to(g[:, None], x.shape), phase=np.broadcast_to(ph[:, None], x.shape))
+    sb.finish(expected_vectors=(EXTRA_CHECKED + len(x)) * lanes, exhaustive=True)
 
 
 def _rescale_expected(x, s, fmt, u=None, r_bits=0):
@@ -169,12 +192,12 @@ async def rescale_exhaustive(dut):
         beats["u"] = u
     expected = _rescale_expected(x, np.broadcast_to(s[:, None], x.shape), unit.fmt, u, r_bits)
     pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, pre, out = await drive(dut, pk_in, pk_out, beats, len(x), dut._log)
+    pre_sent, outs = await drive(dut, pk_in, pk_out, beats, len(x), dut._log)
     w = INT_FORMATS[unit.fmt].bits
     sb = Scoreboard(f"rescale_{unit.fmt}_{unit.rounding}", dut._log)
-    _check_lanes(sb, pre_sent, _key(pre["q"], pre["flags"], w),
-                 _key(out["q"], out["flags"], w), expected)
-    sb.finish(expected_vectors=(PRE_RESET_OUT + len(x)) * lanes, exhaustive=not r_bits)
+    check(sb, pre_sent, outs, lambda o: _key(o["q"], o["flags"], w), expected,
+          x=x, s=np.broadcast_to(s[:, None], x.shape))
+    sb.finish(expected_vectors=(EXTRA_CHECKED + len(x)) * lanes, exhaustive=not r_bits)
 
 
 @cocotb.test()
@@ -193,12 +216,12 @@ async def decoder_exhaustive(dut):
     x, fl = golden.from_fp4(c, g[:, None], ph[:, None], flags=True)
     expected = _key(x, fl, FP16.BITS)
     pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, pre, out = await drive(dut, pk_in, pk_out, {"c": c, "g": g, "phase": ph},
-                                     len(c), dut._log)
+    pre_sent, outs = await drive(dut, pk_in, pk_out, {"c": c, "g": g, "phase": ph}, len(c),
+                                 dut._log)
     sb = Scoreboard("fp4_decoder", dut._log)
-    _check_lanes(sb, pre_sent, _key(pre["x"], pre["flags"], FP16.BITS),
-                 _key(out["x"], out["flags"], FP16.BITS), expected)
-    sb.finish(expected_vectors=(PRE_RESET_OUT + len(c)) * lanes, exhaustive=True)
+    check(sb, pre_sent, outs, lambda o: _key(o["x"], o["flags"], FP16.BITS), expected,
+          c=c, g=np.broadcast_to(g[:, None], c.shape), phase=np.broadcast_to(ph[:, None], c.shape))
+    sb.finish(expected_vectors=(EXTRA_CHECKED + len(c)) * lanes, exhaustive=True)
 
 
 def tracker_tensors(lanes, g_bits, gen):
@@ -265,12 +288,9 @@ async def tracker_tensors_test(dut):
 
     expected = key(tmax, tnan, paper, direct)
     pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, pre, out = await drive(dut, pk_in, pk_out, beats, len(tmax), dut._log)
-    assert pre_sent > PRE_RESET_OUT, "the reset must drop beats in flight"
+    pre_sent, outs = await drive(dut, pk_in, pk_out, beats, len(tmax), dut._log)
     sb = Scoreboard("range_tracker", dut._log)
-    sb.compare(key(pre["max"], pre["nan"], pre["g_paper"], pre["g_direct"]),
-               expected[:PRE_RESET_OUT])
-    sb.compare(key(out["max"], out["nan"], out["g_paper"], out["g_direct"]), expected,
-               max=tmax, g=tg)
-    sb.finish(expected_vectors=PRE_RESET_OUT + len(tmax), exhaustive=False)
+    check(sb, pre_sent, outs, lambda o: key(o["max"], o["nan"], o["g_paper"], o["g_direct"]),
+          expected, max=tmax, g=tg)
+    sb.finish(expected_vectors=EXTRA_CHECKED + len(tmax), exhaustive=False)
 

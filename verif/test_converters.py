@@ -4,8 +4,8 @@ golden model with random gaps, backpressure and a mid-stream reset; parameter ch
 import pytest
 from tb_converters import (
     BAD_SCALES,
+    EXTRA_CHECKED,
     LOG_G,
-    PRE_RESET_OUT,
     RESCALE_SCALES,
     STOCHASTIC_SCALES,
     TRACKER_RANDOM_TENSORS,
@@ -30,7 +30,7 @@ def test_log_converter(sim):
     unit = LogConverter(lanes=LANES, g_bits=6)
     beats = len(LOG_G[6]) * 2 * CODES16 // LANES
     run_bench(unit, "tb_converters", sim, {"lanes": LANES, "g_bits": 6},
-              expect_vectors=(PRE_RESET_OUT + beats) * LANES,
+              expect_vectors=(EXTRA_CHECKED + beats) * LANES,
               extra_env=_filter("log_converter_exhaustive"))
 
 
@@ -41,7 +41,7 @@ def test_rescale_rne(sim, fmt):
     beats = len(RESCALE_SCALES) * CODES16 // LANES + len(BAD_SCALES)
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": fmt, "rounding": "rne", "r_bits": 0},
-              expect_vectors=(PRE_RESET_OUT + beats) * LANES,
+              expect_vectors=(EXTRA_CHECKED + beats) * LANES,
               extra_env=_filter("rescale_exhaustive"))
 
 
@@ -53,7 +53,7 @@ def test_rescale_stochastic(sim):
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": "int4", "rounding": "stochastic",
                "r_bits": STOCHASTIC_R_BITS},
-              expect_vectors=(PRE_RESET_OUT + beats) * LANES,
+              expect_vectors=(EXTRA_CHECKED + beats) * LANES,
               extra_env=_filter("rescale_exhaustive"))
 
 
@@ -63,7 +63,7 @@ def test_fp4_decoder(sim):
     unit = FP4Decoder(lanes=lanes, g_bits=6)
     beats = (1 << 6) * 2                       # every g of 6 bits x both phases
     run_bench(unit, "tb_converters", sim, {"lanes": lanes, "g_bits": 6},
-              expect_vectors=(PRE_RESET_OUT + beats) * lanes,
+              expect_vectors=(EXTRA_CHECKED + beats) * lanes,
               extra_env=_filter("decoder_exhaustive"))
 
 
@@ -73,7 +73,7 @@ def test_range_tracker(sim):
     unit = RangeTracker(lanes=lanes, g_bits=6)
     tensors = FP16.INF + 1 + TRACKER_RANDOM_TENSORS
     run_bench(unit, "tb_converters", sim, {"lanes": lanes, "g_bits": 6},
-              expect_vectors=PRE_RESET_OUT + tensors,
+              expect_vectors=EXTRA_CHECKED + tensors,
               extra_env=_filter("tracker_tensors_test"))
 
 
