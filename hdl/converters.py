@@ -180,9 +180,9 @@ def _rescale_stage2(m, d, u, bad, fmt, r_bits):
     if r_bits == 0:                                   # RNE: frac is the round bit
         up = frac[0] & (sticky | integer[0])
     else:                                             # floor(v + u / 2**r), see the class doc
-        carry = Signal(r + 1)
-        m.d.comb += carry.eq(frac + u)
-        up = Mux(d["sign"], (frac + sticky) > u, carry[r])
+        carry = Signal()                              # F + u >= 2**r
+        m.d.comb += carry.eq((frac + u)[r])
+        up = Mux(d["sign"], (frac + sticky) > u, carry)
     mag = Signal(_INT_KEEP + 1)
     m.d.comb += mag.eq(integer[:_INT_KEEP] + up)
     value = Signal(hdl.signed(_INT_KEEP + 2))
