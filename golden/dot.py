@@ -87,8 +87,8 @@ def _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes):
     Returns fp16 codes, or None when an exactness condition fails (the caller then takes the
     reference path). Every value below is an integer multiple of ``2**exp`` whose partial
     sums stay within ``2**24`` units, so float32 adds them without error in any order, and
-    a single float32 -> float16 cast (RNE, gradual underflow, overflow to Inf) is the one
-    rounding of SPEC 5 -- the same as ``round_fp16`` on the exact sum.
+    a single cast to float16 (RNE, gradual underflow, overflow to Inf) is the one rounding
+    of SPEC 5 -- the same as ``round_fp16`` on the exact sum.
     """
     if not (_F32_EXP_RANGE[0] <= exp <= _F32_EXP_RANGE[1]):
         return None
