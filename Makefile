@@ -43,5 +43,13 @@ test-hdl: setup accuracy
 accuracy: setup
 	$(PY) scripts/accumulation_error.py > /dev/null
 
+# 4-bit training study on scikit-learn's digits (minutes; not part of `make test`).
+study: setup
+	$(PY) scripts/study.py
+
+# Golden 4-bit GEMM speed against NumPy fp32 matmul.
+bench: setup
+	$(PY) scripts/bench.py
+
 clean:
 	rm -rf build

@@ -203,8 +203,11 @@ def dot(x, w, *, mode="forward", x_signed=False, w_signed=True, phase="even", g=
     w = _check.codes(w, 4, "w")
     x, w = np.broadcast_arrays(x, w)
     lanes, exp = _options(mode, accumulator, lanes, phase, g)
+    if x.ndim == 0:
+        raise ValueError("x and w need at least one axis: the dot-product axis (the last)")
     shape, k = x.shape[:-1], x.shape[-1]
-    xv, wv = operand_values(x.reshape(-1, k), mode, x_signed, w.reshape(-1, k), w_signed)
+    rows = int(np.prod(shape, dtype=np.int64))
+    xv, wv = operand_values(x.reshape(rows, k), mode, x_signed, w.reshape(rows, k), w_signed)
     prod = xv * wv                                     # exact integer products
     nb = max(1, -(-k // lanes))
     prod = np.pad(prod, ((0, 0), (0, nb * lanes - k))).reshape(-1, nb, lanes)

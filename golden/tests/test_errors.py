@@ -41,3 +41,9 @@ def test_plain_call_returns_codes_only():
     assert golden.to_fp4(x).dtype == np.uint8 and golden.fp16_add(x, x).dtype == np.uint16
     assert golden.rescale(x, 0x3C00).dtype == np.uint8
     assert golden.from_fp4(np.array([1])).dtype == np.uint16
+
+
+def test_dot_edge_shapes():
+    assert golden.dot(np.zeros((3, 0), int), np.zeros((3, 0), int)).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="at least one axis"):
+        golden.dot(1, 1)
