@@ -1,12 +1,14 @@
-"""Formal proofs of the converters' properties (``verif/formal/properties.py``) with
+"""Formal proofs (``verif/formal/*.py``: converters, MAC datapath) with
 SymbiYosys, on the yowasp builds of sby / yosys / yosys-smtbmc in the venv and z3.
 
-Each harness is converted to RTLIL by Amaranth (its ``Assert``/``Assume`` become ``$check``
+The harnesses are the ``HARNESSES`` tables of the modules in ``verif/formal``. Each one is
+converted to RTLIL by Amaranth (its ``Assert``/``Assume`` become ``$check``
 cells, which yosys lowers to formal cells), an ``.sby`` file is written next to it under
 ``build/formal/<name>/`` and sby runs there; the test asserts that sby reported PASS.
 Override the tools with ``SBY``, ``YOSYS``, ``SMTBMC`` (command names or paths).
 """
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -18,8 +20,23 @@ from amaranth.back import rtlil
 
 from harness import BUILD, VERIF
 
-sys.path.insert(0, str(VERIF / "formal"))
-from properties import HARNESSES  # noqa: E402
+FORMAL_SRC = VERIF / "formal"
+sys.path.insert(0, str(FORMAL_SRC))
+
+
+def _harnesses():
+    """Every ``HARNESSES`` table of the modules in ``verif/formal`` (converters, datapath)."""
+    table = {}
+    for path in sorted(FORMAL_SRC.glob("*.py")):
+        module = importlib.import_module(path.stem)
+        for name, entry in getattr(module, "HARNESSES", {}).items():
+            if name in table:
+                raise ValueError(f"formal harness {name!r} is defined twice ({path.name})")
+            table[name] = entry
+    return table
+
+
+HARNESSES = _harnesses()
 
 FORMAL = BUILD / "formal"
 BIN = Path(sys.executable).parent
