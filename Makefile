@@ -43,6 +43,15 @@ test-hdl: setup accuracy
 accuracy: setup
 	$(PY) scripts/accumulation_error.py > /dev/null
 
+# Synthesis of every unit for iCE40 UP5K and ECP5-25 (yosys + nextpnr, cached per unit):
+# build/reports/synth.{json,md,png}. About 22 min of tool time from an empty cache.
+synth: setup
+	$(PY) scripts/synth.py
+
+# One small unit on one target: the quick check that the flow works (part of `make test`).
+synth-smoke: setup
+	$(PYTEST) verif/test_synth_smoke.py -q
+
 # 4-bit training study on scikit-learn's digits (minutes; not part of `make test`).
 study: setup
 	$(PY) scripts/study.py
