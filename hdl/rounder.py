@@ -30,7 +30,7 @@ def positive_int(value, name):
     return v
 
 
-def _normalize(m, value, width):
+def _normalize(m, value, width, cut=None):
     """Shift ``value`` (``width`` bits) left until its top bit is set, in log2 stages.
 
     Returns ``(norm, lz)``: ``norm`` has a power-of-two width ``p >= width`` with ``value``
@@ -38,6 +38,11 @@ def _normalize(m, value, width):
     zero input ``norm`` is 0 and ``lz`` is meaningless). Each stage tests whether the top
     ``s`` bits are zero and shifts by ``s`` if so: the leading-zero count and the normalize
     shift in one structure.
+
+    ``cut``, when given, is called after the stage that shifts by ``s`` as
+    ``cut(f"norm{s}", v, lz_bits) -> (v, lz_bits)`` and may return registered copies (the
+    pipelined :class:`FP16Rounder`); ``lz_bits`` lists the count's bits found so far, MSB
+    first.
     """
     p = 1 << (width - 1).bit_length()
     stages = (p - 1).bit_length()
@@ -54,19 +59,59 @@ def _normalize(m, value, width):
         ]
         lz_bits.append(top_zero)
         v = nxt
+        if cut is not None:
+            v, lz_bits = cut(f"norm{s}", v, lz_bits)
     lz = Cat(*reversed(lz_bits)) if lz_bits else Const(0, 1)
     return v, lz
+
+
+def _depth(bits):
+    """LUT4 levels of an OR / zero test over ``bits`` inputs."""
+    levels = 0
+    while bits > 1:
+        bits = -(-bits // 4)
+        levels += 1
+    return levels
+
+
+def _balanced_cuts(weights, k):
+    """Indices ``i`` (a register after segment ``i``) of ``k`` cuts that split the chain of
+    segment ``weights`` into ``k + 1`` parts with the smallest largest part (then the
+    latest cuts among equals): a small linear-partition dynamic programme."""
+    n = len(weights)
+    prefix = [0]
+    for w in weights:
+        prefix.append(prefix[-1] + w)
+    # best[j][c]: (largest part, cuts) for segments j.. with c cuts left
+    memo = {}
+
+    def best(j, c):
+        if (j, c) in memo:
+            return memo[(j, c)]
+        if c == 0:
+            res = (prefix[n] - prefix[j], ())
+        else:
+            res = None
+            for i in range(j, n - c):          # cut after segment i, keep c - 1 for the rest
+                rest, cuts = best(i + 1, c - 1)
+                cand = (max(prefix[i + 1] - prefix[j], rest), (i,) + cuts)
+                if res is None or cand[0] <= res[0]:
+                    res = cand
+        memo[(j, c)] = res
+        return res
+
+    return best(0, k)[1]
 
 
 class FP16Rounder(wiring.Component):
     """Round an exact value ``(-1)**sign * mag * 2**exp`` to fp16: the hardware twin of
     :func:`golden.round_fp16`, bit for bit (codes and flags).
 
-    Combinational (``latency = 0``); meant to be instantiated inside the units that produce
-    fp16 (adder, multiplier, fp4 decoder, dot-product normalizer). Structure: leading-zero
-    count and normalize shift in ``log2`` stages (:func:`_normalize`), then the exponent
-    ``e`` of the leading one, a denormalize shift by ``clamp(-14 - e, 0, 12)`` for subnormal
-    results, round to nearest even on the 11 kept bits with round and sticky bits, and pack.
+    The one normalizer/rounder of the project, inside every unit that produces fp16 (adder,
+    multiplier, fp4 decoder, dot-product normalizer). Structure: leading-zero count and
+    normalize shift in ``log2`` stages (:func:`_normalize`), then the exponent ``e`` of the
+    leading one, a denormalize shift by ``clamp(-14 - e, 0, 12)`` for subnormal results,
+    round to nearest even on the 11 kept bits with round and sticky bits, and pack.
 
     - The rounding carry of a significand ``0x7FF`` and a subnormal rounding up to ``2**-14``
       run into the exponent field by themselves (the code is ``field << 10`` plus the
@@ -82,6 +127,19 @@ class FP16Rounder(wiring.Component):
     Every ``mag`` of ``width`` bits and every ``exp`` of ``exp_width`` bits is handled; the
     internal exponent is wide enough for their full range (no wrap-around).
 
+    Timing: combinational by default (``stages = 0``, ``latency = 0``). With ``stages = k``
+    the datapath is cut by ``k`` register ranks, ``latency = k`` cycles from ``value`` /
+    ``mag`` to ``result``, one value per cycle. The ranks sit at ``k`` of the register
+    points below (``register_points`` names the chosen ones), placed by an estimate of each
+    segment's LUT4 depth so that the longest segment is as short as possible::
+
+        abs -> norm<p/2> -> ... -> norm1 -> exp -> clamp -> denorm -> sticky -> round -> pack -> out
+        (abs only when ``signed``; norm<s>: the normalize stage shifting by s; the last
+        segment, overflow and the final select, is combinational to ``result``)
+
+    All ranks load together while ``en`` is high and hold while it is low (a pipeline
+    stall); they have no reset: whether a rank holds a value is the caller's business.
+
     Parameters
     ----------
     width : int
@@ -92,6 +150,9 @@ class FP16Rounder(wiring.Component):
         ``False`` (default): the input is ``sign`` and an unsigned ``mag``. ``True``: the
         input is one two's complement integer ``value`` (the dot-product unit's exact sums);
         its magnitude (up to ``2**(width-1)``) fits ``width`` bits unsigned.
+    stages : int
+        Register ranks inside the rounder (default 0: combinational), at most
+        ``len(FP16Rounder.points(width, signed))``.
 
     Members
     -------
@@ -103,20 +164,30 @@ class FP16Rounder(wiring.Component):
         Exact value, two's complement (only when ``signed``).
     exp : ``In(signed(exp_width))``
         Weight of the least significant bit of ``mag`` / ``value``: ``2**exp``.
+    en : ``In(1, init=1)``
+        Clock enable of every register rank (only when ``stages > 0``).
     result : ``Out(16)``
         fp16 code, rounded to nearest even.
     flags : ``Out(8)``
         ``inexact | underflow | overflow`` bits, layout of :mod:`golden.formats`.
     """
 
-    latency = 0
-
-    def __init__(self, width, exp_width, *, signed=False):
+    def __init__(self, width, exp_width, *, signed=False, stages=0):
         self._width = positive_int(width, "width")
         self._exp_width = positive_int(exp_width, "exp_width")
         if not isinstance(signed, bool):
             raise TypeError(f"signed must be a bool, not {signed!r}")
         self._signed = signed
+        try:
+            stages = operator.index(stages)
+        except TypeError:
+            raise TypeError(f"stages must be an integer, not {stages!r}") from None
+        points = self.points(self._width, signed)
+        if not 0 <= stages <= len(points):
+            raise ValueError(f"stages must be from 0 to {len(points)}, not {stages}")
+        self._stages = stages
+        cuts = _balanced_cuts([d for _, d in points] + [self._OUT_DEPTH], stages)
+        self._cuts = tuple(points[i][0] for i in cuts)
         ports = {}
         if signed:
             ports["value"] = In(hdl.signed(self._width))
@@ -124,9 +195,26 @@ class FP16Rounder(wiring.Component):
             ports["sign"] = In(1)
             ports["mag"] = In(self._width)
         ports["exp"] = In(hdl.signed(self._exp_width))
+        if stages:
+            ports["en"] = In(1, init=1)
         ports["result"] = Out(FP16.BITS)
         ports["flags"] = Out(FLAGS_SHAPE)
         super().__init__(ports)
+
+    # Estimated LUT4 levels of the segments (carry chains count 2): weights for the cuts.
+    _OUT_DEPTH = 3          # overflow compare, inexact, final select
+
+    @staticmethod
+    def points(width, signed=False):
+        """``[(name, depth)]``: the register points in datapath order, each with the
+        estimated LUT4 depth of the segment that ends there."""
+        p = 1 << (positive_int(width, "width") - 1).bit_length()
+        out = [("abs", 2)] if signed else []
+        out += [(f"norm{1 << k}", _depth(1 << k) + 1)
+                for k in reversed(range((p - 1).bit_length()))]
+        out += [("exp", max(2, _depth(max(p - _KEEP, 1)))), ("clamp", 3), ("denorm", 3),
+                ("sticky", 3), ("round", 2), ("pack", 2)]
+        return out
 
     @property
     def width(self):
@@ -141,22 +229,56 @@ class FP16Rounder(wiring.Component):
         return self._signed
 
     @property
+    def stages(self):
+        return self._stages
+
+    @property
+    def latency(self):
+        return self._stages
+
+    @property
+    def register_points(self):
+        """Names of the points that hold a register rank (see the class docstring)."""
+        return self._cuts
+
+    @property
     def module_name(self):
         kind = "s" if self._signed else "m"
-        return f"fp16_rounder_{kind}{self._width}_e{self._exp_width}"
+        tail = f"_p{self._stages}" if self._stages else ""
+        return f"fp16_rounder_{kind}{self._width}_e{self._exp_width}{tail}"
 
     def elaborate(self, platform):
         m = Module()
         w = self._width
+
+        def cut(name, **values):
+            """A register point: ``values`` registered if ``name`` holds a rank, else as is."""
+            if name not in self._cuts:
+                return values
+            out = {}
+            for key, v in values.items():
+                v = hdl.Value.cast(v)
+                out[key] = Signal(v.shape(), name=f"{name}_{key}", reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += out[key].eq(v)
+            return out
+
         if self._signed:
-            sign = self.value[-1]
             mag = Signal(w)
             m.d.comb += mag.eq(abs(self.value))      # |value| <= 2**(w-1): fits w bits
+            x = cut("abs", sign=self.value[-1], mag=mag, exp=self.exp)
         else:
-            sign, mag = self.sign, self.mag
+            x = {"sign": self.sign, "mag": self.mag, "exp": self.exp}
+        carry = {"sign": x["sign"], "exp": x["exp"]}   # values riding along the normalizer
+
+        def norm_cut(name, v, lz_bits):
+            y = cut(name, v=v, lz=Cat(*lz_bits), **carry)
+            carry.update(sign=y["sign"], exp=y["exp"])
+            return y["v"], [y["lz"][i] for i in range(len(lz_bits))]
 
         # --- normalize: norm = mag << lz, leading one at the top of a p-bit vector -------
-        norm, lz = _normalize(m, mag, w)
+        norm, lz = _normalize(m, x["mag"], w, cut=norm_cut)
+        sign, exp = carry["sign"], carry["exp"]
         p = len(norm)
         top = Signal(_KEEP)             # the 11 significand bits and the round bit
         low_sticky = Signal()           # OR of every bit below them
@@ -165,14 +287,16 @@ class FP16Rounder(wiring.Component):
             m.d.comb += low_sticky.eq(norm[:p - _KEEP].any() if p > _KEEP else 0)
         else:
             m.d.comb += top.eq(Cat(Const(0, _KEEP - p), norm))
-        zero = ~top[-1]                 # after normalization the top bit is set unless mag == 0
 
         # Exponent of the leading one: e = exp + (w - 1) - lz.  lz <= p - 1 (zero input
         # included), so e spans [exp_min + w - p, exp_max + w - 1]: sized from that range.
         exp_lo, exp_hi = -(1 << (self._exp_width - 1)), (1 << (self._exp_width - 1)) - 1
         e_lo, e_hi = exp_lo + w - p, exp_hi + w - 1
         e = Signal(Shape.cast(range(e_lo, e_hi + 1)))
-        m.d.comb += e.eq(self.exp + (w - 1) - lz)
+        m.d.comb += e.eq(exp + (w - 1) - lz)
+        x = cut("exp", sign=sign, top=top, low_sticky=low_sticky, e=e)
+        sign, top, low_sticky, e = x["sign"], x["top"], x["low_sticky"], x["e"]
+        zero = ~top[-1]                 # after normalization the top bit is set unless mag == 0
 
         # --- denormalize: results below 2**EMIN keep fewer bits --------------------------
         # Shift right by EMIN - e, clamped at _KEEP: by then every kept bit is sticky.
@@ -182,38 +306,51 @@ class FP16Rounder(wiring.Component):
             d_raw.eq(FP16.EMIN - e),
             d.eq(Mux(d_raw <= 0, 0, Mux(d_raw >= _KEEP, _KEEP, d_raw[:len(d)]))),
         ]
+        # The exponent field: code = (max(e, EMIN) - EMIN) << 10 + rounded significand. For
+        # a normal result the hidden bit (bit 10 of the rounded significand) adds the 1 that
+        # turns max(e, EMIN) - EMIN into the biased exponent; carries land in the field.
+        efield = Signal(range(max(e_hi - FP16.EMIN, 1) + 1))
+        m.d.comb += efield.eq(Mux(e < FP16.EMIN, 0, e - FP16.EMIN))
+        big = Signal()                  # certainly past Inf
+        m.d.comb += big.eq(efield >= FP16.EXP_MAX_FIELD)
+        # Tininess after rounding: e < EMIN - 1, or e == EMIN - 1 unless the 11 bits below
+        # the leading one round up to 2**11 (all 12 kept bits ones: round up from 0x7FF).
+        tiny = Signal()
+        m.d.comb += tiny.eq((e < FP16.EMIN - 1)
+                            | ((e == FP16.EMIN - 1) & (top != (1 << _KEEP) - 1)))
+        x = cut("clamp", sign=sign, zero=zero, top=top, low_sticky=low_sticky, d=d,
+                efield=efield[:FP16.EXP_BITS], big=big, tiny=tiny)
         shifted = Signal(2 * _KEEP)     # [kept bits | bits shifted out]
-        m.d.comb += shifted.eq(Cat(Const(0, _KEEP), top) >> d)
+        m.d.comb += shifted.eq(Cat(Const(0, _KEEP), x["top"]) >> x["d"])
+        keep = ("sign", "zero", "efield", "big", "tiny")
+        x = cut("denorm", shifted=shifted, low_sticky=x["low_sticky"],
+                **{k: x[k] for k in keep})
+        shifted = x["shifted"]
         sig = shifted[_KEEP + 1:]       # the (up to) 11 significand bits
         rnd = shifted[_KEEP]            # round bit
-        sticky = low_sticky | shifted[:_KEEP].any()
+        sticky = x["low_sticky"] | shifted[:_KEEP].any()
 
         # --- round to nearest, ties to even ---------------------------------------------
         up = rnd & (sticky | sig[0])
+        x = cut("sticky", sig=sig, up=up, lost=rnd | sticky, **{k: x[k] for k in keep})
         rounded = Signal(FP16.SIG_BITS + 1)          # 0x7FF + 1 carries into bit 11
-        m.d.comb += rounded.eq(sig + up)
+        m.d.comb += rounded.eq(x["sig"] + x["up"])
+        x = cut("round", rounded=rounded, lost=x["lost"], **{k: x[k] for k in keep})
 
-        # --- pack: code = (max(e, EMIN) - EMIN) << 10 + rounded --------------------------
-        # For a normal result the hidden bit (bit 10 of ``rounded``) adds the 1 that turns
-        # max(e, EMIN) - EMIN into the biased exponent; carries land in the field by themselves.
-        efield = Signal(range(max(e_hi - FP16.EMIN, 1) + 1))
-        m.d.comb += efield.eq(Mux(e < FP16.EMIN, 0, e - FP16.EMIN))
-        big = efield >= FP16.EXP_MAX_FIELD           # certainly past Inf
+        # --- pack ------------------------------------------------------------------------
         code = Signal(FP16.BITS)                     # <= (30 << 10) + 2**11 when not big
-        m.d.comb += code.eq((efield[:FP16.EXP_BITS] << FP16.FRAC_BITS) + rounded)
+        m.d.comb += code.eq((x["efield"] << FP16.FRAC_BITS) + x["rounded"])
+        x = cut("pack", code=code, lost=x["lost"], **{k: x[k] for k in keep})
+        zero, code = x["zero"], x["code"]
         overflow = Signal()
-        m.d.comb += overflow.eq(~zero & (big | (code >= FP16.INF)))
-
-        # Tininess after rounding: e < EMIN - 1, or e == EMIN - 1 unless the 11 bits below
-        # the leading one round up to 2**11 (all 12 kept bits ones: round up from 0x7FF).
-        tiny = (e < FP16.EMIN - 1) | ((e == FP16.EMIN - 1) & (top != (1 << _KEEP) - 1))
+        m.d.comb += overflow.eq(~zero & (x["big"] | (code >= FP16.INF)))
         inexact = Signal()
-        m.d.comb += inexact.eq(~zero & (rnd | sticky | overflow))
+        m.d.comb += inexact.eq(~zero & (x["lost"] | overflow))
 
         magnitude = Mux(zero, 0, Mux(overflow, FP16.INF, code[:FP16.BITS - 1]))
         m.d.comb += [
-            self.result.eq(Cat(magnitude, sign)),
+            self.result.eq(Cat(magnitude, x["sign"])),
             self.flags.eq(Mux(inexact, FLAG_INEXACT, 0) | Mux(overflow, FLAG_OVERFLOW, 0)
-                          | Mux(inexact & tiny, FLAG_UNDERFLOW, 0)),
+                          | Mux(inexact & x["tiny"], FLAG_UNDERFLOW, 0)),
         ]
         return m

@@ -12,16 +12,21 @@ sign, magnitude and exponent, when that is at most 2**20 vectors) or with
   the tininess-after-rounding window at ``2**-15``), sticky-only tails; plus zero, the
   largest magnitudes, and the extreme exponents.
 
-Values go to ``LANES`` rounders at once; one ``Timer`` step per group of lanes.
+Values go to ``LANES`` rounders at once; one ``Timer`` step per group of lanes. A pipelined
+configuration (``stages > 0``) gets a new group on every clock edge with ``en`` high (``en``
+random, high 70 % of the time) and must show each group's results exactly ``stages`` enabled
+edges later and hold them while ``en`` is low: every result is checked twice, on the first
+and on the last cycle it is on the outputs.
 """
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Timer
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
 
 import golden
 
 from scoreboard import Scoreboard, params, rng
+from streams import start_clock
 
 N_RANDOM = 200_000
 EXHAUSTIVE_LIMIT = 1 << 20
@@ -102,10 +107,12 @@ def random_vectors(gen, n, w, ew, signed):
     return gen.integers(0, 2, n), mag, exp
 
 
-def vector_count(w, ew, signed):
+def vector_count(w, ew, signed, stages=0):
     if exhaustive(w, ew, signed):
-        return 1 << (w + ew + (0 if signed else 1))
-    return N_RANDOM + len(corners(w, ew, signed)[0])
+        n = 1 << (w + ew + (0 if signed else 1))
+    else:
+        n = N_RANDOM + len(corners(w, ew, signed)[0])
+    return 2 * n if stages else n           # pipelined: first and last cycle of each result
 
 
 def expected_vectors(configs, lanes):
@@ -128,8 +135,8 @@ def _unpack(ints, nbytes, dtype):
 async def check_config(dut, k):
     p = params()
     lanes = p["lanes"]
-    w, ew, signed = p["configs"][k]
-    name = f"rounder_{'s' if signed else 'm'}{w}_e{ew}"
+    w, ew, signed, stages = p["configs"][k]
+    name = f"rounder_{'s' if signed else 'm'}{w}_e{ew}" + (f"_p{stages}" if stages else "")
     full = exhaustive(w, ew, signed)
     if full:
         s, m, e = all_vectors(w, ew, signed)
@@ -153,19 +160,57 @@ async def check_config(dut, k):
     drive[f"c{k}_exp"] = _pack(ep & ((1 << ew) - 1), ew, lanes)
     handles = {name_: getattr(dut, name_) for name_ in drive}
     res_h, flg_h = getattr(dut, f"c{k}_result"), getattr(dut, f"c{k}_flags")
-    got_r, got_f = [], []
-    for step in range(len(drive[f"c{k}_exp"])):
-        for name_, h in handles.items():
-            h.value = drive[name_][step]
-        await Timer(1, "ns")
-        got_r.append(res_h.value.to_unsigned())
-        got_f.append(flg_h.value.to_unsigned())
+    if stages:
+        got_r, got_f, first_r, first_f = await _drive_pipelined(dut, k, stages, drive, handles)
+    else:
+        got_r, got_f = [], []
+        for step in range(len(drive[f"c{k}_exp"])):
+            for name_, h in handles.items():
+                h.value = drive[name_][step]
+            await Timer(1, "ns")
+            got_r.append(res_h.value.to_unsigned())
+            got_f.append(flg_h.value.to_unsigned())
     got_r = _unpack(got_r, 2 * lanes, "<u2")[:n]
     got_f = _unpack(got_f, lanes, np.uint8)[:n]
     sb = Scoreboard(name, dut._log)
-    sb.compare(got_r | (got_f << 16), want_r.astype(np.int64) | (want_f.astype(np.int64) << 16),
-               sign=s, mag=m, exp=e)
-    sb.finish(expected_vectors=vector_count(w, ew, signed), exhaustive=full)
+    want = want_r.astype(np.int64) | (want_f.astype(np.int64) << 16)
+    sb.compare(got_r | (got_f << 16), want, sign=s, mag=m, exp=e)
+    if stages:
+        first_r = _unpack(first_r, 2 * lanes, "<u2")[:n]
+        first_f = _unpack(first_f, lanes, np.uint8)[:n]
+        sb.compare(first_r | (first_f << 16), want, sign=s, mag=m, exp=e)
+    sb.finish(expected_vectors=vector_count(w, ew, signed, stages), exhaustive=full)
+
+
+async def _drive_pipelined(dut, k, stages, drive, handles):
+    """Clocked drive of configuration ``k``: a new group on each edge with ``en`` high.
+
+    Returns the packed results and flags of every group on the last and on the first cycle
+    they were on the outputs."""
+    steps = len(drive[f"c{k}_exp"])
+    gen = rng(None, salt=100 + k)
+    en_h = getattr(dut, f"c{k}_en")
+    res_h, flg_h = getattr(dut, f"c{k}_result"), getattr(dut, f"c{k}_flags")
+    last, first = {}, {}
+    i = 0                                   # groups taken so far (enabled edges)
+    while i - stages < steps:
+        await FallingEdge(dut.clk)
+        en = int(gen.random() < 0.7)
+        en_h.value = en
+        for name_, h in handles.items():
+            h.value = drive[name_][min(i, steps - 1)]
+        await ReadOnly()
+        j = i - stages                      # the group on the outputs now
+        if 0 <= j < steps:
+            v = (res_h.value.to_unsigned(), flg_h.value.to_unsigned())
+            last[j] = v
+            first.setdefault(j, v)
+        await RisingEdge(dut.clk)
+        i += en
+    en_h.value = 0
+    rows = [[last[j][0] for j in range(steps)], [last[j][1] for j in range(steps)],
+            [first[j][0] for j in range(steps)], [first[j][1] for j in range(steps)]]
+    return rows
 
 
 @cocotb.test()
@@ -184,3 +229,19 @@ async def config1(dut):
 async def config2(dut):
     """Third configuration of the bank."""
     await check_config(dut, 2)
+
+
+@cocotb.test()
+async def config3(dut):
+    """Fourth configuration: pipelined, clocked."""
+    start_clock(dut)
+    dut.rst.value = 0
+    await check_config(dut, 3)
+
+
+@cocotb.test()
+async def config4(dut):
+    """Fifth configuration: pipelined, clocked."""
+    start_clock(dut)
+    dut.rst.value = 0
+    await check_config(dut, 4)
