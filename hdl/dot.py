@@ -2,7 +2,7 @@
 
 import operator
 
-from amaranth.hdl import Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,16 +23,18 @@ MAX_BEATS_LOG2 = 16                        # the exact accumulator holds 2**16 b
 # Scale exponent of a beat sum: -g (forward) or phase - 6 - g (backward): -37 .. 32.
 EXP_SHAPE = signed(7)
 LANES_MAX = 64
+# Register ranks inside the two rounders (FP16Rounder ``stages``): enough that no rounder
+# segment is longer than the lanes or one adder-tree level (see DotProduct's stage diagram).
+CHUNK_ROUNDER_STAGES = 6
+FINAL_ROUNDER_STAGES = 8
 
 
-def _tree_sum(values):
-    """Balanced binary adder tree. Amaranth widens every ``+`` by one bit, so no level can
-    overflow: the root has ``width + ceil(log2(len(values)))`` bits."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
+def _tree_level(values):
+    """One level of the balanced binary adder tree. Amaranth widens every ``+`` by one bit,
+    so no level can overflow: after ``ceil(log2(len(values)))`` levels the root has
+    ``width + ceil(log2(len(values)))`` bits."""
+    return [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
+            for k in range(0, len(values), 2)]
 
 
 def sum_width(lanes):
@@ -40,12 +42,15 @@ def sum_width(lanes):
     return FP4_PRODUCT_SHAPE.width + (lanes - 1).bit_length()
 
 
-def beat_sum(m, beat, ctx, lanes):
+def beat_sum(m, beat, ctx, lanes, stage=None):
     """The lanes and the exact adder tree: ``(sum, products)`` of one beat.
 
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness.
     The sum has :func:`sum_width` bits, which it never overflows (proven in
-    ``verif/formal/datapath.py``).
+    ``verif/formal/datapath.py``). ``stage``, when given, is called as
+    ``stage(values, level) -> values`` on the lane products (level 0) and on the partial sums
+    after each tree level (1 .. log2(lanes)) and may return registered copies of the same
+    shapes (the pipelined unit); ``products`` are always the lanes' own outputs.
     """
     products = []
     for k in range(lanes):
@@ -59,8 +64,15 @@ def beat_sum(m, beat, ctx, lanes):
             p.eq(Mux(ctx.mode == MODE_BACKWARD, bwd.p, fwd.p)),
         ]
         products.append(p)
+    values = stage(products, 0) if stage else products
+    level = 0
+    while len(values) > 1:
+        values = _tree_level(values)
+        level += 1
+        if stage:
+            values = stage(values, level)
     total = Signal(signed(sum_width(lanes)), name="beat_sum")
-    m.d.comb += total.eq(_tree_sum(products))
+    m.d.comb += total.eq(values[0])
     return total, products
 
 
@@ -89,10 +101,26 @@ class DotProduct(wiring.Component):
     others). A dot product ends with a ``last`` beat; a beat with both is a one-beat dot
     product. After reset the context is forward, unsigned, even, ``g = 0``.
 
-    Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency`` = 3
-    cycles from the transfer of the ``last`` beat to its result on ``o`` (``o.ready`` high).
-    Backpressure stalls the pipeline without losing or repeating beats; no beat is accepted
-    during reset.
+    Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
+    cycles from the rising edge that transfers the ``last`` beat to the one that transfers
+    its result on ``o`` (``o.ready`` high): ``log2(lanes) + 4 + CHUNK_ROUNDER_STAGES``
+    (``"fp16"``, 13 for 8 lanes) or ``log2(lanes) + 3 + FINAL_ROUNDER_STAGES`` (``"exact"``,
+    14 for 8 lanes). Pipeline (``|`` = a register rank; L = log2(lanes) tree levels)::
+
+        fp16:   i -> ctx, lanes | tree level | ... x L | chunk FP16Rounder, CHUNK_ROUNDER_STAGES
+                ranks | chunk code | acc <- first ? chunk : acc + chunk (FP16AddCore) | o
+        exact:  i -> ctx, lanes | tree level | ... x L | acc <- first ? sum : acc + sum |
+                final FP16Rounder of acc, FINAL_ROUNDER_STAGES ranks | o
+
+    Each rank carries the beat's valid, ``first``, ``last`` and exponent offset beside its
+    data; the accumulator loads only on valid beats, and the rounder after the exact
+    accumulator works on the register ``acc`` itself. Every rank advances together when the
+    output register is free (``~o.valid | o.ready``), so backpressure stalls the whole
+    pipeline without losing or repeating beats; ``i.ready`` is that same condition. The one
+    loop that cannot be pipelined is the accumulator: in ``"fp16"`` mode an fp16 addition
+    with its rounding per beat (the paper's sequential rounding order), in ``"exact"`` mode a
+    ``acc_width``-bit integer addition. A synchronous reset empties the pipeline (beats in
+    flight are dropped); no beat is accepted during reset.
 
     Parameters
     ----------
@@ -111,8 +139,6 @@ class DotProduct(wiring.Component):
     o : ``Out(stream.Signature(StructLayout))``
         ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
     """
-
-    latency = 3
 
     def __init__(self, lanes=8, accumulator="fp16"):
         try:
@@ -167,6 +193,16 @@ class DotProduct(wiring.Component):
         return self.sum_width + MAX_BEATS_LOG2
 
     @property
+    def latency(self):
+        """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
+        tree = (self._lanes - 1).bit_length()
+        # product rank + tree ranks, then (fp16) chunk rounder ranks + chunk code + acc + o,
+        # or (exact) acc + final rounder ranks + o
+        if self._accumulator == "fp16":
+            return 1 + tree + CHUNK_ROUNDER_STAGES + 3
+        return 1 + tree + 1 + FINAL_ROUNDER_STAGES + 1
+
+    @property
     def module_name(self):
         return f"dot{self._lanes}_{self._accumulator}"
 
@@ -175,6 +211,9 @@ class DotProduct(wiring.Component):
         n = self._lanes
         beat = self.i.payload
         rst = ResetSignal("sync", allow_reset_less=True)
+        # Every rank advances when the output register is free (module docstring).
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en & ~rst)]
 
         # --- context: taken from the `first` beat, held for the rest of the dot product ----
         ctx_layout = data.StructLayout({"mode": 1, "a_signed": 1, "b_signed": 1,
@@ -184,94 +223,93 @@ class DotProduct(wiring.Component):
         for name in ("mode", "a_signed", "b_signed", "phase", "g"):
             m.d.comb += getattr(ctx, name).eq(Mux(beat.first, getattr(beat, name),
                                                   getattr(ctx_reg, name)))
-
-        # --- lanes and the exact adder tree -------------------------------------------------
-        beat_sum_, _ = beat_sum(m, beat, ctx, n)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += ctx_reg.eq(ctx)
         exp = Signal(EXP_SHAPE)
         bias = -FP4.PRODUCT_FRAC
         m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
 
-        # --- handshake: stage A (beat sum), stage B, output register --------------------------
-        a_valid, a_first, a_last = Signal(), Signal(), Signal()
-        a_sum = Signal(signed(self.sum_width))
-        a_exp = Signal(EXP_SHAPE)
-        b_valid = Signal()
-        out_free = ~self.o.valid | self.o.ready
-        a_leaves = Signal()        # stage A's beat moves on this cycle (set by the tail)
-        take_a = ~a_valid | a_leaves
-        m.d.comb += self.i.ready.eq(take_a & ~rst)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += ctx_reg.eq(ctx)
-        with m.If(take_a):
-            m.d.sync += [
-                a_valid.eq(self.i.valid & ~rst), a_sum.eq(beat_sum_), a_exp.eq(exp),
-                a_first.eq(beat.first), a_last.eq(beat.last),
-            ]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        # --- lanes and the exact adder tree, a rank after the lanes and every level --------
+        # side: the beat's valid, first, last and exponent offset, riding along the ranks
+        side = {"valid": self.i.valid & self.i.ready, "first": beat.first,
+                "last": beat.last, "exp": exp}
 
+        def stage(values, level):
+            side.update(self._rank(m, en, side, f"s{level}"))
+            return [self._reg(m, en, v, f"s{level}_v{k}") for k, v in enumerate(values)]
+
+        total, _ = beat_sum(m, beat, ctx, n, stage)
         if self._accumulator == "fp16":
-            self._fp16_tail(m, a_valid, a_sum, a_exp, a_first, a_last, b_valid, a_leaves,
-                            out_free)
+            self._fp16_tail(m, en, total, side)
         else:
-            self._exact_tail(m, a_valid, a_sum, a_exp, a_first, a_last, b_valid, a_leaves,
-                             out_free)
+            self._exact_tail(m, en, total, side)
         return m
 
-    def _fp16_tail(self, m, a_valid, a_sum, a_exp, a_first, a_last, b_valid, a_leaves,
-                   out_free):
-        # Stage B: the beat sum rounded to fp16 (the paper's chunk rounding).
+    @staticmethod
+    def _reg(m, en, value, name, reset=False):
+        """A register loading ``value`` while ``en``; only valid bits have a reset."""
+        value = Value.cast(value)
+        r = Signal(value.shape(), name=name, reset_less=not reset)
+        with m.If(en):
+            m.d.sync += r.eq(value)
+        return r
+
+    def _rank(self, m, en, side, name):
+        return {k: self._reg(m, en, v, f"{name}_{k}", reset=k == "valid")
+                for k, v in side.items()}
+
+    def _fp16_tail(self, m, en, total, side):
+        # The beat sum rounded to fp16 (the paper's chunk rounding), pipelined.
         rnd = m.submodules.chunk_rounder = FP16Rounder(self.sum_width, EXP_SHAPE.width,
-                                                       signed=True)
-        m.d.comb += [rnd.value.eq(a_sum), rnd.exp.eq(a_exp)]
-        b_chunk = Signal(FP16.BITS)
-        b_flags = Signal(FLAGS_SHAPE)
-        b_first, b_last = Signal(), Signal()
-        # Stage B hands its beat to the accumulator when it is not a `last` beat, or when the
-        # output register is free for the result.
-        consume_b = b_valid & (~b_last | out_free)
-        take_b = ~b_valid | consume_b
-        m.d.comb += a_leaves.eq(take_b)
-        with m.If(take_b):
-            m.d.sync += [b_valid.eq(a_valid), b_chunk.eq(rnd.result), b_flags.eq(rnd.flags),
-                         b_first.eq(a_first), b_last.eq(a_last)]
+                                                       signed=True,
+                                                       stages=CHUNK_ROUNDER_STAGES)
+        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side["exp"])]
+        if CHUNK_ROUNDER_STAGES:
+            m.d.comb += rnd.en.eq(en)
+        flow = {k: side[k] for k in ("valid", "first", "last")}
+        for k in range(CHUNK_ROUNDER_STAGES):
+            flow = self._rank(m, en, flow, f"r{k}")
+        # The chunk code: a rank of its own, so that the loop starts from a register.
+        chunk = self._reg(m, en, rnd.result, "chunk")
+        chunk_flags = self._reg(m, en, rnd.flags, "chunk_flags")
+        flow = self._rank(m, en, flow, "c")
         # Accumulator: acc <- first ? chunk : acc + chunk (IEEE binary16, RNE).
         acc = Signal(FP16.BITS)
         acc_flags = Signal(FLAGS_SHAPE)
         add = m.submodules.accumulator = FP16AddCore()
-        new_acc = Signal(FP16.BITS)
-        new_flags = Signal(FLAGS_SHAPE)
-        m.d.comb += [
-            add.a.eq(acc), add.b.eq(b_chunk),
-            new_acc.eq(Mux(b_first, b_chunk, add.result)),
-            new_flags.eq(Mux(b_first, b_flags, acc_flags | b_flags | add.flags)),
-        ]
-        with m.If(consume_b):
-            m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
-            with m.If(b_last):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.result.eq(new_acc),
-                             self.o.payload.flags.eq(new_flags)]
+        m.d.comb += [add.a.eq(acc), add.b.eq(chunk)]
+        done = Signal()                 # acc holds a finished dot product
+        with m.If(en):
+            m.d.sync += done.eq(flow["valid"] & flow["last"])
+            with m.If(flow["valid"]):
+                m.d.sync += [
+                    acc.eq(Mux(flow["first"], chunk, add.result)),
+                    acc_flags.eq(Mux(flow["first"], chunk_flags,
+                                     acc_flags | chunk_flags | add.flags)),
+                ]
+            m.d.sync += [self.o.valid.eq(done), self.o.payload.result.eq(acc),
+                         self.o.payload.flags.eq(acc_flags)]
 
-    def _exact_tail(self, m, a_valid, a_sum, a_exp, a_first, a_last, b_valid, a_leaves,
-                    out_free):
-        # Accumulate stage A's beat sums; at `last`, stage B holds the total for rounding.
+    def _exact_tail(self, m, en, total, side):
+        # Accumulate the beat sums; the final rounder works on the register itself.
         acc = Signal(signed(self.acc_width))
-        new_acc = Signal(signed(self.acc_width))
-        m.d.comb += new_acc.eq(Mux(a_first, a_sum, acc + a_sum))   # <= 2**16 beats: exact
-        b_total = Signal(signed(self.acc_width))
-        b_exp = Signal(EXP_SHAPE)
-        consume_b = b_valid & out_free
-        take_b = ~b_valid | consume_b
-        # A beat leaves stage A when it is not `last`, or when stage B is free for the total.
-        consume_a = a_valid & (~a_last | take_b)
-        m.d.comb += a_leaves.eq(consume_a)
-        with m.If(consume_a):
-            m.d.sync += acc.eq(new_acc)
-        with m.If(take_b):
-            m.d.sync += [b_valid.eq(consume_a & a_last), b_total.eq(new_acc), b_exp.eq(a_exp)]
+        acc_exp = Signal(EXP_SHAPE)
+        done = Signal()                 # acc holds a finished dot product
+        with m.If(en):
+            m.d.sync += done.eq(side["valid"] & side["last"])
+            with m.If(side["valid"]):
+                # <= 2**16 beats: exact (verif/formal/datapath.py)
+                m.d.sync += [acc.eq(Mux(side["first"], 0, acc) + total),
+                             acc_exp.eq(side["exp"])]
         rnd = m.submodules.final_rounder = FP16Rounder(self.acc_width, EXP_SHAPE.width,
-                                                       signed=True)
-        m.d.comb += [rnd.value.eq(b_total), rnd.exp.eq(b_exp)]
-        with m.If(consume_b):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.result.eq(rnd.result),
+                                                       signed=True,
+                                                       stages=FINAL_ROUNDER_STAGES)
+        m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp)]
+        if FINAL_ROUNDER_STAGES:
+            m.d.comb += rnd.en.eq(en)
+        valid = done
+        for k in range(FINAL_ROUNDER_STAGES):
+            valid = self._reg(m, en, valid, f"r{k}_valid", reset=True)
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(valid), self.o.payload.result.eq(rnd.result),
                          self.o.payload.flags.eq(rnd.flags)]

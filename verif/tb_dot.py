@@ -1,15 +1,16 @@
 """cocotb benches for the dot-product unit: random dot products of random length and context,
-directed extremes, and stream discipline (gaps, backpressure, reset), all vs golden.dot."""
+directed extremes, stream discipline (gaps, backpressure, reset) and the latency / full-rate
+timing with ``o.ready`` held high, all vs golden.dot."""
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 import golden
 from golden.dot import MODES
 from hdl.dot import DotProduct
 
-from scoreboard import Scoreboard, params, rng
+from scoreboard import Scoreboard, latency, params, rng
 from streams import Packer, StreamSink, StreamSource, reset, start_clock
 
 PHASES = ("even", "odd")
@@ -168,3 +169,51 @@ async def dot_stream_discipline(dut):
     assert len(after) == len(second), f"{len(after)} results after reset, sent {len(second)}"
     sb.compare(after, expected(second, acc, lanes))
     sb.finish(expected_vectors=len(before) + len(second), exhaustive=False)
+
+
+@cocotb.test()
+async def dot_latency(dut):
+    """``o.ready`` held high, beats back to back: every beat is taken on its first cycle (one
+    beat per cycle, no idle cycle between dot products) and every result is transferred
+    exactly ``latency`` cycles (the component's, via scoreboard.latency()) after the
+    transfer of its ``last`` beat."""
+    p = params()
+    lanes, acc = p["lanes"], p["accumulator"]
+    lat = latency()
+    assert lat > 0, "the harness passes the component's latency"
+    r = rng(dut._log, salt=4)
+    await setup(dut)
+    unit = DotProduct(lanes, acc)
+    pin, pout = Packer(unit.input_layout(lanes)), Packer(unit.output_layout())
+    dots = make_dots(r, lanes, [1] * 5 + [int(x) for x in r.integers(1, 5, 60)] + [300])
+    payloads = beats(dots, pin, r)
+    is_last = np.concatenate([np.arange(len(d["a"])) == len(d["a"]) - 1 for d in dots])
+    dut.o__ready.value = 1
+    sent, cycle, stalls = 0, 0, 0
+    last_at, result_at, got = [], [], []
+    while len(got) < len(dots) and cycle < len(payloads) + lat + 100:
+        await FallingEdge(dut.clk)
+        dut.i__valid.value = int(sent < len(payloads))
+        if sent < len(payloads):
+            dut.i__payload.value = payloads[sent]
+        await ReadOnly()                  # what the next rising edge (number `cycle`) sees
+        if sent < len(payloads):
+            if dut.i__ready.value:
+                if is_last[sent]:
+                    last_at.append(cycle)
+                sent += 1
+            else:
+                stalls += 1
+        if dut.o__valid.value:
+            result_at.append(cycle)
+            got.append(int(dut.o__payload.value))
+        await RisingEdge(dut.clk)
+        cycle += 1
+    await FallingEdge(dut.clk)
+    dut.i__valid.value = 0
+    assert stalls == 0, f"i.ready dropped {stalls} times with o.ready high"
+    assert len(got) == len(dots), f"{len(got)} results for {len(dots)} dot products"
+    sb = Scoreboard(f"dot_latency_{acc}_{lanes}", dut._log)
+    sb.compare(results(got, pout), expected(dots, acc, lanes))
+    sb.compare(np.array(result_at) - np.array(last_at), np.full(len(dots), lat))
+    sb.finish(expected_vectors=2 * len(dots), exhaustive=False)

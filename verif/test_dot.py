@@ -3,7 +3,7 @@
 
 import pytest
 
-from hdl.dot import DotProduct
+from hdl.dot import CHUNK_ROUNDER_STAGES, FINAL_ROUNDER_STAGES, DotProduct
 
 from harness import run_bench, simulators
 
@@ -31,4 +31,8 @@ def test_bad_parameters(kwargs, exc, msg):
 def test_properties():
     d = DotProduct(16, "exact")
     assert (d.lanes, d.accumulator, d.module_name) == (16, "exact", "dot16_exact")
-    assert d.sum_width == 21 and d.acc_width == 37 and d.latency == 3
+    assert d.sum_width == 21 and d.acc_width == 37
+    # ranks: products, 4 tree levels, acc, the final rounder's, the output register
+    assert d.latency == 1 + 4 + 1 + FINAL_ROUNDER_STAGES + 1
+    # ranks: products, 3 tree levels, the chunk rounder's, chunk code, acc, output
+    assert DotProduct(8, "fp16").latency == 1 + 3 + CHUNK_ROUNDER_STAGES + 3
