@@ -25,8 +25,8 @@ EXP_SHAPE = signed(7)
 LANES_MAX = 64
 # Register ranks inside the two rounders (FP16Rounder ``stages``): enough that no rounder
 # segment is longer than the lanes or one adder-tree level (see DotProduct's stage diagram).
-CHUNK_ROUNDER_STAGES = 6
-FINAL_ROUNDER_STAGES = 8
+CHUNK_ROUNDER_STAGES = 13
+FINAL_ROUNDER_STAGES = 14
 
 
 def _tree_level(values):
@@ -48,23 +48,32 @@ def beat_sum(m, beat, ctx, lanes, stage=None):
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness.
     The sum has :func:`sum_width` bits, which it never overflows (proven in
     ``verif/formal/datapath.py``). ``stage``, when given, is called as
-    ``stage(values, level) -> values`` on the lane products (level 0) and on the partial sums
+    ``stage(values, level) -> values`` on the lanes' outputs (level 0: the forward products,
+    the backward products and ``mode``, before the mode select) and on the partial sums
     after each tree level (1 .. log2(lanes)) and may return registered copies of the same
-    shapes (the pipelined unit); ``products`` are always the lanes' own outputs.
+    shapes (the pipelined unit); ``products`` are the selected lane products.
     """
-    products = []
+    fwd_p, bwd_p = [], []
     for k in range(lanes):
         fwd = m.submodules[f"int4_lane{k}"] = Int4MulLane()
         bwd = m.submodules[f"fp4_lane{k}"] = FP4ShiftLane()
-        p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
         m.d.comb += [
             fwd.a.eq(beat.a[k]), fwd.b.eq(beat.b[k]),
             fwd.a_signed.eq(ctx.a_signed), fwd.b_signed.eq(ctx.b_signed),
             bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]), bwd.a_signed.eq(ctx.b_signed),
-            p.eq(Mux(ctx.mode == MODE_BACKWARD, bwd.p, fwd.p)),
         ]
+        fwd_p.append(fwd.p)
+        bwd_p.append(bwd.p)
+    mode = ctx.mode
+    if stage:           # the rank sits between the lanes and the mode select
+        regs = stage(fwd_p + bwd_p + [mode], 0)
+        fwd_p, bwd_p, mode = regs[:lanes], regs[lanes:2 * lanes], regs[-1]
+    products = []
+    for k in range(lanes):
+        p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
+        m.d.comb += p.eq(Mux(mode == MODE_BACKWARD, bwd_p[k], fwd_p[k]))
         products.append(p)
-    values = stage(products, 0) if stage else products
+    values = products
     level = 0
     while len(values) > 1:
         values = _tree_level(values)
@@ -103,13 +112,13 @@ class DotProduct(wiring.Component):
 
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
-    its result on ``o`` (``o.ready`` high): ``log2(lanes) + 4 + CHUNK_ROUNDER_STAGES``
-    (``"fp16"``, 13 for 8 lanes) or ``log2(lanes) + 3 + FINAL_ROUNDER_STAGES`` (``"exact"``,
-    14 for 8 lanes). Pipeline (``|`` = a register rank; L = log2(lanes) tree levels)::
+    its result on ``o`` (``o.ready`` high): ``log2(lanes) + 5 + CHUNK_ROUNDER_STAGES``
+    (``"fp16"``) or ``log2(lanes) + 4 + FINAL_ROUNDER_STAGES`` (``"exact"``). Pipeline
+    (``|`` = a register rank; L = log2(lanes) tree levels)::
 
-        fp16:   i -> ctx, lanes | tree level | ... x L | chunk FP16Rounder, CHUNK_ROUNDER_STAGES
+        fp16:   i -> ctx | lanes | tree level | ... x L | chunk FP16Rounder, CHUNK_ROUNDER_STAGES
                 ranks | chunk code | acc <- first ? chunk : acc + chunk (FP16AddCore) | o
-        exact:  i -> ctx, lanes | tree level | ... x L | acc <- first ? sum : acc + sum |
+        exact:  i -> ctx | lanes | tree level | ... x L | acc <- first ? sum : acc + sum |
                 final FP16Rounder of acc, FINAL_ROUNDER_STAGES ranks | o
 
     Each rank carries the beat's valid, ``first``, ``last`` and exponent offset beside its
@@ -196,11 +205,11 @@ class DotProduct(wiring.Component):
     def latency(self):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
         tree = (self._lanes - 1).bit_length()
-        # product rank + tree ranks, then (fp16) chunk rounder ranks + chunk code + acc + o,
-        # or (exact) acc + final rounder ranks + o
+        # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
+        # acc, o, or (exact) acc, the final rounder's ranks, o
         if self._accumulator == "fp16":
-            return 1 + tree + CHUNK_ROUNDER_STAGES + 3
-        return 1 + tree + 1 + FINAL_ROUNDER_STAGES + 1
+            return 2 + tree + CHUNK_ROUNDER_STAGES + 3
+        return 2 + tree + 1 + FINAL_ROUNDER_STAGES + 1
 
     @property
     def module_name(self):
@@ -229,16 +238,22 @@ class DotProduct(wiring.Component):
         bias = -FP4.PRODUCT_FRAC
         m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
 
-        # --- lanes and the exact adder tree, a rank after the lanes and every level --------
+        # --- input rank: operands, resolved context and exponent offset --------------------
         # side: the beat's valid, first, last and exponent offset, riding along the ranks
-        side = {"valid": self.i.valid & self.i.ready, "first": beat.first,
-                "last": beat.last, "exp": exp}
+        side = self._rank(m, en, {"valid": self.i.valid & self.i.ready, "first": beat.first,
+                                  "last": beat.last, "exp": exp}, "in")
+        in_beat = Signal(self.input_layout(n), reset_less=True)
+        in_ctx = Signal(ctx_layout, reset_less=True)
+        with m.If(en):
+            m.d.sync += [in_beat.eq(beat), in_ctx.eq(ctx)]
+
+        # --- lanes and the exact adder tree, a rank after the lanes and every level --------
 
         def stage(values, level):
             side.update(self._rank(m, en, side, f"s{level}"))
             return [self._reg(m, en, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
-        total, _ = beat_sum(m, beat, ctx, n, stage)
+        total, _ = beat_sum(m, in_beat, in_ctx, n, stage)
         if self._accumulator == "fp16":
             self._fp16_tail(m, en, total, side)
         else:

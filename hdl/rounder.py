@@ -133,9 +133,11 @@ class FP16Rounder(wiring.Component):
     points below (``register_points`` names the chosen ones), placed by an estimate of each
     segment's LUT4 depth so that the longest segment is as short as possible::
 
-        abs -> norm<p/2> -> ... -> norm1 -> exp -> clamp -> denorm -> sticky -> round -> pack -> out
-        (abs only when ``signed``; norm<s>: the normalize stage shifting by s; the last
-        segment, overflow and the final select, is combinational to ``result``)
+        abs_lo -> abs -> norm<p/2> -> ... -> norm1 -> exp -> clamp -> denorm -> sticky ->
+        round -> pack -> out
+        (abs_lo, abs: low and high half of |value|, only when ``signed``; norm<s>: the
+        normalize stage shifting by s; the last segment, overflow and the final select, is
+        combinational to ``result``)
 
     All ranks load together while ``en`` is high and hold while it is low (a pipeline
     stall); they have no reset: whether a rank holds a value is the caller's business.
@@ -209,7 +211,7 @@ class FP16Rounder(wiring.Component):
         """``[(name, depth)]``: the register points in datapath order, each with the
         estimated LUT4 depth of the segment that ends there."""
         p = 1 << (positive_int(width, "width") - 1).bit_length()
-        out = [("abs", 2)] if signed else []
+        out = [("abs_lo", 2), ("abs", 2)] if signed else []
         out += [(f"norm{1 << k}", _depth(1 << k) + 1)
                 for k in reversed(range((p - 1).bit_length()))]
         out += [("exp", max(2, _depth(max(p - _KEEP, 1)))), ("clamp", 3), ("denorm", 3),
@@ -264,9 +266,18 @@ class FP16Rounder(wiring.Component):
             return out
 
         if self._signed:
-            mag = Signal(w)
-            m.d.comb += mag.eq(abs(self.value))      # |value| <= 2**(w-1): fits w bits
-            x = cut("abs", sign=self.value[-1], mag=mag, exp=self.exp)
+            # |value| <= 2**(w-1) fits w bits. Negation in two halves, so that no carry runs
+            # through all w bits: -v = ~v + 1, whose +1 leaves the low half iff it is zero.
+            h = w // 2
+            sign = self.value[-1]
+            lo, hi = self.value.as_unsigned()[:h], self.value.as_unsigned()[h:]
+            lo_mag = Signal(h)
+            m.d.comb += lo_mag.eq(Mux(sign, -lo, lo))
+            x = cut("abs_lo", sign=sign, lo=lo_mag, lo_zero=lo == 0, hi=hi, exp=self.exp)
+            hi_mag = Signal(w - h)
+            m.d.comb += hi_mag.eq(Mux(x["sign"], ~x["hi"] + x["lo_zero"], x["hi"]))
+            mag = Cat(x["lo"], hi_mag) if h else hi_mag
+            x = cut("abs", sign=x["sign"], mag=mag, exp=x["exp"])
         else:
             x = {"sign": self.sign, "mag": self.mag, "exp": self.exp}
         carry = {"sign": x["sign"], "exp": x["exp"]}   # values riding along the normalizer
@@ -302,17 +313,19 @@ class FP16Rounder(wiring.Component):
         # Shift right by EMIN - e, clamped at _KEEP: by then every kept bit is sticky.
         d_raw = Signal(Shape.cast(range(FP16.EMIN - e_hi, FP16.EMIN - e_lo + 1)))
         d = Signal(range(_KEEP + 1))
+        # The clamps compare e itself (d_raw <= 0 is e >= EMIN, d_raw >= _KEEP is
+        # e <= EMIN - _KEEP): the comparisons run beside the subtraction, not after it.
         m.d.comb += [
             d_raw.eq(FP16.EMIN - e),
-            d.eq(Mux(d_raw <= 0, 0, Mux(d_raw >= _KEEP, _KEEP, d_raw[:len(d)]))),
+            d.eq(Mux(e >= FP16.EMIN, 0, Mux(e <= FP16.EMIN - _KEEP, _KEEP, d_raw[:len(d)]))),
         ]
         # The exponent field: code = (max(e, EMIN) - EMIN) << 10 + rounded significand. For
         # a normal result the hidden bit (bit 10 of the rounded significand) adds the 1 that
         # turns max(e, EMIN) - EMIN into the biased exponent; carries land in the field.
         efield = Signal(range(max(e_hi - FP16.EMIN, 1) + 1))
         m.d.comb += efield.eq(Mux(e < FP16.EMIN, 0, e - FP16.EMIN))
-        big = Signal()                  # certainly past Inf
-        m.d.comb += big.eq(efield >= FP16.EXP_MAX_FIELD)
+        big = Signal()                  # certainly past Inf: efield >= EXP_MAX_FIELD
+        m.d.comb += big.eq(e >= FP16.EMIN + FP16.EXP_MAX_FIELD)
         # Tininess after rounding: e < EMIN - 1, or e == EMIN - 1 unless the 11 bits below
         # the leading one round up to 2**11 (all 12 kept bits ones: round up from 0x7FF).
         tiny = Signal()

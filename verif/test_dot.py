@@ -32,7 +32,7 @@ def test_properties():
     d = DotProduct(16, "exact")
     assert (d.lanes, d.accumulator, d.module_name) == (16, "exact", "dot16_exact")
     assert d.sum_width == 21 and d.acc_width == 37
-    # ranks: products, 4 tree levels, acc, the final rounder's, the output register
-    assert d.latency == 1 + 4 + 1 + FINAL_ROUNDER_STAGES + 1
-    # ranks: products, 3 tree levels, the chunk rounder's, chunk code, acc, output
-    assert DotProduct(8, "fp16").latency == 1 + 3 + CHUNK_ROUNDER_STAGES + 3
+    # ranks: input, products, 4 tree levels, acc, the final rounder's, the output register
+    assert d.latency == 2 + 4 + 1 + FINAL_ROUNDER_STAGES + 1
+    # ranks: input, products, 3 tree levels, the chunk rounder's, chunk code, acc, output
+    assert DotProduct(8, "fp16").latency == 2 + 3 + CHUNK_ROUNDER_STAGES + 3
