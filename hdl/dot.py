@@ -23,10 +23,6 @@ MAX_BEATS_LOG2 = 16                        # the exact accumulator holds 2**16 b
 # Scale exponent of a beat sum: -g (forward) or phase - 6 - g (backward): -37 .. 32.
 EXP_SHAPE = signed(7)
 LANES_MAX = 64
-# Register ranks inside the two rounders (FP16Rounder ``stages``): enough that no rounder
-# segment is longer than the lanes or one adder-tree level (see DotProduct's stage diagram).
-CHUNK_ROUNDER_STAGES = 13
-FINAL_ROUNDER_STAGES = 14
 
 
 def _tree_level(values):
@@ -37,6 +33,11 @@ def _tree_level(values):
             for k in range(0, len(values), 2)]
 
 
+def _lane_bit(v, k):
+    """Lane ``k``'s bit of a per-lane flag vector, or the one shared flag bit."""
+    return v[k] if len(v) > 1 else v
+
+
 def sum_width(lanes):
     """Beat sum width: |product| <= 15 << 12 < 2**16 (17 bits signed), times ``lanes``."""
     return FP4_PRODUCT_SHAPE.width + (lanes - 1).bit_length()
@@ -45,7 +46,8 @@ def sum_width(lanes):
 def beat_sum(m, beat, ctx, lanes, stage=None):
     """The lanes and the exact adder tree: ``(sum, products)`` of one beat.
 
-    ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness.
+    ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness
+    (``a_signed``, ``b_signed``: one bit for every lane, or one bit per lane).
     The sum has :func:`sum_width` bits, which it never overflows (proven in
     ``verif/formal/datapath.py``). ``stage``, when given, is called as
     ``stage(values, level) -> values`` on the lanes' outputs (level 0: the forward products,
@@ -59,8 +61,10 @@ def beat_sum(m, beat, ctx, lanes, stage=None):
         bwd = m.submodules[f"fp4_lane{k}"] = FP4ShiftLane()
         m.d.comb += [
             fwd.a.eq(beat.a[k]), fwd.b.eq(beat.b[k]),
-            fwd.a_signed.eq(ctx.a_signed), fwd.b_signed.eq(ctx.b_signed),
-            bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]), bwd.a_signed.eq(ctx.b_signed),
+            fwd.a_signed.eq(_lane_bit(ctx.a_signed, k)),
+            fwd.b_signed.eq(_lane_bit(ctx.b_signed, k)),
+            bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]),
+            bwd.a_signed.eq(_lane_bit(ctx.b_signed, k)),
         ]
         fwd_p.append(fwd.p)
         bwd_p.append(bwd.p)
@@ -112,14 +116,16 @@ class DotProduct(wiring.Component):
 
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
-    its result on ``o`` (``o.ready`` high): ``log2(lanes) + 5 + CHUNK_ROUNDER_STAGES``
-    (``"fp16"``) or ``log2(lanes) + 4 + FINAL_ROUNDER_STAGES`` (``"exact"``). Pipeline
-    (``|`` = a register rank; L = log2(lanes) tree levels)::
+    its result on ``o`` (``o.ready`` high): ``L + 5 + R`` (``"fp16"``: 22 for 8 lanes) or
+    ``L + 4 + R`` (``"exact"``: 22 for 8 lanes), with ``L = log2(lanes)`` adder-tree levels and
+    ``R`` the rounder's ranks: one at every register point of :class:`FP16Rounder`
+    (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
+    Pipeline (``|`` = a register rank, all of them loading together)::
 
-        fp16:   i -> ctx | lanes | tree level | ... x L | chunk FP16Rounder, CHUNK_ROUNDER_STAGES
-                ranks | chunk code | acc <- first ? chunk : acc + chunk (FP16AddCore) | o
-        exact:  i -> ctx | lanes | tree level | ... x L | acc <- first ? sum : acc + sum |
-                final FP16Rounder of acc, FINAL_ROUNDER_STAGES ranks | o
+        fp16:   i -> ctx | lanes | tree level 1 | ... | tree level L | chunk FP16Rounder
+                (R ranks) | chunk code | acc <- first ? chunk : acc + chunk (FP16AddCore) | o
+        exact:  i -> ctx | lanes | tree level 1 | ... | tree level L |
+                acc <- (first ? 0 : acc) + sum | final FP16Rounder of acc (R ranks) | o
 
     Each rank carries the beat's valid, ``first``, ``last`` and exponent offset beside its
     data; the accumulator loads only on valid beats, and the rounder after the exact
@@ -202,14 +208,21 @@ class DotProduct(wiring.Component):
         return self.sum_width + MAX_BEATS_LOG2
 
     @property
+    def rounder_stages(self):
+        """Register ranks of the chunk (fp16) or final (exact) rounder: one per point."""
+        if self._accumulator == "fp16":
+            return len(FP16Rounder.points(self.sum_width, True))
+        return len(FP16Rounder.points(self.acc_width, True))
+
+    @property
     def latency(self):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
         tree = (self._lanes - 1).bit_length()
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
         # acc, o, or (exact) acc, the final rounder's ranks, o
         if self._accumulator == "fp16":
-            return 2 + tree + CHUNK_ROUNDER_STAGES + 3
-        return 2 + tree + 1 + FINAL_ROUNDER_STAGES + 1
+            return 2 + tree + self.rounder_stages + 3
+        return 2 + tree + 1 + self.rounder_stages + 1
 
     @property
     def module_name(self):
@@ -242,10 +255,18 @@ class DotProduct(wiring.Component):
         # side: the beat's valid, first, last and exponent offset, riding along the ranks
         side = self._rank(m, en, {"valid": self.i.valid & self.i.ready, "first": beat.first,
                                   "last": beat.last, "exp": exp}, "in")
+        # Signedness per lane, pre-AND-ed with the code's top bit: an operand code below 8
+        # reads the same signed or unsigned, so lane k sees the same operands, while every
+        # lane gets a flag register of its own (no high-fanout flag net; registers that
+        # differ cannot be merged by synthesis).
         in_beat = Signal(self.input_layout(n), reset_less=True)
-        in_ctx = Signal(ctx_layout, reset_less=True)
+        in_ctx = Signal(data.StructLayout({"mode": 1, "a_signed": n, "b_signed": n}),
+                        reset_less=True)
         with m.If(en):
-            m.d.sync += [in_beat.eq(beat), in_ctx.eq(ctx)]
+            m.d.sync += [in_beat.eq(beat), in_ctx.mode.eq(ctx.mode)]
+            for k in range(n):
+                m.d.sync += [in_ctx.a_signed[k].eq(ctx.a_signed & beat.a[k][-1]),
+                             in_ctx.b_signed[k].eq(ctx.b_signed & beat.b[k][-1])]
 
         # --- lanes and the exact adder tree, a rank after the lanes and every level --------
 
@@ -277,12 +298,10 @@ class DotProduct(wiring.Component):
         # The beat sum rounded to fp16 (the paper's chunk rounding), pipelined.
         rnd = m.submodules.chunk_rounder = FP16Rounder(self.sum_width, EXP_SHAPE.width,
                                                        signed=True,
-                                                       stages=CHUNK_ROUNDER_STAGES)
-        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side["exp"])]
-        if CHUNK_ROUNDER_STAGES:
-            m.d.comb += rnd.en.eq(en)
+                                                       stages=self.rounder_stages)
+        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side["exp"]), rnd.en.eq(en)]
         flow = {k: side[k] for k in ("valid", "first", "last")}
-        for k in range(CHUNK_ROUNDER_STAGES):
+        for k in range(rnd.latency):
             flow = self._rank(m, en, flow, f"r{k}")
         # The chunk code: a rank of its own, so that the loop starts from a register.
         chunk = self._reg(m, en, rnd.result, "chunk")
@@ -318,12 +337,10 @@ class DotProduct(wiring.Component):
                              acc_exp.eq(side["exp"])]
         rnd = m.submodules.final_rounder = FP16Rounder(self.acc_width, EXP_SHAPE.width,
                                                        signed=True,
-                                                       stages=FINAL_ROUNDER_STAGES)
-        m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp)]
-        if FINAL_ROUNDER_STAGES:
-            m.d.comb += rnd.en.eq(en)
+                                                       stages=self.rounder_stages)
+        m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp), rnd.en.eq(en)]
         valid = done
-        for k in range(FINAL_ROUNDER_STAGES):
+        for k in range(rnd.latency):
             valid = self._reg(m, en, valid, f"r{k}_valid", reset=True)
         with m.If(en):
             m.d.sync += [self.o.valid.eq(valid), self.o.payload.result.eq(rnd.result),

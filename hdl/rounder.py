@@ -133,8 +133,8 @@ class FP16Rounder(wiring.Component):
     points below (``register_points`` names the chosen ones), placed by an estimate of each
     segment's LUT4 depth so that the longest segment is as short as possible::
 
-        abs_lo -> abs -> norm<p/2> -> ... -> norm1 -> exp -> clamp -> denorm -> sticky ->
-        round -> pack -> out
+        abs_lo -> abs -> norm<p/2> -> ... -> norm1 -> exp -> ecmp -> clamp -> denorm ->
+        sticky -> round -> pack -> out
         (abs_lo, abs: low and high half of |value|, only when ``signed``; norm<s>: the
         normalize stage shifting by s; the last segment, overflow and the final select, is
         combinational to ``result``)
@@ -214,7 +214,8 @@ class FP16Rounder(wiring.Component):
         out = [("abs_lo", 2), ("abs", 2)] if signed else []
         out += [(f"norm{1 << k}", _depth(1 << k) + 1)
                 for k in reversed(range((p - 1).bit_length()))]
-        out += [("exp", max(2, _depth(max(p - _KEEP, 1)))), ("clamp", 3), ("denorm", 3),
+        out += [("exp", max(2, _depth(max(p - _KEEP, 1)))), ("ecmp", 2), ("clamp", 2),
+                ("denorm", 3),
                 ("sticky", 3), ("round", 2), ("pack", 2)]
         return out
 
@@ -307,32 +308,37 @@ class FP16Rounder(wiring.Component):
         m.d.comb += e.eq(exp + (w - 1) - lz)
         x = cut("exp", sign=sign, top=top, low_sticky=low_sticky, e=e)
         sign, top, low_sticky, e = x["sign"], x["top"], x["low_sticky"], x["e"]
-        zero = ~top[-1]                 # after normalization the top bit is set unless mag == 0
 
         # --- denormalize: results below 2**EMIN keep fewer bits --------------------------
         # Shift right by EMIN - e, clamped at _KEEP: by then every kept bit is sticky.
+        # Every comparison tests e itself (d_raw <= 0 is e >= EMIN, d_raw >= _KEEP is
+        # e <= EMIN - _KEEP, efield >= EXP_MAX_FIELD is e >= EMIN + EXP_MAX_FIELD): they run
+        # beside the subtractions, and the selects after the "ecmp" point only pick.
         d_raw = Signal(Shape.cast(range(FP16.EMIN - e_hi, FP16.EMIN - e_lo + 1)))
+        e_off = Signal(Shape.cast(range(e_lo - FP16.EMIN, e_hi - FP16.EMIN + 1)))
+        m.d.comb += [d_raw.eq(FP16.EMIN - e), e_off.eq(e - FP16.EMIN)]
+        d_bits = Shape.cast(range(_KEEP + 1)).width
+        x = cut("ecmp", sign=sign, top=top, low_sticky=low_sticky,
+                d_low=d_raw[:d_bits], normal=e >= FP16.EMIN,
+                flush=e <= FP16.EMIN - _KEEP, e_off=e_off[:FP16.EXP_BITS],
+                big=e >= FP16.EMIN + FP16.EXP_MAX_FIELD,
+                below=e < FP16.EMIN - 1, edge=e == FP16.EMIN - 1)
+        sign, top, low_sticky, big = x["sign"], x["top"], x["low_sticky"], x["big"]
+        zero = ~top[-1]                 # after normalization the top bit is set unless mag == 0
         d = Signal(range(_KEEP + 1))
-        # The clamps compare e itself (d_raw <= 0 is e >= EMIN, d_raw >= _KEEP is
-        # e <= EMIN - _KEEP): the comparisons run beside the subtraction, not after it.
-        m.d.comb += [
-            d_raw.eq(FP16.EMIN - e),
-            d.eq(Mux(e >= FP16.EMIN, 0, Mux(e <= FP16.EMIN - _KEEP, _KEEP, d_raw[:len(d)]))),
-        ]
+        m.d.comb += d.eq(Mux(x["normal"], 0, Mux(x["flush"], _KEEP, x["d_low"])))
         # The exponent field: code = (max(e, EMIN) - EMIN) << 10 + rounded significand. For
         # a normal result the hidden bit (bit 10 of the rounded significand) adds the 1 that
         # turns max(e, EMIN) - EMIN into the biased exponent; carries land in the field.
-        efield = Signal(range(max(e_hi - FP16.EMIN, 1) + 1))
-        m.d.comb += efield.eq(Mux(e < FP16.EMIN, 0, e - FP16.EMIN))
-        big = Signal()                  # certainly past Inf: efield >= EXP_MAX_FIELD
-        m.d.comb += big.eq(e >= FP16.EMIN + FP16.EXP_MAX_FIELD)
+        # Only its 5 low bits are kept: a larger field is ``big`` (certainly past Inf).
+        efield = Signal(FP16.EXP_BITS)
+        m.d.comb += efield.eq(Mux(x["normal"], x["e_off"], 0))
         # Tininess after rounding: e < EMIN - 1, or e == EMIN - 1 unless the 11 bits below
         # the leading one round up to 2**11 (all 12 kept bits ones: round up from 0x7FF).
         tiny = Signal()
-        m.d.comb += tiny.eq((e < FP16.EMIN - 1)
-                            | ((e == FP16.EMIN - 1) & (top != (1 << _KEEP) - 1)))
+        m.d.comb += tiny.eq(x["below"] | (x["edge"] & (top != (1 << _KEEP) - 1)))
         x = cut("clamp", sign=sign, zero=zero, top=top, low_sticky=low_sticky, d=d,
-                efield=efield[:FP16.EXP_BITS], big=big, tiny=tiny)
+                efield=efield, big=big, tiny=tiny)
         shifted = Signal(2 * _KEEP)     # [kept bits | bits shifted out]
         m.d.comb += shifted.eq(Cat(Const(0, _KEEP), x["top"]) >> x["d"])
         keep = ("sign", "zero", "efield", "big", "tiny")

@@ -3,7 +3,7 @@
 
 import pytest
 
-from hdl.dot import CHUNK_ROUNDER_STAGES, FINAL_ROUNDER_STAGES, DotProduct
+from hdl.dot import DotProduct
 
 from harness import run_bench, simulators
 
@@ -33,6 +33,7 @@ def test_properties():
     assert (d.lanes, d.accumulator, d.module_name) == (16, "exact", "dot16_exact")
     assert d.sum_width == 21 and d.acc_width == 37
     # ranks: input, products, 4 tree levels, acc, the final rounder's, the output register
-    assert d.latency == 2 + 4 + 1 + FINAL_ROUNDER_STAGES + 1
+    assert d.rounder_stages == 15 and d.latency == 2 + 4 + 1 + 15 + 1
     # ranks: input, products, 3 tree levels, the chunk rounder's, chunk code, acc, output
-    assert DotProduct(8, "fp16").latency == 2 + 3 + CHUNK_ROUNDER_STAGES + 3
+    d = DotProduct(8, "fp16")
+    assert d.rounder_stages == 14 and d.latency == 2 + 3 + 14 + 3
