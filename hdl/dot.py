@@ -122,10 +122,16 @@ class DotProduct(wiring.Component):
     (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
     Pipeline (``|`` = a register rank, all of them loading together)::
 
-        fp16:   i -> ctx | lanes | tree level 1 | ... | tree level L | chunk FP16Rounder
-                (R ranks) | chunk code | acc <- first ? chunk : acc + chunk (FP16AddCore) | o
-        exact:  i -> ctx | lanes | tree level 1 | ... | tree level L |
-                acc <- (first ? 0 : acc) + sum | final FP16Rounder of acc (R ranks) | o
+        both:   i -> context select | operands, per-lane signedness | int4 and fp4 lanes |
+                mode select, tree level 1 | tree level 2 | ... | tree level L | sum ->
+        fp16:   -> chunk FP16Rounder (R ranks) | chunk code |
+                acc <- first ? chunk : acc + chunk (FP16AddCore, the loop) | o
+        exact:  -> acc <- (first ? 0 : acc) + sum (the loop) |
+                final FP16Rounder of acc (R ranks) | o
+
+    Fmax is set by the ``"fp16"`` loop, a whole binary16 addition per cycle (swap, align,
+    add, normalize, round, pack); in ``"exact"`` mode by the single-cycle lanes of
+    :mod:`hdl.lanes` (the 4 x 4-bit LUT multiplier, the fp4 shift and negate).
 
     Each rank carries the beat's valid, ``first``, ``last`` and exponent offset beside its
     data; the accumulator loads only on valid beats, and the rounder after the exact

@@ -357,12 +357,16 @@ class FP16Rounder(wiring.Component):
         x = cut("round", rounded=rounded, lost=x["lost"], **{k: x[k] for k in keep})
 
         # --- pack ------------------------------------------------------------------------
-        code = Signal(FP16.BITS)                     # <= (30 << 10) + 2**11 when not big
-        m.d.comb += code.eq((x["efield"] << FP16.FRAC_BITS) + x["rounded"])
-        x = cut("pack", code=code, lost=x["lost"], **{k: x[k] for k in keep})
-        zero, code = x["zero"], x["code"]
+        # code = (efield << 10) + rounded: the 10 low bits are rounded's own, and only its
+        # top bits (0 .. 2) add into the field, in a 6-bit adder instead of a 16-bit one.
+        field = Signal(FP16.EXP_BITS + 1)            # <= 31 + 2; code >= Inf iff >= 31
+        m.d.comb += field.eq(x["efield"] + x["rounded"][FP16.FRAC_BITS:])
+        x = cut("pack", field=field, frac=x["rounded"][:FP16.FRAC_BITS], lost=x["lost"],
+                **{k: x[k] for k in keep})
+        zero = x["zero"]
+        code = Cat(x["frac"], x["field"])
         overflow = Signal()
-        m.d.comb += overflow.eq(~zero & (x["big"] | (code >= FP16.INF)))
+        m.d.comb += overflow.eq(~zero & (x["big"] | (x["field"] >= FP16.EXP_MAX_FIELD)))
         inexact = Signal()
         m.d.comb += inexact.eq(~zero & (x["lost"] | overflow))
 
