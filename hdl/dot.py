@@ -44,18 +44,20 @@ def sum_width(lanes):
 
 
 def beat_sum(m, beat, ctx, lanes, stage=None):
-    """The lanes and the exact adder tree: ``(sum, products)`` of one beat.
+    """The lanes and the exact adder tree: ``(sum, products, operands)`` of one beat.
 
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness
     (``a_signed``, ``b_signed``: one bit for every lane, or one bit per lane).
     The sum has :func:`sum_width` bits, which it never overflows (proven in
     ``verif/formal/datapath.py``). ``stage``, when given, is called as
     ``stage(values, level) -> values`` on the lanes' outputs (level 0: the forward products,
-    the backward products and ``mode``, before the mode select) and on the partial sums
+    the backward lanes in ones' complement, the count of negative backward lanes and
+    ``mode``, before the mode select) and on the partial sums
     after each tree level (1 .. log2(lanes)) and may return registered copies of the same
-    shapes (the pipelined unit); ``products`` are the selected lane products.
+    shapes (the pipelined unit); ``products`` are the selected lane products, ``operands``
+    the values the tree adds (lane values, then the carry count), whose sum is theirs.
     """
-    fwd_p, bwd_p = [], []
+    fwd_p, bwd_x, products = [], [], []
     for k in range(lanes):
         fwd = m.submodules[f"int4_lane{k}"] = Int4MulLane()
         bwd = m.submodules[f"fp4_lane{k}"] = FP4ShiftLane()
@@ -66,18 +68,27 @@ def beat_sum(m, beat, ctx, lanes, stage=None):
             bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]),
             bwd.a_signed.eq(_lane_bit(ctx.b_signed, k)),
         ]
+        # Backward lanes enter the tree in ones' complement: mag ^ sign = p - sign. The
+        # missing +1 of every negative lane is added once, as the count `carries` below:
+        # no lane has a negation (a carry chain) of its own.
+        x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
+        m.d.comb += x.eq(bwd.mag ^ beat.a[k][FP4.SIGN_BIT].replicate(len(x)))
         fwd_p.append(fwd.p)
-        bwd_p.append(bwd.p)
+        bwd_x.append(x)
+        # The lane products themselves, for checking (the formal harness); unused in the sum.
+        p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
+        m.d.comb += p.eq(Mux(ctx.mode == MODE_BACKWARD, bwd.p, fwd.p))
+        products.append(p)
+    carries = Signal(range(lanes + 1), name="carries")
+    m.d.comb += carries.eq(sum(beat.a[k][FP4.SIGN_BIT] for k in range(lanes)))
     mode = ctx.mode
     if stage:           # the rank sits between the lanes and the mode select
-        regs = stage(fwd_p + bwd_p + [mode], 0)
-        fwd_p, bwd_p, mode = regs[:lanes], regs[lanes:2 * lanes], regs[-1]
-    products = []
-    for k in range(lanes):
-        p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
-        m.d.comb += p.eq(Mux(mode == MODE_BACKWARD, bwd_p[k], fwd_p[k]))
-        products.append(p)
-    values = products
+        regs = stage(fwd_p + bwd_x + [carries, mode], 0)
+        fwd_p, bwd_x, carries, mode = regs[:lanes], regs[lanes:2 * lanes], regs[-2], regs[-1]
+    backward = mode == MODE_BACKWARD
+    values = [Mux(backward, bwd_x[k], fwd_p[k]) for k in range(lanes)]
+    values.append(Mux(backward, carries, 0))
+    operands = values
     level = 0
     while len(values) > 1:
         values = _tree_level(values)
@@ -86,7 +97,7 @@ def beat_sum(m, beat, ctx, lanes, stage=None):
             values = stage(values, level)
     total = Signal(signed(sum_width(lanes)), name="beat_sum")
     m.d.comb += total.eq(values[0])
-    return total, products
+    return total, products, operands
 
 
 class DotProduct(wiring.Component):
@@ -116,8 +127,9 @@ class DotProduct(wiring.Component):
 
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
-    its result on ``o`` (``o.ready`` high): ``L + 5 + R`` (``"fp16"``: 22 for 8 lanes) or
-    ``L + 4 + R`` (``"exact"``: 22 for 8 lanes), with ``L = log2(lanes)`` adder-tree levels and
+    its result on ``o`` (``o.ready`` high): ``L + 5 + R`` (``"fp16"``: 23 for 8 lanes) or
+    ``L + 4 + R`` (``"exact"``: 23 for 8 lanes), with ``L = log2(lanes) + 1`` adder-tree
+    levels (the lane values plus the count of negative backward lanes, see below) and
     ``R`` the rounder's ranks: one at every register point of :class:`FP16Rounder`
     (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
     Pipeline (``|`` = a register rank, all of them loading together)::
@@ -128,6 +140,9 @@ class DotProduct(wiring.Component):
                 acc <- first ? chunk : acc + chunk (FP16AddCore, the loop) | o
         exact:  -> acc <- (first ? 0 : acc) + sum (the loop) |
                 final FP16Rounder of acc (R ranks) | o
+
+    Backward lanes enter the tree as ``mag ^ sign`` (ones' complement) and the number of
+    negative lanes is added once as one more tree operand, so no lane needs a negation.
 
     Fmax is set by the ``"fp16"`` loop, a whole binary16 addition per cycle (swap, align,
     add, normalize, round, pack); in ``"exact"`` mode by the single-cycle lanes of
@@ -223,7 +238,7 @@ class DotProduct(wiring.Component):
     @property
     def latency(self):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
-        tree = (self._lanes - 1).bit_length()
+        tree = self._lanes.bit_length()     # levels for lanes + 1 operands (the carries)
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
         # acc, o, or (exact) acc, the final rounder's ranks, o
         if self._accumulator == "fp16":
@@ -280,7 +295,7 @@ class DotProduct(wiring.Component):
             side.update(self._rank(m, en, side, f"s{level}"))
             return [self._reg(m, en, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
-        total, _ = beat_sum(m, in_beat, in_ctx, n, stage)
+        total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage)
         if self._accumulator == "fp16":
             self._fp16_tail(m, en, total, side)
         else:

@@ -70,12 +70,17 @@ class FP4ShiftLane(wiring.Component):
         1: ``a`` is int4; 0: uint4.
     p : ``Out(signed(17))``
         The product in units of ``2**-6``, ``|p| <= 61440``.
+    mag : ``Out(signed(17))``
+        The shifted integer before the fp4 sign is applied: ``p = -mag if g[3] else mag``.
+        A unit that sums many lanes can take ``mag ^ g[3]`` (ones' complement) and add the
+        count of negative lanes once, instead of a negation per lane.
     """
 
     g: In(FP4.BITS)
     a: In(INT4.bits)
     a_signed: In(1)
     p: Out(FP4_PRODUCT_SHAPE)
+    mag: Out(FP4_PRODUCT_SHAPE)
 
     latency = 0
     module_name = "fp4_shift_lane"
@@ -87,8 +92,7 @@ class FP4ShiftLane(wiring.Component):
         # Shift by RADIX_LOG2 * (e - 1): (e - 1) with a zero bit appended below.
         step = Signal(FP4.EXP_BITS)
         m.d.comb += step.eq(e - FP4.EXP_MIN)
-        magnitude = Signal(FP4_PRODUCT_SHAPE)
         shifted = operand(self.a, self.a_signed) << Cat(Const(0, FP4.RADIX_LOG2 - 1), step)
-        m.d.comb += magnitude.eq(Mux(e == 0, 0, shifted))   # |a| << 12 <= 61440: fits
-        m.d.comb += self.p.eq(Mux(s, -magnitude, magnitude))
+        m.d.comb += self.mag.eq(Mux(e == 0, 0, shifted))   # |a| << 12 <= 61440: fits
+        m.d.comb += self.p.eq(Mux(s, -self.mag, self.mag))
         return m

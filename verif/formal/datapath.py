@@ -4,7 +4,11 @@
   fp4 value (in units of 2**-6) by the integer, for every input: the shifter is a multiplier.
 - ``int4_lane_is_multiply``: the forward lane equals the product of the two decoded integers.
 - ``dot<N>_tree_width``: the dot unit's adder tree, fed by the real lanes, never overflows the
-  beat-sum width: the truncated tree sum equals the sum of the products in 32-bit arithmetic.
+  beat-sum width: the truncated tree sum equals the sum of its operands in 32-bit arithmetic.
+- ``dot<N>_tree_operands``: those operands sum to the lane products: each backward lane
+  enters as ``p - sign`` (ones' complement), the last operand counts the negative lanes, and
+  forward lanes enter as their products. With the previous property: beat sum = sum of the
+  products.
 - ``dot<N>_exact_acc_width``: the exact accumulator's register holds any sum of up to 2**16
   beat sums without overflow (k-induction on ``|acc| <= beats * max|beat sum|``).
 
@@ -43,6 +47,7 @@ class ShiftLaneIsMultiply(wiring.Component):
         ref = Signal(WIDE)
         m.d.comb += ref.eq(_decoded_fp4_times_64(m, self.g) * operand(self.a, self.a_signed))
         m.d.comb += Assert(lane.p == ref)
+        m.d.comb += Assert(lane.p == Mux(self.g[FP4.SIGN_BIT], -lane.mag, lane.mag))
         return m
 
 
@@ -72,10 +77,10 @@ def _tree_width(lanes, narrow=False):
         def elaborate(self, platform):
             m = Module()
             beat = self.i
-            s, products = beat_sum(m, beat, beat, lanes)   # context straight from the beat
+            s, _, operands = beat_sum(m, beat, beat, lanes)  # context straight from the beat
             wide = Signal(WIDE)
             acc = Const(0, WIDE)
-            for p in products:                             # a chain, not a tree
+            for p in operands:                             # a chain, not a tree
                 acc = (acc + p)[:32].as_signed()
             m.d.comb += wide.eq(acc)
             if narrow:
@@ -83,6 +88,24 @@ def _tree_width(lanes, narrow=False):
             m.d.comb += Assert(s == wide)
             return m
     return TreeWidth
+
+
+def _tree_operands(lanes):
+    class TreeOperands(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": In(DotProduct.input_layout(lanes))})
+
+        def elaborate(self, platform):
+            m = Module()
+            beat = self.i
+            _, products, operands = beat_sum(m, beat, beat, lanes)
+            backward = beat.mode == 1
+            negative = [beat.a[k][FP4.SIGN_BIT] for k in range(lanes)]
+            for k in range(lanes):
+                m.d.comb += Assert(operands[k] == products[k] - (backward & negative[k]))
+            m.d.comb += Assert(operands[lanes] == Mux(backward, sum(negative), 0))
+            return m
+    return TreeOperands
 
 
 def _exact_acc_width(lanes):
@@ -114,6 +137,7 @@ HARNESSES = {
     "shift_lane_is_multiply": (ShiftLaneIsMultiply, "bmc", 1),
     "int4_lane_is_multiply": (Int4LaneIsMultiply, "bmc", 1),
     "dot8_tree_width": (_tree_width(8), "bmc", 1),
+    "dot8_tree_operands": (_tree_operands(8), "bmc", 1),
     "dot8_exact_acc_width": (_exact_acc_width(8), "prove", 2),
 }
 
