@@ -33,8 +33,8 @@ from golden.fp4 import G_RANGE
 from golden.gradscale import M_HI_LOG2, M_LO_LOG2
 from golden.rescale import R_BITS_MAX, ROUNDINGS
 
-from .fp16 import _Operand
-from .rounder import FLAGS_SHAPE, FP16Rounder, _normalize, positive_int
+from .fp16 import Operand
+from .rounder import FLAGS_SHAPE, FP16Rounder, normalize, positive_int
 
 __all__ = ["RangeRescale", "LogConverter", "FP4Decoder", "RangeTracker",
            "G_BITS_MIN", "G_BITS_MAX"]
@@ -130,8 +130,8 @@ class _Pipeline:
 
 def _log2_fields(m, op):
     """``floor(log2 |x|)`` and the 10 fraction bits below the leading one of a finite non-zero
-    fp16 operand (subnormals normalized by the shared :func:`hdl.rounder._normalize`)."""
-    norm, lz = _normalize(m, op.sig, FP16.SIG_BITS)
+    fp16 operand (subnormals normalized by the shared :func:`hdl.rounder.normalize`)."""
+    norm, lz = normalize(m, op.sig, FP16.SIG_BITS)
     top = len(norm) - 1                             # the leading one lands here
     e = Signal(range(FP16.LSB_EXP, FP16.EMAX + 2))  # +1: Inf/NaN codes (masked by callers)
     m.d.comb += e.eq(op.exp - _LSB_BIAS + FP16.FRAC_BITS - lz)
@@ -150,7 +150,7 @@ _INT_KEEP = 5
 
 def _rescale_stage1(m, x, s):
     """Decode, one 11 x 11 multiply. ``s`` is shared by the lanes (its checks are too)."""
-    a, b = _Operand(x), _Operand(s)
+    a, b = Operand(x), Operand(s)
     return {"sign": a.sign, "nan": a.nan, "inf": a.inf,
             "prod": a.sig * b.sig,                     # exact: 22 bits
             "q": a.exp + b.exp - 2 * _LSB_BIAS}        # weight of prod's LSB: -48 .. 10
@@ -299,7 +299,7 @@ class RangeRescale(wiring.Component):
 def _log_stage1(m, x, g, phase):
     """Decode and normalize; ``e = floor(log2 |x * 2**g / 2**phase|)`` on an unbounded
     exponent, ``frac`` the 10 bits below the leading one."""
-    op = _Operand(x)
+    op = Operand(x)
     ex, frac = _log2_fields(m, op)
     return {"sign": op.sign, "nan": op.nan, "inf": op.inf, "zero": op.zero,
             "e": ex + g - phase, "frac": frac}
@@ -488,7 +488,7 @@ def _tracker_stage1(m, xs):
     whether any lane is NaN. A balanced tree of compares."""
     mags, nans = [], []
     for k, x in enumerate(xs):
-        op = _Operand(x)
+        op = Operand(x)
         mag = Signal(_MAG15, name=f"mag{k}")
         m.d.comb += mag.eq(Mux(op.nan, 0, x[:_MAG15]))
         mags.append(mag)
@@ -510,7 +510,7 @@ def _tracker_stage1(m, xs):
 def _gradscale_stage(m, mx, g, g_bits):
     """The GradScale rules of :func:`golden.gradscale` on a 15-bit magnitude code ``mx``:
     ``(paper, direct)``, both clamped to the range of ``g_bits``."""
-    op = _Operand(Cat(mx, Const(0, 1)))
+    op = Operand(Cat(mx, Const(0, 1)))
     e, frac = _log2_fields(m, op)
     pow2 = frac == 0
     zero, inf = op.zero, op.inf

@@ -23,7 +23,7 @@ from golden.formats import FLAG_INVALID, FP16
 from .rounder import FLAGS_SHAPE, FP16Rounder, positive_int
 
 __all__ = ["FP16AddCore", "FP16MulCore", "FP16Adder", "FP16Multiplier",
-           "ADD_RAW", "MUL_RAW", "GUARD_BITS"]
+           "ADD_RAW", "MUL_RAW", "GUARD_BITS", "Operand"]
 
 _MAG15 = FP16.BITS - 1                     # sign-less part of a code
 _LSB_BIAS = FP16.BIAS + FP16.FRAC_BITS     # significand LSB weight = 2**(biased exp - 25)
@@ -60,7 +60,7 @@ MUL_RAW = _raw_layout(2 * FP16.SIG_BITS,
                       2 * (1 - _LSB_BIAS), 2 * (FP16.EXP_MAX_FIELD - 1 - _LSB_BIAS))
 
 
-class _Operand:
+class Operand:
     """Fields of an fp16 code: sign, effective biased exponent (1 for subnormals), integer
     significand (hidden bit included), and the special-value predicates."""
 
@@ -81,8 +81,8 @@ def _add_raw(m, a, b, raw):
     """Swap so that ``|x| >= |y|``, align ``y`` with a sticky bit, add or subtract."""
     swap = Signal(name="swap")
     m.d.comb += swap.eq(b[:_MAG15] > a[:_MAG15])   # code order is magnitude order (finite)
-    x = _Operand(Mux(swap, b, a))
-    y = _Operand(Mux(swap, a, b))
+    x = Operand(Mux(swap, b, a))
+    y = Operand(Mux(swap, a, b))
     wide = FP16.SIG_BITS + GUARD_BITS              # 14: significand + guard bits
     dexp = Signal(range(FP16.EXP_MAX_FIELD), name="dexp")   # >= 0 since |x| >= |y|
     m.d.comb += dexp.eq(x.exp - y.exp)
@@ -113,7 +113,7 @@ def _add_raw(m, a, b, raw):
 
 def _mul_raw(m, a, b, raw):
     """Exact product of the significands; exponents add."""
-    x, y = _Operand(a), _Operand(b)
+    x, y = Operand(a), Operand(b)
     zero_inf = (x.inf & y.zero) | (y.inf & x.zero)
     m.d.comb += [
         raw.sign.eq(x.sign ^ y.sign),

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import FLAG_INEXACT, FLAG_OVERFLOW, FLAG_UNDERFLOW, FP16
 
-__all__ = ["FP16Rounder", "FLAGS_SHAPE", "positive_int"]
+__all__ = ["FP16Rounder", "FLAGS_SHAPE", "positive_int", "normalize"]
 
 # Flags are one byte per result (golden.formats); the bit positions come from its FLAG_*.
 FLAGS_SHAPE = hdl.unsigned(8)
@@ -30,7 +30,7 @@ def positive_int(value, name):
     return v
 
 
-def _normalize(m, value, width, cut=None):
+def normalize(m, value, width, cut=None):
     """Shift ``value`` (``width`` bits) left until its top bit is set, in log2 stages.
 
     Returns ``(norm, lz)``: ``norm`` has a power-of-two width ``p >= width`` with ``value``
@@ -109,7 +109,7 @@ class FP16Rounder(wiring.Component):
 
     The one normalizer/rounder of the project, inside every unit that produces fp16 (adder,
     multiplier, fp4 decoder, dot-product normalizer). Structure: leading-zero count and
-    normalize shift in ``log2`` stages (:func:`_normalize`), then the exponent ``e`` of the
+    normalize shift in ``log2`` stages (:func:`normalize`), then the exponent ``e`` of the
     leading one, a denormalize shift by ``clamp(-14 - e, 0, 12)`` for subnormal results,
     round to nearest even on the 11 kept bits with round and sticky bits, and pack.
 
@@ -289,7 +289,7 @@ class FP16Rounder(wiring.Component):
             return y["v"], [y["lz"][i] for i in range(len(lz_bits))]
 
         # --- normalize: norm = mag << lz, leading one at the top of a p-bit vector -------
-        norm, lz = _normalize(m, x["mag"], w, cut=norm_cut)
+        norm, lz = normalize(m, x["mag"], w, cut=norm_cut)
         sign, exp = carry["sign"], carry["exp"]
         p = len(norm)
         top = Signal(_KEEP)             # the 11 significand bits and the round bit
