@@ -3,9 +3,9 @@
 Parameters (from the pytest side): ``op`` (``"add"`` or ``"mul"``), ``lanes``, ``n_random``
 (random pairs), ``n_stream`` (beats of the stream-discipline test).
 
-- ``testfloat``: every case of Berkeley TestFloat's level-1 vectors, read in place from
-  ``../shared/testvectors/``: result (a NaN expectation means ``0x7E00``, our canonical NaN)
-  and flags.
+- ``testfloat``: every case of Berkeley TestFloat's level-1 vectors, read from
+  ``golden/testvectors/`` (:mod:`golden.testfloat`): result (a NaN expectation means
+  ``0x7E00``, our canonical NaN) and flags.
 - ``random``: ``n_random`` pairs biased toward close exponents, cancellation, subnormals and
   the underflow/overflow windows, against :func:`golden.fp16_add` / :func:`golden.fp16_mul`.
 - ``stream``: random valid gaps, random backpressure and a reset in mid-stream.
@@ -15,30 +15,19 @@ NumPy beforehand, and compare whole arrays at the end; they also check the ``lat
 property and that there is no bubble.
 """
 
-import gzip
-from pathlib import Path
-
 import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 import golden
 from golden.formats import FP16
+from golden.testfloat import load as load_testfloat
 from hdl.fp16 import FP16Adder, FP16Multiplier
 
 from scoreboard import Scoreboard, latency, params, rng
 from streams import Packer, StreamSink, StreamSource, start_clock
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "testvectors"
 UNITS = {"add": (FP16Adder, golden.fp16_add), "mul": (FP16Multiplier, golden.fp16_mul)}
-
-
-def load_testfloat(op):
-    """TestFloat's cases for ``op`` as four int64 arrays: a, b, result, flags."""
-    with gzip.open(VECTORS / f"f16_{op}_rne_level1.tv.gz", "rt") as f:
-        rows = np.loadtxt(f, dtype=str, ndmin=2)
-    a, b, r, fl = (np.array([int(x, 16) for x in col], dtype=np.int64) for col in rows.T)
-    return a, b, r, fl
 
 
 def _codes(sign, efield, frac):

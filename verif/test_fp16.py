@@ -9,12 +9,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from golden.formats import FP16
+from golden.testfloat import load as load_testfloat
 from hdl import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier, FP16Rounder
 
 from harness import run_bench, simulators
 
 UNITS = {"add": FP16Adder, "mul": FP16Multiplier}
-TESTFLOAT_CASES = 46464              # per operation (../shared/testvectors/README.md)
+TESTFLOAT_CASES = 46464              # per operation (golden/testvectors/README.md)
 LANES = int(os.environ.get("FP16_LANES", 16))   # operations per beat in the benches
 N_RANDOM = int(os.environ.get("FP16_RANDOM", 1_000_000))
 N_STREAM = 2000                      # beats of the stream-discipline test
@@ -68,7 +69,6 @@ def test_properties():
 
 
 def _testfloat_sample(op, n, seed=0):
-    from tb_fp16 import load_testfloat
     a, b, r, fl = load_testfloat(op)
     pick = np.random.default_rng(seed).choice(len(a), n, replace=False)
     return a[pick], b[pick], r[pick], fl[pick]

@@ -1,19 +1,17 @@
 """golden.dot and golden.gemm: known answers, and gemm's fast float32 path bit-identical to
 the per-dot-product reference (golden.dot) and to gemm's own reference path (flags=True)."""
 
-import gzip
 import importlib
 import itertools
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import golden
+from golden.testfloat import load as load_testfloat
 
 dotmod = importlib.import_module("golden.dot")
-TESTVECTORS = Path(__file__).resolve().parents[3] / "shared" / "testvectors"
 
 
 def _reference(a, b, **kw):
@@ -140,28 +138,17 @@ def test_gemm_rejects_bad_codes():
                                   golden.gemm(a.astype(np.uint8), b.astype(np.uint8)))
 
 
-def _read_vectors(name):
-    rows = []
-    with gzip.open(TESTVECTORS / name, "rt") as f:
-        for line in f:
-            if line.strip():
-                rows.append([int(w, 16) for w in line.split()[:3]])
-    return np.array(rows, np.int64)
-
-
 def _is_nan(c):
     c = np.asarray(c, np.int64)
     return ((c & 0x7C00) == 0x7C00) & ((c & 0x3FF) != 0)
 
 
-@pytest.mark.skipif(not (TESTVECTORS / "f16_add_rne_level1.tv.gz").exists(),
-                    reason="../shared/testvectors not present")
 def test_fast_fp16_add_idiom_testfloat():
     """The fp16 accumulation of the fast path (NumPy binary16 add, then one canonical NaN)
     against Berkeley TestFloat's binary16 addition vectors and golden.fp16_add."""
-    v = _read_vectors("f16_add_rne_level1.tv.gz")
-    assert len(v) == 46464
-    a, b, want = v[:, 0].astype(np.uint16), v[:, 1].astype(np.uint16), v[:, 2]
+    a, b, want, _ = load_testfloat("add")
+    assert len(a) == 46464
+    a, b = a.astype(np.uint16), b.astype(np.uint16)
     with np.errstate(over="ignore", invalid="ignore"):
         s = a.view(np.float16) + b.view(np.float16)
     got = np.where(np.isnan(s), 0x7E00, s.view(np.uint16)).astype(np.int64)
