@@ -1,8 +1,8 @@
-"""Bit-exact NumPy golden model of the 4-bit training datapath (``../shared/SPEC.md``).
+"""Bit-exact NumPy golden model of the 4-bit training datapath (``docs/numerics.md``).
 
-The bit-level API (SPEC section 6) takes and returns raw codes: ``uint16`` for fp16,
-``uint8`` for 4-bit codes in the low nibble. ``flags=True`` adds a uint8 flag array
-(bits in :mod:`golden.formats`).
+The bit-level API (``docs/numerics.md``, Golden API) takes and returns raw codes: ``uint16``
+for fp16, ``uint8`` for 4-bit codes in the low nibble. ``flags=True`` adds a uint8 flag
+array (bits in :mod:`golden.formats`).
 """
 
 from . import formats

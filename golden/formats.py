@@ -3,7 +3,7 @@
 Every other module -- the golden model, the hardware generators and the testbenches -- reads
 its constants from here; no number below is restated anywhere else.
 
-Formats (``../shared/SPEC.md`` section 1)::
+Formats (``docs/numerics.md``, Formats)::
 
     int4      two's complement   -8 .. 7     weights
     int4_sym  two's complement   -7 .. 7     SAWB weights (symmetric subset)
@@ -27,7 +27,8 @@ __all__ = [
     "IntFormat", "INT4", "INT4_SYM", "UINT4", "INT_FORMATS",
     "FP4", "FP16", "PHASES",
     "FLAG_INEXACT", "FLAG_UNDERFLOW", "FLAG_OVERFLOW", "FLAG_INVALID", "FLAG_SATURATED",
-    "FLAG_NAMES",
+    "FLAG_NAMES", "G_RANGE", "G_BITS_MIN", "G_BITS_MAX", "GRADSCALE_HI_LOG2",
+    "GRADSCALE_LO_LOG2", "ROUNDINGS", "R_BITS_MAX", "MODES", "ACCUMULATORS",
 ]
 
 
@@ -68,8 +69,8 @@ class FP4:
     # Product with an integer: (int << RADIX_LOG2*(e - EXP_MIN)) in units of 2**-PRODUCT_FRAC.
     PRODUCT_FRAC = RADIX_LOG2 * (EXP_BIAS - EXP_MIN)   # = 6: 4**-3 = 2**-6
     PRODUCT_SHIFT_MAX = RADIX_LOG2 * (EXP_MAX - EXP_MIN)  # = 12
-    # Level boundaries (SPEC 2.2): between 4**(k-1) and 4**k the midpoint is 5/8 * 4**k;
-    # between 0 and 4**-3 it is 2**-7.  MID_NUM/MID_DEN = 5/8.
+    # Level boundaries (docs/numerics.md, Log converter): between 4**(k-1) and 4**k the
+    # midpoint is 5/8 * 4**k; between 0 and 4**-3 it is 2**-7.  MID_NUM/MID_DEN = 5/8.
     MID_NUM = 5
     MID_DEN_LOG2 = 3
     ZERO_MID_LOG2 = -7
@@ -91,11 +92,14 @@ class FP16:
     EMAX = EXP_MAX_FIELD - 1 - BIAS  # 15
     SIG_BITS = FRAC_BITS + 1  # 11, hidden bit included
     SIGN_MASK = 0x8000
+    MAG_BITS = BITS - 1       # 15: the code without its sign; orders like the magnitude
+    MAG_MASK = (1 << MAG_BITS) - 1   # 0x7FFF
     EXP_MASK = 0x7C00
     FRAC_MASK = 0x03FF
     INF = 0x7C00
     QNAN = 0x7E00             # the canonical quiet NaN every unit produces
-    MAX_FINITE = 0x7BFF       # 65504
+    MAX_FINITE = 0x7BFF       # code of the largest finite value
+    MAX_VALUE = 65504.0       # its value: (2 - 2**-10) * 2**15
     # The smallest subnormal is 2**-24: every fp16 value is an integer multiple of it.
     LSB_EXP = EMIN - FRAC_BITS  # -24
 
@@ -111,3 +115,21 @@ FLAG_NAMES = {
     FLAG_INEXACT: "inexact", FLAG_UNDERFLOW: "underflow", FLAG_OVERFLOW: "overflow",
     FLAG_INVALID: "invalid", FLAG_SATURATED: "saturated",
 }
+
+# --- Ranges and option sets of the golden API and of the units' parameters ---------------
+
+# GradScale exponent g: a value ``y`` is carried as ``y * 2**g``. The golden model accepts
+# G_RANGE; a unit holds g in a signed register of g_bits, G_BITS_MIN .. G_BITS_MAX bits:
+# at least -32 .. 31, at most what the golden model can check (-256 .. 255).
+G_RANGE = (-256, 256)
+G_BITS_MIN = 6
+G_BITS_MAX = (G_RANGE[1] - 1).bit_length() + 1          # 9
+# GradScale's target window for m = max|x| * 2**g: (2**LO, 2**HI], HI the top fp4 level (64).
+GRADSCALE_HI_LOG2 = FP4.RADIX_LOG2 * (FP4.EXP_MAX - FP4.EXP_BIAS)     # 6
+GRADSCALE_LO_LOG2 = GRADSCALE_HI_LOG2 - 1                             # 5
+# Range-rescale rounding: nearest-even, or stochastic with an r_bits-bit random integer.
+ROUNDINGS = ("rne", "stochastic")
+R_BITS_MAX = 32
+# Dot products: forward (int x int) or backward (fp4 x int); fp16 (the paper) or exact sums.
+MODES = ("forward", "backward")
+ACCUMULATORS = ("fp16", "exact")

@@ -45,7 +45,7 @@ def is_snan(a):
 
 
 def _is_inf(a):
-    return (np.asarray(a, dtype=np.int64) & 0x7FFF) == FP16.INF
+    return (np.asarray(a, dtype=np.int64) & FP16.MAG_MASK) == FP16.INF
 
 
 def _bit_length(m):
@@ -164,8 +164,8 @@ def fp16_mul(a, b, *, flags=False):
     sign = sa ^ sb
     res, fl = round_fp16(sign, ma * mb, ea + eb)
     ina, inb = _is_inf(a), _is_inf(b)
-    zero_inf = (ina & ((a & 0x7FFF) == 0)) | (ina & ((b & 0x7FFF) == 0)) \
-        | (inb & ((a & 0x7FFF) == 0))
+    zero_inf = (ina & ((a & FP16.MAG_MASK) == 0)) | (ina & ((b & FP16.MAG_MASK) == 0)) \
+        | (inb & ((a & FP16.MAG_MASK) == 0))
     nan = is_nan(a) | is_nan(b) | zero_inf
     invalid = is_snan(a) | is_snan(b) | zero_inf
     res, fl = _special(res, fl, nan, invalid, ina | inb, sign)

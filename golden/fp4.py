@@ -4,15 +4,19 @@ shift-lane product fp4 x int4/uint4 (SPEC sections 1, 2.2 and 2.3)."""
 import numpy as np
 
 from . import _check
-from .formats import FLAG_INEXACT, FLAG_INVALID, FLAG_SATURATED, FLAG_UNDERFLOW, FP4, FP16
+from .formats import (
+    FLAG_INEXACT,
+    FLAG_INVALID,
+    FLAG_SATURATED,
+    FLAG_UNDERFLOW,
+    FP4,
+    FP16,
+    G_RANGE,
+)
 from .fp16 import _is_inf, decode_fp16, is_nan, round_fp16
 
 __all__ = ["to_fp4", "from_fp4", "fp4_value", "fp4_mul", "int4_value", "int4_mul",
            "G_RANGE", "FP4_MIDPOINTS"]
-
-# The golden model accepts any g in this range (exact in float64 with room to spare); the
-# hardware's range is a parameter of each unit.
-G_RANGE = (-256, 256)
 
 # Decision boundaries between consecutive levels, ascending: between 0 and 4**-3 it is
 # 2**-7; between 4**(k-1) and 4**k it is 5/8 * 4**k.  |y| <= FP4_MIDPOINTS[i] -> code i.

@@ -23,15 +23,15 @@ The paper rule follows ``m``'s comparisons literally, so ``max|x| = 0`` gives ``
 import numpy as np
 
 from . import _check
-from .formats import FP4, FP16
+from .formats import FP16
+from .formats import GRADSCALE_HI_LOG2 as M_HI_LOG2
+from .formats import GRADSCALE_LO_LOG2 as M_LO_LOG2
 from .fp16 import _bit_length, decode_fp16, is_nan
 
 __all__ = ["gradscale", "RULES", "M_HI_LOG2", "M_LO_LOG2"]
 
 RULES = ("paper", "direct")
-# The target window for m: (2**M_LO_LOG2, 2**M_HI_LOG2], the top fp4 level and half of it.
-M_HI_LOG2 = FP4.RADIX_LOG2 * (FP4.EXP_MAX - FP4.EXP_BIAS)    # 64 = 4**3
-M_LO_LOG2 = M_HI_LOG2 - 1                                     # 32
+# The target window for m: (2**M_LO_LOG2, 2**M_HI_LOG2] = (32, 64], from golden.formats.
 
 
 def gradscale(max_code, g, rule="paper", *, g_min=None, g_max=None):

@@ -3,19 +3,27 @@
 import numpy as np
 
 from . import _check
-from .formats import FLAG_INEXACT, FLAG_INVALID, FLAG_SATURATED, FP16, INT_FORMATS
+from .formats import (
+    FLAG_INEXACT,
+    FLAG_INVALID,
+    FLAG_SATURATED,
+    FP16,
+    INT_FORMATS,
+    R_BITS_MAX,
+    ROUNDINGS,
+)
 from .fp16 import fp16_to_float, is_nan
 
 __all__ = ["rescale", "R_BITS_MAX", "ROUNDINGS"]
 
-R_BITS_MAX = 32          # golden limit on the stochastic-rounding random width
-ROUNDINGS = ("rne", "stochastic")
 
 
 def _check_scale(s):
     s = _check.codes(s, FP16.BITS, "s")
-    if s.size and np.any(((s & 0x7FFF) == 0) | (s >= FP16.SIGN_MASK) | ((s & 0x7FFF) >= FP16.INF)):
-        bad = s[((s & 0x7FFF) == 0) | (s >= FP16.SIGN_MASK) | ((s & 0x7FFF) >= FP16.INF)].flat[0]
+    mag = s & FP16.MAG_MASK
+    bad = (mag == 0) | (s >= FP16.SIGN_MASK) | (mag >= FP16.INF)
+    if s.size and np.any(bad):
+        bad = s[bad].flat[0]
         raise ValueError(f"scale s must be a positive finite fp16 code (subnormals allowed); "
                          f"got 0x{int(bad):04x}")
     return s

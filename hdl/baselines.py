@@ -2,68 +2,22 @@
 project's own cores, with the throughput of the 4-bit :class:`hdl.dot.DotProduct` (``lanes``
 multiply-accumulates per cycle) and the same stream contract (``first`` / ``last`` beats)."""
 
-import operator
-
-from amaranth.hdl import Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import FP16
 
 from .fp16 import FP16AddCore, FP16MulCore
-from .rounder import FLAGS_SHAPE
+from .params import FLAGS_SHAPE, lanes_pow2
+from .pipeline import Pipeline
 
 __all__ = ["FP16DotProduct", "Int8DotProduct", "INT8_PRODUCT_SHAPE", "MAX_BEATS_LOG2"]
 
-LANES_MAX = 64
 MAX_BEATS_LOG2 = 16          # the INT8 accumulator holds 2**16 beats exactly (as dot*_exact)
 INT8_BITS = 8
 # int8 x int8 lies in [-128 * 127, (-128)**2] = [-16256, 16384]: 16-bit two's complement.
 INT8_PRODUCT_SHAPE = signed(2 * INT8_BITS)
-
-
-def _lanes(lanes):
-    try:
-        lanes = operator.index(lanes)
-    except TypeError:
-        raise TypeError(f"lanes must be an integer, not {lanes!r}") from None
-    if lanes < 1 or lanes > LANES_MAX or lanes & (lanes - 1):
-        raise ValueError(f"lanes must be a power of two from 1 to {LANES_MAX}, not {lanes}")
-    return lanes
-
-
-class _Pipeline:
-    """The handshake shared by both baselines: a chain of stages that all advance together.
-
-    ``advance`` is high unless the beat at the end of the chain is a ``last`` beat and the
-    output register is still full; a stalled chain holds every stage (no bubble squeezing:
-    the units run at one beat per cycle without backpressure, which is what they are for).
-    ``i.ready = advance & ~rst``; no beat is accepted during reset.
-    """
-
-    def __init__(self, m, unit):
-        self.m = m
-        self.unit = unit
-        self.advance = Signal()
-        self.rst = ResetSignal("sync", allow_reset_less=True)
-        m.d.comb += unit.i.ready.eq(self.advance & ~self.rst)
-
-    def stage(self, name, valid, first, last):
-        """Registers ``valid``, ``first`` and ``last`` into a new stage; returns them."""
-        v, f, la = Signal(name=f"{name}_valid"), Signal(name=f"{name}_first"), \
-            Signal(name=f"{name}_last")
-        with self.m.If(self.advance):
-            self.m.d.sync += [v.eq(valid), f.eq(first), la.eq(last)]
-        return v, f, la
-
-    def tail(self, valid, last):
-        """The output register: set by the tail's ``last`` beat, cleared when taken."""
-        o = self.unit.o
-        out_free = ~o.valid | o.ready
-        self.m.d.comb += self.advance.eq(~(valid & last) | out_free)
-        with self.m.If(o.valid & o.ready):
-            self.m.d.sync += o.valid.eq(0)
-        return self.advance & valid
 
 
 class FP16DotProduct(wiring.Component):
@@ -105,7 +59,7 @@ class FP16DotProduct(wiring.Component):
     """
 
     def __init__(self, lanes=8):
-        self._lanes = _lanes(lanes)
+        self._lanes = lanes_pow2(lanes)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(self._lanes))),
             "o": Out(stream.Signature(self.output_layout())),
@@ -148,42 +102,36 @@ class FP16DotProduct(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        pipe = _Pipeline(m, self)
         beat = self.i.payload
+        # Lockstep ranks (hdl.pipeline): products, one per tree level, then the output rank,
+        # which takes only the `last` beat of a dot product.
+        last_in = Signal()
+        pipe = Pipeline(m, self.i, self.o, self.levels + 2, lockstep=True,
+                        keep={self.levels + 1: last_in})
 
-        # Products, then one registered stage per tree level.
         values, flags = [], []
         for k in range(n):
             mul = m.submodules[f"mul{k}"] = FP16MulCore()
             m.d.comb += [mul.a.eq(beat.a[k]), mul.b.eq(beat.b[k])]
             values.append(mul.result)
             flags.append(mul.flags)
-        valid, first, last = self.i.valid & ~pipe.rst, beat.first, beat.last
-        level = 0
-        while True:
-            v, f, la = pipe.stage(f"s{level}", valid, first, last)
-            regs = [Signal(FP16.BITS, name=f"s{level}_x{k}", reset_less=True)
-                    for k in range(len(values))]
-            fl = Signal(FLAGS_SHAPE, name=f"s{level}_flags", reset_less=True)
+        side = {"first": beat.first, "last": beat.last}
+        for level in range(self.levels + 1):
             flag_or = flags[0]
             for x in flags[1:]:
                 flag_or = flag_or | x
-            with m.If(pipe.advance):
-                m.d.sync += [r.eq(x) for r, x in zip(regs, values)]
-                m.d.sync += fl.eq(flag_or)
-            valid, first, last = v, f, la
-            if len(regs) == 1:
-                break
-            level += 1
+            side = pipe.rank(level, side, f"s{level}_side")
+            regs = [pipe.register(level, x, f"s{level}_x{k}") for k, x in enumerate(values)]
+            fl = pipe.register(level, flag_or, f"s{level}_flags")
             values, flags = [], [fl]
             for j in range(len(regs) // 2):
-                add = m.submodules[f"add{level}_{j}"] = FP16AddCore()
+                add = m.submodules[f"add{level + 1}_{j}"] = FP16AddCore()
                 m.d.comb += [add.a.eq(regs[2 * j]), add.b.eq(regs[2 * j + 1])]
                 values.append(add.result)
                 flags.append(add.flags)
         beat_sum, beat_flags = regs[0], fl
 
-        # Accumulator: acc <- first ? sum : acc + sum (IEEE binary16, RNE).
+        # Accumulator: acc <- first ? sum : acc + sum (IEEE binary16, RNE), and the output.
         acc = Signal(FP16.BITS, reset_less=True)
         acc_flags = Signal(FLAGS_SHAPE, reset_less=True)
         add = m.submodules.accumulator = FP16AddCore()
@@ -191,14 +139,14 @@ class FP16DotProduct(wiring.Component):
         new_flags = Signal(FLAGS_SHAPE)
         m.d.comb += [
             add.a.eq(acc), add.b.eq(beat_sum),
-            new_acc.eq(Mux(first, beat_sum, add.result)),
-            new_flags.eq(Mux(first, beat_flags, acc_flags | beat_flags | add.flags)),
+            new_acc.eq(Mux(side.first, beat_sum, add.result)),
+            new_flags.eq(Mux(side.first, beat_flags, acc_flags | beat_flags | add.flags)),
+            last_in.eq(side.last),
         ]
-        consume = pipe.tail(valid, last)
-        with m.If(consume):
+        with m.If(pipe.en & pipe.valid[self.levels]):
             m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
-            with m.If(last):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.result.eq(new_acc),
+            with m.If(side.last):
+                m.d.sync += [self.o.payload.result.eq(new_acc),
                              self.o.payload.flags.eq(new_flags)]
         return m
 
@@ -239,7 +187,7 @@ class Int8DotProduct(wiring.Component):
     latency = 3
 
     def __init__(self, lanes=8):
-        self._lanes = _lanes(lanes)
+        self._lanes = lanes_pow2(lanes)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(self._lanes))),
             "o": Out(stream.Signature(self.output_layout(self._lanes))),
@@ -291,32 +239,30 @@ class Int8DotProduct(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        pipe = _Pipeline(m, self)
         beat = self.i.payload
+        # Lockstep ranks (hdl.pipeline): products, beat sum, then the output rank, which
+        # takes only the `last` beat of a dot product.
+        last_in = Signal()
+        pipe = Pipeline(m, self.i, self.o, 3, lockstep=True, keep={2: last_in})
 
-        # Stage 1: exact products (signed(8) x signed(8) -> signed(16), range above).
-        v1, f1, l1 = pipe.stage("s1", self.i.valid & ~pipe.rst, beat.first, beat.last)
-        products = [Signal(INT8_PRODUCT_SHAPE, name=f"product{k}", reset_less=True)
-                    for k in range(n)]
-        with m.If(pipe.advance):
-            m.d.sync += [p.eq(beat.a[k] * beat.b[k]) for k, p in enumerate(products)]
+        # Rank 0: exact products (signed(8) x signed(8) -> signed(16), range above).
+        side = pipe.rank(0, {"first": beat.first, "last": beat.last}, "s1_side")
+        products = [pipe.register(0, beat.a[k] * beat.b[k], f"product{k}") for k in range(n)]
 
-        # Stage 2: the exact adder tree (Amaranth widens every + by a bit: no overflow).
-        v2, f2, l2 = pipe.stage("s2", v1, f1, l1)
+        # Rank 1: the exact adder tree (Amaranth widens every + by a bit: no overflow).
+        side = pipe.rank(1, side, "s2_side")
         values = list(products)
         while len(values) > 1:
             values = [values[k] + values[k + 1] for k in range(0, len(values), 2)]
-        beat_sum = Signal(signed(self.sum_width), reset_less=True)
-        with m.If(pipe.advance):
-            m.d.sync += beat_sum.eq(values[0])
+        beat_sum = pipe.register(1, values[0], "beat_sum")      # sum_width bits
 
-        # Accumulator and output register.
+        # Rank 2: accumulator and output register.
         acc = Signal(signed(self.acc_width), reset_less=True)
         new_acc = Signal(signed(self.acc_width))
-        m.d.comb += new_acc.eq(Mux(f2, beat_sum, acc + beat_sum))   # wraps past 2**16 beats
-        consume = pipe.tail(v2, l2)
-        with m.If(consume):
+        m.d.comb += [new_acc.eq(Mux(side.first, beat_sum, acc + beat_sum)),  # wraps past 2**16
+                     last_in.eq(side.last)]
+        with m.If(pipe.en & pipe.valid[1]):
             m.d.sync += acc.eq(new_acc)
-            with m.If(l2):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.result.eq(new_acc)]
+            with m.If(side.last):
+                m.d.sync += self.o.payload.result.eq(new_acc)
         return m

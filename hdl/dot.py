@@ -1,28 +1,30 @@
 """The N-lane dot-product unit: multiply lanes, exact adder tree, normalizer, accumulator."""
 
-import operator
-
-from amaranth.hdl import Module, Mux, ResetSignal, Signal, Value, signed
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.dot import ACCUMULATORS, MODES
-from golden.formats import FP4, FP16, INT4
+from golden.formats import ACCUMULATORS, FP4, FP16, G_BITS_MIN, INT4, MODES
 
 from .fp16 import FP16AddCore
 from .lanes import FP4_PRODUCT_SHAPE, FP4ShiftLane, Int4MulLane
-from .rounder import FLAGS_SHAPE, FP16Rounder
+from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2
+from .pipeline import Pipeline
+from .rounder import FP16Rounder
 
-__all__ = ["DotProduct", "beat_sum", "sum_width", "MODE_FORWARD", "MODE_BACKWARD",
-           "G_SHAPE", "MAX_BEATS_LOG2"]
+__all__ = ["DotProduct", "beat_sum", "sum_width", "exp_shape", "MODE_FORWARD",
+           "MODE_BACKWARD", "MAX_BEATS_LOG2"]
 
 MODE_FORWARD = MODES.index("forward")     # 0: int4/uint4 x int4/uint4
 MODE_BACKWARD = MODES.index("backward")   # 1: fp4 x int4/uint4
-G_SHAPE = signed(6)                        # GradScale exponent g: -32 .. 31
 MAX_BEATS_LOG2 = 16                        # the exact accumulator holds 2**16 beats exactly
-# Scale exponent of a beat sum: -g (forward) or phase - 6 - g (backward): -37 .. 32.
-EXP_SHAPE = signed(7)
-LANES_MAX = 64
+
+
+def exp_shape(g_bits):
+    """Scale exponent of a beat sum: ``-g`` (forward) or ``phase - 6 - g`` (backward), over
+    the range of a ``g_bits``-bit ``g`` (6 bits: -37 .. 32, ``signed(7)``)."""
+    g_lo, g_hi = g_range(g_bits)
+    return Shape.cast(range(-FP4.PRODUCT_FRAC - g_hi, -g_lo + 1))
 
 
 def _tree_level(values):
@@ -65,8 +67,8 @@ def beat_sum(m, beat, ctx, lanes, stage=None):
             fwd.a.eq(beat.a[k]), fwd.b.eq(beat.b[k]),
             fwd.a_signed.eq(_lane_bit(ctx.a_signed, k)),
             fwd.b_signed.eq(_lane_bit(ctx.b_signed, k)),
-            bwd.g.eq(beat.a[k]), bwd.a.eq(beat.b[k]),
-            bwd.a_signed.eq(_lane_bit(ctx.b_signed, k)),
+            bwd.a.eq(beat.a[k]), bwd.b.eq(beat.b[k]),
+            bwd.b_signed.eq(_lane_bit(ctx.b_signed, k)),
         ]
         # Backward lanes enter the tree in ones' complement: mag ^ sign = p - sign. The
         # missing +1 of every negative lane is added once, as the count `carries` below:
@@ -176,34 +178,30 @@ class DotProduct(wiring.Component):
         ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
     """
 
-    def __init__(self, lanes=8, accumulator="fp16"):
-        try:
-            lanes = operator.index(lanes)
-        except TypeError:
-            raise TypeError(f"lanes must be an integer, not {lanes!r}") from None
-        if lanes < 1 or lanes > LANES_MAX or lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two from 1 to {LANES_MAX}, not {lanes}")
+    def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN):
+        lanes = lanes_pow2(lanes)
         if accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
         self._lanes = lanes
         self._accumulator = accumulator
+        self._g_bits = check_g_bits(g_bits)
         super().__init__({
-            "i": In(stream.Signature(self.input_layout(lanes))),
+            "i": In(stream.Signature(self.input_layout(lanes, self._g_bits))),
             "o": Out(stream.Signature(self.output_layout())),
         })
 
     @staticmethod
-    def input_layout(lanes):
-        """The input beat::
+    def input_layout(lanes, g_bits=G_BITS_MIN):
+        """The input beat (``G = g_bits``)::
 
-            | last | first | g[5:0] | phase | b_signed | a_signed | mode | b[lanes] | a[lanes] |
-              MSB                                                                    LSB
+            | last | first | g[G-1:0] | phase | b_signed | a_signed | mode | b[lanes] | a[lanes] |
+              MSB                                                                      LSB
         """
         return data.StructLayout({
             "a": data.ArrayLayout(INT4.bits, lanes),
             "b": data.ArrayLayout(INT4.bits, lanes),
             "mode": 1, "a_signed": 1, "b_signed": 1, "phase": 1,
-            "g": G_SHAPE, "first": 1, "last": 1,
+            "g": signed(g_bits), "first": 1, "last": 1,
         })
 
     @staticmethod
@@ -217,6 +215,10 @@ class DotProduct(wiring.Component):
     @property
     def accumulator(self):
         return self._accumulator
+
+    @property
+    def g_bits(self):
+        return self._g_bits
 
     @property
     def sum_width(self):
@@ -247,122 +249,103 @@ class DotProduct(wiring.Component):
 
     @property
     def module_name(self):
-        return f"dot{self._lanes}_{self._accumulator}"
+        tail = f"_g{self._g_bits}" if self._g_bits != G_BITS_MIN else ""
+        return f"dot{self._lanes}_{self._accumulator}{tail}"
 
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
         beat = self.i.payload
-        rst = ResetSignal("sync", allow_reset_less=True)
-        # Every rank advances when the output register is free (module docstring).
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en & ~rst)]
+        tree = n.bit_length()           # adder-tree levels for lanes + 1 operands
+        fp16 = self._accumulator == "fp16"
+        # Lockstep ranks (hdl.pipeline), numbered as in the class docstring; the accumulator
+        # rank passes on only the `last` beat of a dot product.
+        acc_rank = self.latency - 2 if fp16 else tree + 2
+        last_in = Signal()
+        pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True,
+                        keep={acc_rank: last_in})
 
         # --- context: taken from the `first` beat, held for the rest of the dot product ----
         ctx_layout = data.StructLayout({"mode": 1, "a_signed": 1, "b_signed": 1,
-                                        "phase": 1, "g": G_SHAPE})
+                                        "phase": 1, "g": signed(self._g_bits)})
         ctx_reg = Signal(ctx_layout)
         ctx = Signal(ctx_layout)
-        for name in ("mode", "a_signed", "b_signed", "phase", "g"):
-            m.d.comb += getattr(ctx, name).eq(Mux(beat.first, getattr(beat, name),
-                                                  getattr(ctx_reg, name)))
-        with m.If(self.i.valid & self.i.ready):
+        for name, _ in ctx_layout:
+            m.d.comb += ctx[name].eq(Mux(beat.first, beat[name], ctx_reg[name]))
+        with m.If(pipe.accept):
             m.d.sync += ctx_reg.eq(ctx)
-        exp = Signal(EXP_SHAPE)
+        exp = Signal(exp_shape(self._g_bits))
         bias = -FP4.PRODUCT_FRAC
         m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
 
-        # --- input rank: operands, resolved context and exponent offset --------------------
-        # side: the beat's valid, first, last and exponent offset, riding along the ranks
-        side = self._rank(m, en, {"valid": self.i.valid & self.i.ready, "first": beat.first,
-                                  "last": beat.last, "exp": exp}, "in")
+        # --- rank 0: operands, resolved context and exponent offset ------------------------
+        side = pipe.rank(0, {"first": beat.first, "last": beat.last, "exp": exp}, "in_side")
         # Signedness per lane, pre-AND-ed with the code's top bit: an operand code below 8
         # reads the same signed or unsigned, so lane k sees the same operands, while every
         # lane gets a flag register of its own (no high-fanout flag net; registers that
         # differ cannot be merged by synthesis).
-        in_beat = Signal(self.input_layout(n), reset_less=True)
-        in_ctx = Signal(data.StructLayout({"mode": 1, "a_signed": n, "b_signed": n}),
-                        reset_less=True)
-        with m.If(en):
-            m.d.sync += [in_beat.eq(beat), in_ctx.mode.eq(ctx.mode)]
-            for k in range(n):
-                m.d.sync += [in_ctx.a_signed[k].eq(ctx.a_signed & beat.a[k][-1]),
-                             in_ctx.b_signed[k].eq(ctx.b_signed & beat.b[k][-1])]
+        in_beat = pipe.register(0, beat, "in_beat")
+        in_ctx = pipe.rank(0, {
+            "mode": ctx.mode,
+            "a_signed": Cat(ctx.a_signed & beat.a[k][-1] for k in range(n)),
+            "b_signed": Cat(ctx.b_signed & beat.b[k][-1] for k in range(n)),
+        }, "in_ctx")
 
-        # --- lanes and the exact adder tree, a rank after the lanes and every level --------
-
+        # --- ranks 1 .. tree + 1: the lanes, then each adder-tree level --------------------
         def stage(values, level):
-            side.update(self._rank(m, en, side, f"s{level}"))
-            return [self._reg(m, en, v, f"s{level}_v{k}") for k, v in enumerate(values)]
+            nonlocal side
+            side = pipe.rank(level + 1, side, f"s{level}_side")
+            return [pipe.register(level + 1, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
         total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage)
-        if self._accumulator == "fp16":
-            self._fp16_tail(m, en, total, side)
+        first_rank = tree + 2
+        if fp16:
+            self._fp16_tail(m, pipe, total, side, first_rank, last_in)
         else:
-            self._exact_tail(m, en, total, side)
+            self._exact_tail(m, pipe, total, side, first_rank, last_in)
         return m
 
-    @staticmethod
-    def _reg(m, en, value, name, reset=False):
-        """A register loading ``value`` while ``en``; only valid bits have a reset."""
-        value = Value.cast(value)
-        r = Signal(value.shape(), name=name, reset_less=not reset)
-        with m.If(en):
-            m.d.sync += r.eq(value)
-        return r
-
-    def _rank(self, m, en, side, name):
-        return {k: self._reg(m, en, v, f"{name}_{k}", reset=k == "valid")
-                for k, v in side.items()}
-
-    def _fp16_tail(self, m, en, total, side):
-        # The beat sum rounded to fp16 (the paper's chunk rounding), pipelined.
-        rnd = m.submodules.chunk_rounder = FP16Rounder(self.sum_width, EXP_SHAPE.width,
-                                                       signed=True,
-                                                       stages=self.rounder_stages)
-        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side["exp"]), rnd.en.eq(en)]
-        flow = {k: side[k] for k in ("valid", "first", "last")}
+    def _fp16_tail(self, m, pipe, total, side, r0, last_in):
+        en = pipe.en
+        # The beat sum rounded to fp16 (the paper's chunk rounding), R ranks.
+        rnd = m.submodules.chunk_rounder = FP16Rounder(
+            self.sum_width, len(side.exp), signed=True, stages=self.rounder_stages)
+        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side.exp), rnd.en.eq(en)]
+        flow = {"first": side.first, "last": side.last}
         for k in range(rnd.latency):
-            flow = self._rank(m, en, flow, f"r{k}")
+            flow = pipe.rank(r0 + k, flow, f"r{k}_side")
         # The chunk code: a rank of its own, so that the loop starts from a register.
-        chunk = self._reg(m, en, rnd.result, "chunk")
-        chunk_flags = self._reg(m, en, rnd.flags, "chunk_flags")
-        flow = self._rank(m, en, flow, "c")
-        # Accumulator: acc <- first ? chunk : acc + chunk (IEEE binary16, RNE).
+        chunk_rank = r0 + rnd.latency
+        chunk = pipe.register(chunk_rank, rnd.result, "chunk")
+        chunk_flags = pipe.register(chunk_rank, rnd.flags, "chunk_flags")
+        flow = pipe.rank(chunk_rank, flow, "c_side")
+        # Accumulator rank: acc <- first ? chunk : acc + chunk (IEEE binary16, RNE).
         acc = Signal(FP16.BITS)
         acc_flags = Signal(FLAGS_SHAPE)
         add = m.submodules.accumulator = FP16AddCore()
-        m.d.comb += [add.a.eq(acc), add.b.eq(chunk)]
-        done = Signal()                 # acc holds a finished dot product
+        m.d.comb += [add.a.eq(acc), add.b.eq(chunk), last_in.eq(flow.last)]
+        with m.If(en & pipe.valid[chunk_rank]):
+            m.d.sync += [
+                acc.eq(Mux(flow.first, chunk, add.result)),
+                acc_flags.eq(Mux(flow.first, chunk_flags, acc_flags | chunk_flags | add.flags)),
+            ]
+        # Output rank.
         with m.If(en):
-            m.d.sync += done.eq(flow["valid"] & flow["last"])
-            with m.If(flow["valid"]):
-                m.d.sync += [
-                    acc.eq(Mux(flow["first"], chunk, add.result)),
-                    acc_flags.eq(Mux(flow["first"], chunk_flags,
-                                     acc_flags | chunk_flags | add.flags)),
-                ]
-            m.d.sync += [self.o.valid.eq(done), self.o.payload.result.eq(acc),
-                         self.o.payload.flags.eq(acc_flags)]
+            m.d.sync += [self.o.payload.result.eq(acc), self.o.payload.flags.eq(acc_flags)]
 
-    def _exact_tail(self, m, en, total, side):
-        # Accumulate the beat sums; the final rounder works on the register itself.
+    def _exact_tail(self, m, pipe, total, side, r0, last_in):
+        en = pipe.en
+        # Accumulator rank: the beat sums add up; the final rounder works on the register.
         acc = Signal(signed(self.acc_width))
-        acc_exp = Signal(EXP_SHAPE)
-        done = Signal()                 # acc holds a finished dot product
-        with m.If(en):
-            m.d.sync += done.eq(side["valid"] & side["last"])
-            with m.If(side["valid"]):
-                # <= 2**16 beats: exact (verif/formal/datapath.py)
-                m.d.sync += [acc.eq(Mux(side["first"], 0, acc) + total),
-                             acc_exp.eq(side["exp"])]
-        rnd = m.submodules.final_rounder = FP16Rounder(self.acc_width, EXP_SHAPE.width,
-                                                       signed=True,
-                                                       stages=self.rounder_stages)
+        acc_exp = Signal.like(side.exp)
+        m.d.comb += last_in.eq(side.last)
+        with m.If(en & pipe.valid[r0 - 1]):
+            # <= 2**16 beats: exact (verif/formal/datapath.py)
+            m.d.sync += [acc.eq(Mux(side.first, 0, acc) + total), acc_exp.eq(side.exp)]
+        rnd = m.submodules.final_rounder = FP16Rounder(
+            self.acc_width, len(side.exp), signed=True, stages=self.rounder_stages)
         m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp), rnd.en.eq(en)]
-        valid = done
-        for k in range(rnd.latency):
-            valid = self._reg(m, en, valid, f"r{k}_valid", reset=True)
+        # R rounder ranks (valid bits only, in the pipeline), then the output rank.
         with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid), self.o.payload.result.eq(rnd.result),
+            m.d.sync += [self.o.payload.result.eq(rnd.result),
                          self.o.payload.flags.eq(rnd.flags)]

@@ -14,18 +14,19 @@ adder, see :class:`FP16AddCore`) and the special-case bits. The combinational co
 """
 
 from amaranth import hdl
-from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import FLAG_INVALID, FP16
 
-from .rounder import FLAGS_SHAPE, FP16Rounder, positive_int
+from .params import FLAGS_SHAPE, positive_int
+from .pipeline import Pipeline
+from .rounder import FP16Rounder, normalize
 
 __all__ = ["FP16AddCore", "FP16MulCore", "FP16Adder", "FP16Multiplier",
            "ADD_RAW", "MUL_RAW", "GUARD_BITS", "Operand"]
 
-_MAG15 = FP16.BITS - 1                     # sign-less part of a code
 _LSB_BIAS = FP16.BIAS + FP16.FRAC_BITS     # significand LSB weight = 2**(biased exp - 25)
 
 # The adder keeps 3 bits below the larger operand's significand: guard, round and sticky.
@@ -65,22 +66,33 @@ class Operand:
     significand (hidden bit included), and the special-value predicates."""
 
     def __init__(self, code):
-        efield = code[FP16.FRAC_BITS:_MAG15]
+        efield = code[FP16.FRAC_BITS:FP16.MAG_BITS]
         frac = code[:FP16.FRAC_BITS]
-        self.sign = code[_MAG15]
+        self.sign = code[FP16.MAG_BITS]
         self.exp = Mux(efield == 0, 1, efield)
         self.sig = Cat(frac, efield != 0)
         top = efield == FP16.EXP_MAX_FIELD
         self.inf = top & (frac == 0)
         self.nan = top & (frac != 0)
         self.snan = self.nan & ~frac[-1]         # quiet bit = top fraction bit
-        self.zero = code[:_MAG15] == 0
+        self.zero = code[:FP16.MAG_BITS] == 0
+
+
+def log2_fields(m, op):
+    """``floor(log2 |x|)`` and the 10 fraction bits below the leading one of a finite non-zero
+    fp16 operand (subnormals normalized by the shared :func:`hdl.rounder.normalize`)."""
+    norm, lz = normalize(m, op.sig, FP16.SIG_BITS)
+    top = len(norm) - 1                             # the leading one lands here
+    e = Signal(range(FP16.LSB_EXP, FP16.EMAX + 2))  # +1: Inf/NaN codes (masked by callers)
+    m.d.comb += e.eq(op.exp - (FP16.BIAS + FP16.FRAC_BITS) + FP16.FRAC_BITS - lz)
+    return e, norm[top - FP16.FRAC_BITS:top]
 
 
 def _add_raw(m, a, b, raw):
     """Swap so that ``|x| >= |y|``, align ``y`` with a sticky bit, add or subtract."""
     swap = Signal(name="swap")
-    m.d.comb += swap.eq(b[:_MAG15] > a[:_MAG15])   # code order is magnitude order (finite)
+    # Code order is magnitude order (finite values).
+    m.d.comb += swap.eq(b[:FP16.MAG_BITS] > a[:FP16.MAG_BITS])
     x = Operand(Mux(swap, b, a))
     y = Operand(Mux(swap, a, b))
     wide = FP16.SIG_BITS + GUARD_BITS              # 14: significand + guard bits
@@ -134,7 +146,7 @@ def _pack(m, raw, name):
     rounder = FP16Rounder(len(raw.mag), len(raw.exp))
     m.submodules[name] = rounder
     m.d.comb += [rounder.sign.eq(raw.sign), rounder.mag.eq(raw.mag), rounder.exp.eq(raw.exp)]
-    inf = Cat(Const(FP16.INF, _MAG15), raw.sign)
+    inf = Cat(Const(FP16.INF, FP16.MAG_BITS), raw.sign)
     result = Mux(raw.nan, FP16.QNAN, Mux(raw.inf, inf, rounder.result))
     flags = Mux(raw.nan | raw.inf, 0, rounder.flags) | Mux(raw.invalid, FLAG_INVALID, 0)
     return result, flags
@@ -247,35 +259,16 @@ class _FP16Stream(wiring.Component):
         def lane(view, k):
             return view if n == 1 else view[k]
 
-        # Two stages; a stage takes a new beat when it is empty or its successor takes its
-        # beat (ready flows back combinationally, so throughput is one beat per cycle).
-        valid1 = Signal()
-        valid2 = Signal()
-        take2 = ~valid2 | self.o.ready
-        take1 = ~valid1 | take2
-        # No beat moves while the domain is in reset: the handshake is held off so that
-        # "accepted" and "delivered" mean the same on both sides of a reset.
-        rst = ResetSignal("sync", allow_reset_less=True)
-        m.d.comb += [
-            self.i.ready.eq(take1 & ~rst),
-            self.o.valid.eq(valid2 & ~rst),
-        ]
-        with m.If(take1):
-            m.d.sync += valid1.eq(self.i.valid)
-        with m.If(take2):
-            m.d.sync += valid2.eq(valid1)
-
-        out = Signal.like(self.o.payload, reset_less=True, name="out")
-        m.d.comb += self.o.payload.eq(out)
+        # Two elastic ranks (hdl.pipeline): the raw result, then the packed code.
+        pipe = Pipeline(m, self.i, self.o, 2)
         for k in range(n):
             raw = Signal(self._raw_layout, name=f"raw{k}")
             self._raw(m, lane(self.i.payload.a, k), lane(self.i.payload.b, k), raw)
-            held = Signal(self._raw_layout, reset_less=True, name=f"stage1_{k}")
-            with m.If(take1):
-                m.d.sync += held.eq(raw)
+            held = pipe.register(0, raw, f"stage1_{k}")
             result, flags = _pack(m, held, f"rounder{k}")
-            with m.If(take2):
-                m.d.sync += [lane(out.result, k).eq(result), lane(out.flags, k).eq(flags)]
+            with m.If(pipe.take[1]):
+                m.d.sync += [lane(self.o.payload.result, k).eq(result),
+                             lane(self.o.payload.flags, k).eq(flags)]
         return m
 
 

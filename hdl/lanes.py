@@ -55,30 +55,31 @@ class Int4MulLane(wiring.Component):
 class FP4ShiftLane(wiring.Component):
     """Backward lane: radix-4 fp4 gradient times a 4-bit integer, with a shifter.
 
-    Combinational (``latency = 0``). For fp4 code ``g = s e2 e1 e0`` and integer code ``a``
-    (int4 when ``a_signed``, else uint4) the output is ``(-1)**s * a << 2*(e-1)`` for
-    ``e >= 1`` and 0 for ``e = 0``: the exact product ``decode(g) * a`` in units of
-    ``2**-6``. There is no multiplier: a 4-position barrel shift and a negation.
+    Combinational (``latency = 0``). For fp4 code ``a = s e2 e1 e0`` and integer code ``b``
+    (int4 when ``b_signed``, else uint4) the output is ``(-1)**s * b << 2*(e-1)`` for
+    ``e >= 1`` and 0 for ``e = 0``: the exact product ``decode(a) * b`` in units of
+    ``2**-6``. There is no multiplier: a 4-position barrel shift and a negation. The ports
+    are named as :class:`hdl.dot.DotProduct`'s operands in backward mode.
 
     Members
     -------
-    g : ``In(4)``
-        fp4 code of the gradient.
     a : ``In(4)``
+        fp4 code of the gradient.
+    b : ``In(4)``
         Weight (int4) or activation (uint4) code.
-    a_signed : ``In(1)``
-        1: ``a`` is int4; 0: uint4.
+    b_signed : ``In(1)``
+        1: ``b`` is int4; 0: uint4.
     p : ``Out(signed(17))``
         The product in units of ``2**-6``, ``|p| <= 61440``.
     mag : ``Out(signed(17))``
-        The shifted integer before the fp4 sign is applied: ``p = -mag if g[3] else mag``.
-        A unit that sums many lanes can take ``mag ^ g[3]`` (ones' complement) and add the
+        The shifted integer before the fp4 sign is applied: ``p = -mag if a[3] else mag``.
+        A unit that sums many lanes can take ``mag ^ a[3]`` (ones' complement) and add the
         count of negative lanes once, instead of a negation per lane.
     """
 
-    g: In(FP4.BITS)
-    a: In(INT4.bits)
-    a_signed: In(1)
+    a: In(FP4.BITS)
+    b: In(INT4.bits)
+    b_signed: In(1)
     p: Out(FP4_PRODUCT_SHAPE)
     mag: Out(FP4_PRODUCT_SHAPE)
 
@@ -87,12 +88,12 @@ class FP4ShiftLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        e = self.g[:FP4.EXP_BITS]
-        s = self.g[FP4.SIGN_BIT]
+        e = self.a[:FP4.EXP_BITS]
+        s = self.a[FP4.SIGN_BIT]
         # Shift by RADIX_LOG2 * (e - 1): (e - 1) with a zero bit appended below.
         step = Signal(FP4.EXP_BITS)
         m.d.comb += step.eq(e - FP4.EXP_MIN)
-        shifted = operand(self.a, self.a_signed) << Cat(Const(0, FP4.RADIX_LOG2 - 1), step)
-        m.d.comb += self.mag.eq(Mux(e == 0, 0, shifted))   # |a| << 12 <= 61440: fits
+        shifted = operand(self.b, self.b_signed) << Cat(Const(0, FP4.RADIX_LOG2 - 1), step)
+        m.d.comb += self.mag.eq(Mux(e == 0, 0, shifted))   # |b| << 12 <= 61440: fits
         m.d.comb += self.p.eq(Mux(s, -self.mag, self.mag))
         return m

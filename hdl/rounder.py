@@ -9,25 +9,14 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import FLAG_INEXACT, FLAG_OVERFLOW, FLAG_UNDERFLOW, FP16
 
-__all__ = ["FP16Rounder", "FLAGS_SHAPE", "positive_int", "normalize"]
+from .params import FLAGS_SHAPE, positive_int
+from .pipeline import bundle, rank
 
-# Flags are one byte per result (golden.formats); the bit positions come from its FLAG_*.
-FLAGS_SHAPE = hdl.unsigned(8)
+__all__ = ["FP16Rounder", "normalize"]
 
 # The rounder keeps the 11 significand bits plus the round bit after normalization; every
 # bit below them only matters through its OR (sticky).
 _KEEP = FP16.SIG_BITS + 1
-
-
-def positive_int(value, name):
-    """``value`` as a positive ``int``, or ``TypeError``/``ValueError`` naming ``name``."""
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive integer, not {value!r}") from None
-    if v < 1:
-        raise ValueError(f"{name} must be a positive integer, not {v}")
-    return v
 
 
 def normalize(m, value, width, cut=None):
@@ -255,16 +244,10 @@ class FP16Rounder(wiring.Component):
         w = self._width
 
         def cut(name, **values):
-            """A register point: ``values`` registered if ``name`` holds a rank, else as is."""
-            if name not in self._cuts:
-                return values
-            out = {}
-            for key, v in values.items():
-                v = hdl.Value.cast(v)
-                out[key] = Signal(v.shape(), name=f"{name}_{key}", reset_less=True)
-                with m.If(self.en):
-                    m.d.sync += out[key].eq(v)
-            return out
+            """A register point: ``values`` as a rank if ``name`` holds one, else as is."""
+            if name in self._cuts:
+                return rank(m, self.en, values, name)
+            return bundle(m, values, name)
 
         if self._signed:
             # |value| <= 2**(w-1) fits w bits. Negation in two halves, so that no carry runs
@@ -276,20 +259,20 @@ class FP16Rounder(wiring.Component):
             m.d.comb += lo_mag.eq(Mux(sign, -lo, lo))
             x = cut("abs_lo", sign=sign, lo=lo_mag, lo_zero=lo == 0, hi=hi, exp=self.exp)
             hi_mag = Signal(w - h)
-            m.d.comb += hi_mag.eq(Mux(x["sign"], ~x["hi"] + x["lo_zero"], x["hi"]))
-            mag = Cat(x["lo"], hi_mag) if h else hi_mag
-            x = cut("abs", sign=x["sign"], mag=mag, exp=x["exp"])
+            m.d.comb += hi_mag.eq(Mux(x.sign, ~x.hi + x.lo_zero, x.hi))
+            mag = Cat(x.lo, hi_mag) if h else hi_mag
+            x = cut("abs", sign=x.sign, mag=mag, exp=x.exp)
         else:
-            x = {"sign": self.sign, "mag": self.mag, "exp": self.exp}
-        carry = {"sign": x["sign"], "exp": x["exp"]}   # values riding along the normalizer
+            x = bundle(m, {"sign": self.sign, "mag": self.mag, "exp": self.exp}, "unsigned_in")
+        carry = {"sign": x.sign, "exp": x.exp}   # values riding along the normalizer
 
         def norm_cut(name, v, lz_bits):
             y = cut(name, v=v, lz=Cat(*lz_bits), **carry)
-            carry.update(sign=y["sign"], exp=y["exp"])
-            return y["v"], [y["lz"][i] for i in range(len(lz_bits))]
+            carry.update(sign=y.sign, exp=y.exp)
+            return y.v, [y.lz[i] for i in range(len(lz_bits))]
 
         # --- normalize: norm = mag << lz, leading one at the top of a p-bit vector -------
-        norm, lz = normalize(m, x["mag"], w, cut=norm_cut)
+        norm, lz = normalize(m, x.mag, w, cut=norm_cut)
         sign, exp = carry["sign"], carry["exp"]
         p = len(norm)
         top = Signal(_KEEP)             # the 11 significand bits and the round bit
@@ -307,7 +290,7 @@ class FP16Rounder(wiring.Component):
         e = Signal(Shape.cast(range(e_lo, e_hi + 1)))
         m.d.comb += e.eq(exp + (w - 1) - lz)
         x = cut("exp", sign=sign, top=top, low_sticky=low_sticky, e=e)
-        sign, top, low_sticky, e = x["sign"], x["top"], x["low_sticky"], x["e"]
+        sign, top, low_sticky, e = x.sign, x.top, x.low_sticky, x.e
 
         # --- denormalize: results below 2**EMIN keep fewer bits --------------------------
         # Shift right by EMIN - e, clamped at _KEEP: by then every kept bit is sticky.
@@ -323,57 +306,57 @@ class FP16Rounder(wiring.Component):
                 flush=e <= FP16.EMIN - _KEEP, e_off=e_off[:FP16.EXP_BITS],
                 big=e >= FP16.EMIN + FP16.EXP_MAX_FIELD,
                 below=e < FP16.EMIN - 1, edge=e == FP16.EMIN - 1)
-        sign, top, low_sticky, big = x["sign"], x["top"], x["low_sticky"], x["big"]
+        sign, top, low_sticky, big = x.sign, x.top, x.low_sticky, x.big
         zero = ~top[-1]                 # after normalization the top bit is set unless mag == 0
         d = Signal(range(_KEEP + 1))
-        m.d.comb += d.eq(Mux(x["normal"], 0, Mux(x["flush"], _KEEP, x["d_low"])))
+        m.d.comb += d.eq(Mux(x.normal, 0, Mux(x.flush, _KEEP, x.d_low)))
         # The exponent field: code = (max(e, EMIN) - EMIN) << 10 + rounded significand. For
         # a normal result the hidden bit (bit 10 of the rounded significand) adds the 1 that
         # turns max(e, EMIN) - EMIN into the biased exponent; carries land in the field.
         # Only its 5 low bits are kept: a larger field is ``big`` (certainly past Inf).
         efield = Signal(FP16.EXP_BITS)
-        m.d.comb += efield.eq(Mux(x["normal"], x["e_off"], 0))
+        m.d.comb += efield.eq(Mux(x.normal, x.e_off, 0))
         # Tininess after rounding: e < EMIN - 1, or e == EMIN - 1 unless the 11 bits below
         # the leading one round up to 2**11 (all 12 kept bits ones: round up from 0x7FF).
         tiny = Signal()
-        m.d.comb += tiny.eq(x["below"] | (x["edge"] & (top != (1 << _KEEP) - 1)))
+        m.d.comb += tiny.eq(x.below | (x.edge & (top != (1 << _KEEP) - 1)))
         x = cut("clamp", sign=sign, zero=zero, top=top, low_sticky=low_sticky, d=d,
                 efield=efield, big=big, tiny=tiny)
         shifted = Signal(2 * _KEEP)     # [kept bits | bits shifted out]
-        m.d.comb += shifted.eq(Cat(Const(0, _KEEP), x["top"]) >> x["d"])
+        m.d.comb += shifted.eq(Cat(Const(0, _KEEP), x.top) >> x.d)
         keep = ("sign", "zero", "efield", "big", "tiny")
-        x = cut("denorm", shifted=shifted, low_sticky=x["low_sticky"],
+        x = cut("denorm", shifted=shifted, low_sticky=x.low_sticky,
                 **{k: x[k] for k in keep})
-        shifted = x["shifted"]
+        shifted = x.shifted
         sig = shifted[_KEEP + 1:]       # the (up to) 11 significand bits
         rnd = shifted[_KEEP]            # round bit
-        sticky = x["low_sticky"] | shifted[:_KEEP].any()
+        sticky = x.low_sticky | shifted[:_KEEP].any()
 
         # --- round to nearest, ties to even ---------------------------------------------
         up = rnd & (sticky | sig[0])
         x = cut("sticky", sig=sig, up=up, lost=rnd | sticky, **{k: x[k] for k in keep})
         rounded = Signal(FP16.SIG_BITS + 1)          # 0x7FF + 1 carries into bit 11
-        m.d.comb += rounded.eq(x["sig"] + x["up"])
-        x = cut("round", rounded=rounded, lost=x["lost"], **{k: x[k] for k in keep})
+        m.d.comb += rounded.eq(x.sig + x.up)
+        x = cut("round", rounded=rounded, lost=x.lost, **{k: x[k] for k in keep})
 
         # --- pack ------------------------------------------------------------------------
         # code = (efield << 10) + rounded: the 10 low bits are rounded's own, and only its
         # top bits (0 .. 2) add into the field, in a 6-bit adder instead of a 16-bit one.
         field = Signal(FP16.EXP_BITS + 1)            # <= 31 + 2; code >= Inf iff >= 31
-        m.d.comb += field.eq(x["efield"] + x["rounded"][FP16.FRAC_BITS:])
-        x = cut("pack", field=field, frac=x["rounded"][:FP16.FRAC_BITS], lost=x["lost"],
+        m.d.comb += field.eq(x.efield + x.rounded[FP16.FRAC_BITS:])
+        x = cut("pack", field=field, frac=x.rounded[:FP16.FRAC_BITS], lost=x.lost,
                 **{k: x[k] for k in keep})
-        zero = x["zero"]
-        code = Cat(x["frac"], x["field"])
+        zero = x.zero
+        code = Cat(x.frac, x.field)
         overflow = Signal()
-        m.d.comb += overflow.eq(~zero & (x["big"] | (x["field"] >= FP16.EXP_MAX_FIELD)))
+        m.d.comb += overflow.eq(~zero & (x.big | (x.field >= FP16.EXP_MAX_FIELD)))
         inexact = Signal()
-        m.d.comb += inexact.eq(~zero & (x["lost"] | overflow))
+        m.d.comb += inexact.eq(~zero & (x.lost | overflow))
 
         magnitude = Mux(zero, 0, Mux(overflow, FP16.INF, code[:FP16.BITS - 1]))
         m.d.comb += [
-            self.result.eq(Cat(magnitude, x["sign"])),
+            self.result.eq(Cat(magnitude, x.sign)),
             self.flags.eq(Mux(inexact, FLAG_INEXACT, 0) | Mux(overflow, FLAG_OVERFLOW, 0)
-                          | Mux(inexact & x["tiny"], FLAG_UNDERFLOW, 0)),
+                          | Mux(inexact & x.tiny, FLAG_UNDERFLOW, 0)),
         ]
         return m

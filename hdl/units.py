@@ -6,11 +6,13 @@ Each entry is a factory returning a fresh component with its default parameters.
 from functools import partial
 
 from .baselines import FP16DotProduct, Int8DotProduct
-from .converters import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 from .dot import DotProduct
+from .fp4 import FP4Decoder, LogConverter
 from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
+from .rescale import RangeRescale
 from .rounder import FP16Rounder
+from .tracker import RangeTracker
 
 __all__ = ["UNITS"]
 

@@ -1,4 +1,5 @@
-"""cocotb benches for the converters (``hdl.converters``) against the golden model.
+"""cocotb benches for the converters (``hdl.rescale``, ``hdl.fp4``, ``hdl.tracker``)
+against the golden model.
 
 Every bench has the same stream discipline (:func:`drive`):
 
@@ -25,7 +26,7 @@ import golden
 from golden.formats import FLAG_INVALID, FP4, FP16, INT_FORMATS
 from golden.fp16 import is_nan
 from golden.gradscale import gradscale
-from hdl.converters import FP4Decoder, LogConverter, RangeRescale, RangeTracker
+from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
 from scoreboard import Scoreboard, latency, params, rng
 from streams import Packer, StreamSink, StreamSource, reset, start_clock

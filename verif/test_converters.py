@@ -1,5 +1,6 @@
-"""The converters (``hdl.converters``) on Icarus and Verilator: exhaustive sweeps against the
-golden model with random gaps, backpressure and a mid-stream reset; parameter checks."""
+"""The converters (``hdl.rescale``, ``hdl.fp4``, ``hdl.tracker``) on Icarus and Verilator:
+exhaustive sweeps against the golden model with random gaps, backpressure and a mid-stream
+reset; parameter checks."""
 
 import pytest
 from tb_converters import (
@@ -12,7 +13,7 @@ from tb_converters import (
 )
 
 from golden.formats import FP4, FP16
-from hdl.converters import FP4Decoder, LogConverter, RangeRescale, RangeTracker
+from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
 from harness import run_bench, simulators
 

@@ -27,7 +27,7 @@ WIDE = signed(32)
 
 
 def _decoded_fp4_times_64(m, code):
-    """Decoded fp4 magnitude in units of 2**-6, from the SPEC's definition 4**(e-4)."""
+    """Decoded fp4 magnitude in units of 2**-6, from the contract's definition 4**(e-4)."""
     table = Array([Const(0 if e == 0 else 4 ** (e - FP4.EXP_MIN), WIDE)
                    for e in range(1 << FP4.EXP_BITS)])
     mag = Signal(WIDE)
@@ -36,18 +36,18 @@ def _decoded_fp4_times_64(m, code):
 
 
 class ShiftLaneIsMultiply(wiring.Component):
-    g: In(FP4.BITS)
-    a: In(INT4.bits)
-    a_signed: In(1)
+    a: In(FP4.BITS)
+    b: In(INT4.bits)
+    b_signed: In(1)
 
     def elaborate(self, platform):
         m = Module()
         lane = m.submodules.lane = FP4ShiftLane()
-        m.d.comb += [lane.g.eq(self.g), lane.a.eq(self.a), lane.a_signed.eq(self.a_signed)]
+        m.d.comb += [lane.a.eq(self.a), lane.b.eq(self.b), lane.b_signed.eq(self.b_signed)]
         ref = Signal(WIDE)
-        m.d.comb += ref.eq(_decoded_fp4_times_64(m, self.g) * operand(self.a, self.a_signed))
+        m.d.comb += ref.eq(_decoded_fp4_times_64(m, self.a) * operand(self.b, self.b_signed))
         m.d.comb += Assert(lane.p == ref)
-        m.d.comb += Assert(lane.p == Mux(self.g[FP4.SIGN_BIT], -lane.mag, lane.mag))
+        m.d.comb += Assert(lane.p == Mux(self.a[FP4.SIGN_BIT], -lane.mag, lane.mag))
         return m
 
 

@@ -1,4 +1,5 @@
-"""Formal property harnesses for the converters (``hdl.converters``), proven by SymbiYosys.
+"""Formal property harnesses for the converters (``hdl.rescale``, ``hdl.fp4``,
+``hdl.tracker``), proven by SymbiYosys.
 
 Each harness is an Amaranth component whose inputs are free: the solver picks them. The
 combinational harnesses chain the units' own stage functions (the logic between the
@@ -22,26 +23,14 @@ from golden.formats import (
     FLAG_UNDERFLOW,
     FP4,
     FP16,
+    G_BITS_MIN,
     INT_FORMATS,
 )
-from hdl.converters import (
-    _PROD_BITS,
-    _Q_HI,
-    _Q_LO,
-    G_BITS_MIN,
-    FP4Decoder,
-    LogConverter,
-    RangeRescale,
-    RangeTracker,
-    _decoder_stage,
-    _gradscale_stage,
-    _log_stage1,
-    _log_stage2,
-    _rescale_bad_scale,
-    _rescale_stage1,
-    _rescale_stage2,
-    _tracker_stage1,
-)
+from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
+from hdl.fp4 import decode_fp4, log_decode, log_level
+from hdl.pipeline import bundle
+from hdl.rescale import PROD_BITS, Q_HI, Q_LO, rescale_bad_scale, rescale_decode, rescale_round
+from hdl.tracker import gradscale_step, tracker_max
 
 _MAG15 = FP16.BITS - 1
 _E = FP4.EXP_BITS
@@ -58,7 +47,7 @@ def _real_key(x):
 
 
 def _log(m, x, g, phase):
-    return _log_stage2(m, _log_stage1(m, x, g, phase))
+    return log_level(m, bundle(m, log_decode(m, x, g, phase), "log_decode"))
 
 
 class LogMonotone(wiring.Component):
@@ -120,14 +109,14 @@ def _rescale_harness(fmt, r_bits, monotone):
         def elaborate(self, platform):
             m = Module()
             f = INT_FORMATS[fmt]
-            bad = _rescale_bad_scale(self.s)
+            bad = rescale_bad_scale(self.s)
             u = self.u if r_bits else None
-            q1, fl1 = _rescale_stage2(m, _rescale_stage1(m, self.x1, self.s), u, bad, fmt,
-                                      r_bits)
+            q1, fl1 = rescale_round(m, bundle(m, rescale_decode(m, self.x1, self.s), "d1"),
+                                   u, bad, fmt, r_bits)
             v1 = q1.as_signed() if f.signed else q1
             if monotone:
-                q2, _ = _rescale_stage2(m, _rescale_stage1(m, self.x2, self.s), u, bad, fmt,
-                                        r_bits)
+                q2, _ = rescale_round(m, bundle(m, rescale_decode(m, self.x2, self.s), "d2"),
+                                       u, bad, fmt, r_bits)
                 v2 = q2.as_signed() if f.signed else q2
                 m.d.comb += Assume(~_is_nan(self.x1) & ~_is_nan(self.x2))
                 with m.If(_real_key(self.x1) <= _real_key(self.x2)):
@@ -151,8 +140,8 @@ def _round_monotone_harness(fmt, r_bits):
 
         sign1: In(1)
         sign2: In(1)
-        p1: In(_PROD_BITS)
-        p2: In(_PROD_BITS)
+        p1: In(PROD_BITS)
+        p2: In(PROD_BITS)
         q1: In(hdl.signed(8))
         q2: In(hdl.signed(8))
         u: In(max(r_bits, 1))
@@ -163,13 +152,14 @@ def _round_monotone_harness(fmt, r_bits):
             u = self.u if r_bits else None
             vals, keys = [], []
             for sign, p, q in ((self.sign1, self.p1, self.q1), (self.sign2, self.p2, self.q2)):
-                m.d.comb += Assume((q >= _Q_LO) & (q <= _Q_HI))
-                d = {"sign": sign, "nan": Const(0), "inf": Const(0), "prod": p, "q": q}
-                v, _ = _rescale_stage2(m, d, u, Const(0), fmt, r_bits)
+                m.d.comb += Assume((q >= Q_LO) & (q <= Q_HI))
+                d = bundle(m, {"sign": sign, "nan": Const(0, 1), "inf": Const(0, 1),
+                               "prod": p, "q": q}, "d")
+                v, _ = rescale_round(m, d, u, Const(0), fmt, r_bits)
                 vals.append(v.as_signed() if f.signed else v)
-                # The exact value in units of 2**_Q_LO: an 80-bit integer, no multiplier.
-                mag = Signal(_PROD_BITS + _Q_HI - _Q_LO)
-                m.d.comb += mag.eq(p << (q - _Q_LO).as_unsigned()[:6])
+                # The exact value in units of 2**Q_LO: an 80-bit integer, no multiplier.
+                mag = Signal(PROD_BITS + Q_HI - Q_LO)
+                m.d.comb += mag.eq(p << (q - Q_LO).as_unsigned()[:6])
                 keys.append(Mux(sign, -mag, mag))
             with m.If(keys[0] <= keys[1]):
                 m.d.comb += Assert(vals[0] <= vals[1])
@@ -190,7 +180,7 @@ class DecoderRoundTrip(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        x, fl = _decoder_stage(m, self.c, self.g, self.phase, G_BITS_MIN, "dec")
+        x, fl = decode_fp4(m, self.c, self.g, self.phase, G_BITS_MIN, "dec")
         back, _ = _log(m, x, self.g, self.phase)
         nonzero = self.c[:_E] != 0
         canonical = Mux(nonzero, self.c, FP4.ZERO)
@@ -215,7 +205,7 @@ class TrackerCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         xs = [self.x[k * FP16.BITS:(k + 1) * FP16.BITS] for k in range(4)]
-        s = _tracker_stage1(m, xs)
+        s = tracker_max(m, xs)
         mags = [Mux(_is_nan(x), 0, x[:_MAG15]) for x in xs]
         for v in mags:
             m.d.comb += Assert(s["max"] >= v)
@@ -224,10 +214,10 @@ class TrackerCore(wiring.Component):
 
         lo, hi = -(1 << (G_BITS_MIN - 1)), (1 << (G_BITS_MIN - 1)) - 1
         m.d.comb += Assume(self.mx <= FP16.INF)
-        paper, direct = _gradscale_stage(m, self.mx, self.g, G_BITS_MIN)
+        paper, direct = gradscale_step(m, self.mx, self.g, G_BITS_MIN)
         step = paper - self.g
         m.d.comb += Assert((step >= -1) & (step <= 1))
-        again, _ = _gradscale_stage(m, self.mx, direct, G_BITS_MIN)
+        again, _ = gradscale_step(m, self.mx, direct, G_BITS_MIN)
         finite = (self.mx != 0) & (self.mx != FP16.INF)
         with m.If(finite & (direct > lo) & (direct < hi)):
             m.d.comb += Assert(again == direct)

@@ -1,0 +1,86 @@
+"""Parameter checks and small helpers that every unit shares.
+
+Each check returns the value as a plain ``int`` or raises ``TypeError``/``ValueError`` with a
+message naming the parameter and the fix, at construction (elaboration never sees a bad
+parameter).
+"""
+
+import operator
+
+from amaranth import hdl
+from amaranth.hdl import Const, Mux
+
+from golden.formats import (
+    FLAG_INEXACT,
+    FLAG_INVALID,
+    FLAG_OVERFLOW,
+    FLAG_SATURATED,
+    FLAG_UNDERFLOW,
+    G_BITS_MAX,
+    G_BITS_MIN,
+    G_RANGE,
+)
+
+__all__ = ["FLAGS_SHAPE", "LANES_MAX", "positive_int", "lanes_pow2", "check_g_bits", "g_range",
+           "g_shape", "flag_byte", "clamp"]
+
+# Flags are one byte per result (golden.formats); the bit positions come from its FLAG_*.
+FLAGS_SHAPE = hdl.unsigned(8)
+LANES_MAX = 64            # widest dot unit: a 64-lane adder tree (synth sweeps up to it)
+
+_FLAG_BITS = {"inexact": FLAG_INEXACT, "underflow": FLAG_UNDERFLOW,
+              "overflow": FLAG_OVERFLOW, "invalid": FLAG_INVALID,
+              "saturated": FLAG_SATURATED}
+
+
+def _index(value, name, what):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {what}, not {value!r}") from None
+
+
+def positive_int(value, name):
+    """``value`` as a positive ``int``, or ``TypeError``/``ValueError`` naming ``name``."""
+    v = _index(value, name, "a positive integer")
+    if v < 1:
+        raise ValueError(f"{name} must be a positive integer, not {v}")
+    return v
+
+
+def lanes_pow2(value, name="lanes"):
+    """Lanes of a dot unit: a power of two from 1 to :data:`LANES_MAX`."""
+    v = _index(value, name, "an integer")
+    if v < 1 or v > LANES_MAX or v & (v - 1):
+        raise ValueError(f"{name} must be a power of two from 1 to {LANES_MAX}, not {v}")
+    return v
+
+
+def check_g_bits(value):
+    """Width of the signed GradScale exponent register ``g``."""
+    v = _index(value, "g_bits", "an integer")
+    if not G_BITS_MIN <= v <= G_BITS_MAX:
+        raise ValueError(f"g_bits must be in {G_BITS_MIN} .. {G_BITS_MAX} (g spans at least "
+                         f"-32 .. 31 and at most the golden model's {G_RANGE}), not {v}")
+    return v
+
+
+def g_range(bits):
+    """``(lo, hi)`` of a signed ``bits``-bit ``g``."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def g_shape(bits):
+    return hdl.signed(bits)
+
+
+def flag_byte(**conditions):
+    """A flag byte from named conditions (``inexact=..., invalid=...``)."""
+    out = Const(0, FLAGS_SHAPE)
+    for name, cond in conditions.items():
+        out = out | Mux(cond, _FLAG_BITS[name], 0)
+    return out
+
+
+def clamp(v, lo, hi):
+    return Mux(v < lo, lo, Mux(v > hi, hi, v))

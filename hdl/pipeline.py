@@ -1,0 +1,128 @@
+"""The one stream pipeline of the project: register ranks between two ``lib.stream`` ports.
+
+Every unit with a stream interface runs its valid/ready side through :class:`Pipeline`, and
+every register rank of every unit (the rounder's register points included) is made by
+:func:`rank` or :func:`register`. Stage data travels as ``amaranth.lib.data`` views: a
+rank built from ``{"sign": s, "mag": m}`` is a ``StructLayout`` register read back as
+``r.sign``, ``r.mag``. :func:`bundle` builds the same view without a register, so that a
+formal harness can chain a unit's stage functions combinationally.
+
+Two ways to advance (``lockstep``):
+
+- elastic (default): rank ``k`` loads when it is empty or rank ``k + 1`` loads. Ready flows
+  back combinationally; under backpressure the ranks fill up before ``i.ready`` drops.
+- lockstep: every rank loads together while the output rank is free (``~o.valid |
+  o.ready``). One enable, no ready chain: the long pipelines (dot units) use it, and a unit
+  whose datapath has no valid bit of its own (a pipelined rounder) takes the same enable.
+
+Both: a synchronous reset empties every rank, and while ``rst`` is high ``i.ready`` and
+``o.valid`` are held low, so no beat is accepted or delivered during reset (what was
+"accepted" and "delivered" means the same on both sides of a reset). Proven on the primitive
+and on each unit by the ``stream_hold_*`` harnesses in ``verif/formal/streams.py``.
+"""
+
+from amaranth.hdl import ResetSignal, Signal, Value
+from amaranth.lib import data
+
+__all__ = ["Pipeline", "register", "rank", "bundle", "layout_of"]
+
+
+def _shape(value):
+    return value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+
+
+def _fields(values):
+    """A dict of values, or a struct view (a rank passed on to the next rank), as a dict."""
+    if isinstance(values, data.View):
+        return {name: values[name] for name, _ in values.shape()}
+    return values
+
+
+def layout_of(values):
+    """The ``StructLayout`` of a dict of values (or a struct view): one field per key."""
+    return data.StructLayout({key: _shape(v) for key, v in _fields(values).items()})
+
+
+def register(m, en, value, name, *, init=None):
+    """A register of ``value``'s shape (a view keeps its layout) that loads ``value`` while
+    ``en``. Data registers have no reset (``init=None``); a valid bit passes ``init=0``."""
+    if init is None:
+        r = Signal(_shape(value), name=name, reset_less=True)
+    else:
+        r = Signal(_shape(value), name=name, init=init)
+    with m.If(en):
+        m.d.sync += r.eq(value)
+    return r
+
+
+def rank(m, en, values, name):
+    """A register rank from a dict of values (or a struct view): a ``StructLayout`` view
+    loading while ``en``."""
+    values = _fields(values)
+    r = Signal(layout_of(values), name=name, reset_less=True)
+    with m.If(en):
+        m.d.sync += [r[key].eq(v) for key, v in values.items()]
+    return r
+
+
+def bundle(m, values, name):
+    """The view :func:`rank` would register, driven combinationally (no register)."""
+    values = _fields(values)
+    r = Signal(layout_of(values), name=name)
+    m.d.comb += [r[key].eq(v) for key, v in values.items()]
+    return r
+
+
+class Pipeline:
+    """Valid/ready control of ``depth`` register ranks between stream ports ``i`` and ``o``.
+
+    ``take[k]`` is rank ``k``'s load enable and ``valid[k]`` its valid bit; the unit loads
+    its data registers with ``take[k]`` (:meth:`rank`, :meth:`register`) and drives
+    ``o.payload`` from the last rank's registers. ``keep`` maps a rank to a condition and-ed
+    into the valid bit it loads: a rank that swallows beats (an accumulator passes on only
+    the ``last`` beat of a dot product or tensor). ``lockstep`` selects the advance rule (see
+    the module docstring). ``i.ready = take[0] & ~rst`` and ``o.valid = valid[-1] & ~rst``.
+    """
+
+    def __init__(self, m, i, o, depth, *, lockstep=False, keep=None, name="stage"):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        keep = keep or {}
+        self._m = m
+        self.depth = depth
+        self.lockstep = lockstep
+        self.valid = [Signal(name=f"{name}{k}_valid") for k in range(depth)]
+        if lockstep:
+            en = Signal(name=f"{name}_en")
+            m.d.comb += en.eq(~self.valid[-1] | o.ready)
+            self.take = [en] * depth
+        else:
+            self.take = [Signal(name=f"{name}{k}_take") for k in range(depth)]
+            nxt = o.ready
+            for k in reversed(range(depth)):
+                m.d.comb += self.take[k].eq(~self.valid[k] | nxt)
+                nxt = self.take[k]
+        rst = ResetSignal("sync", allow_reset_less=True)
+        self.accept = Signal(name=f"{name}_accept")     # a beat enters rank 0 this cycle
+        m.d.comb += [i.ready.eq(self.take[0] & ~rst), o.valid.eq(self.valid[-1] & ~rst),
+                     self.accept.eq(i.valid & i.ready)]
+        prev = self.accept
+        for k in range(depth):
+            with m.If(self.take[k]):
+                m.d.sync += self.valid[k].eq(prev & keep.get(k, 1))
+            prev = self.valid[k]
+
+    @property
+    def en(self):
+        """The one enable of a lockstep pipeline (every rank's ``take``)."""
+        if not self.lockstep:
+            raise AttributeError("an elastic pipeline has one enable per rank: use take[k]")
+        return self.take[0]
+
+    def rank(self, k, values, name):
+        """Rank ``k``'s registers for a dict of values, as a ``StructLayout`` view."""
+        return rank(self._m, self.take[k], values, name)
+
+    def register(self, k, value, name):
+        """Rank ``k``'s register for one value (a view keeps its layout)."""
+        return register(self._m, self.take[k], value, name)
