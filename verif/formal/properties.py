@@ -4,8 +4,8 @@
 Each harness is an Amaranth component whose inputs are free: the solver picks them. The
 combinational harnesses chain the units' own stage functions (the logic between the
 pipeline registers), so a property proven here holds for the unit's datapath; with no state,
-one BMC step covers every input -- a complete proof. The stream harnesses wrap a whole unit
-and are proven by k-induction.
+one BMC step covers every input -- a complete proof. The stream rules of every unit are
+proven in ``streams.py``.
 
 ``HARNESSES`` maps a name to ``(factory, mode, depth)``; ``verif/test_formal.py`` runs them.
 """
@@ -26,7 +26,6 @@ from golden.formats import (
     G_BITS_MIN,
     INT_FORMATS,
 )
-from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 from hdl.fp4 import decode_fp4, log_decode, log_level
 from hdl.pipeline import bundle
 from hdl.rescale import PROD_BITS, Q_HI, Q_LO, rescale_bad_scale, rescale_decode, rescale_round
@@ -224,34 +223,6 @@ class TrackerCore(wiring.Component):
         return m
 
 
-class StreamHold(wiring.Component):
-    """A whole unit under free stimulus: once ``o.valid`` is up and ``o.ready`` low, the
-    next cycle (no reset) still offers the same beat -- the stream rule every consumer relies
-    on; and nothing is offered or accepted while in reset."""
-
-    def __init__(self, unit):
-        self._unit = unit
-        super().__init__({
-            "i_payload": In(unit.i.payload.shape()), "i_valid": In(1), "o_ready": In(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self._unit
-        m.d.comb += [dut.i.payload.eq(self.i_payload), dut.i.valid.eq(self.i_valid),
-                     dut.o.ready.eq(self.o_ready)]
-        rst = hdl.ResetSignal()
-        stalled = Signal()
-        held = Signal.like(dut.o.payload.as_value())
-        m.d.sync += [stalled.eq(dut.o.valid & ~self.o_ready),
-                     held.eq(dut.o.payload.as_value())]
-        with m.If(stalled & ~rst):
-            m.d.comb += Assert(dut.o.valid & (dut.o.payload.as_value() == held))
-        with m.If(rst):
-            m.d.comb += Assert(~dut.o.valid & ~dut.i.ready)
-        return m
-
-
 HARNESSES = {
     "log_monotone": (LogMonotone, "bmc", 1),
     "log_nan": (LogNaN, "bmc", 1),
@@ -263,8 +234,4 @@ HARNESSES = {
     "rescale_uint4_sr4": (_rescale_harness("uint4", 4, False), "bmc", 1),
     "decoder_round_trip": (DecoderRoundTrip, "bmc", 1),
     "tracker_core": (TrackerCore, "bmc", 1),
-    "stream_hold_rescale": (lambda: StreamHold(RangeRescale(2, "int4")), "prove", 3),
-    "stream_hold_log": (lambda: StreamHold(LogConverter(2)), "prove", 3),
-    "stream_hold_decoder": (lambda: StreamHold(FP4Decoder(2)), "prove", 3),
-    "stream_hold_tracker": (lambda: StreamHold(RangeTracker(2)), "prove", 4),
 }
