@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:  make  &&  make test
-# Other flows: make verilog | lint | synth | synth-smoke | study | bench | clean
+# Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | clean
+# The flows are the package scripts/, run as modules from here: python -m scripts.<name>.
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -8,7 +9,8 @@ STAMP    := $(VENV)/.installed
 JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
-.PHONY: all setup verilog lint test test-golden test-hdl accuracy synth synth-smoke study bench clean
+.PHONY: all setup verilog lint test test-golden test-scripts test-hdl accuracy synth synth-smoke \
+        study bench clean
 
 all: verilog
 
@@ -23,30 +25,37 @@ setup: $(STAMP)
 	@bash scripts/ensure_system_tools.sh
 
 verilog: setup
-	$(PY) scripts/gen_verilog.py
+	$(PY) -m scripts.gen_verilog
 
 lint: verilog
-	$(PY) scripts/lint.py
+	$(PY) -m scripts.lint
 
-# The whole regression: lint, golden unit tests, then every cocotb bench on Icarus and
-# Verilator (SIM=icarus or SIM=verilator narrows it; WAVES=1 dumps waves into build/sim/).
-test: lint test-golden test-hdl
+# The whole regression: lint, golden unit tests, the flows' smoke tests, then every cocotb
+# bench on Icarus and Verilator (SIM=icarus or SIM=verilator narrows it; WAVES=1 dumps waves
+# into build/sim/), and the accumulation-error table.
+test: lint test-golden test-scripts test-hdl accuracy
 
 test-golden: setup
 	$(PYTEST) golden/tests -q -n $(JOBS)
 
-test-hdl: setup accuracy
+# The flows' own tests (the training study's smoke test).
+test-scripts: setup
+	$(PYTEST) scripts/tests -q -n $(JOBS)
+
+test-hdl: setup
 	$(PYTEST) verif -q -n $(JOBS)
 	@cat build/reports/regression.md
 
-# Error of fp16 versus exact accumulation against the exact value (golden model).
+# Error of fp16 versus exact accumulation against the exact value (golden model):
+# build/reports/accumulation.{json,md}.
 accuracy: setup
-	$(PY) scripts/accumulation_error.py > /dev/null
+	$(PY) -m scripts.accumulation_error > /dev/null
+	@echo "accumulation error: build/reports/accumulation.md"
 
 # Synthesis of every unit for iCE40 UP5K and ECP5-25 (yosys + nextpnr, cached per unit):
 # build/reports/synth.{json,md,png}. About 22 min of tool time from an empty cache.
 synth: setup
-	$(PY) scripts/synth.py
+	$(PY) -m scripts.synth
 
 # One small unit on one target: the quick check that the flow works (part of `make test`).
 synth-smoke: setup
@@ -54,11 +63,11 @@ synth-smoke: setup
 
 # 4-bit training study on scikit-learn's digits (minutes; not part of `make test`).
 study: setup
-	$(PY) scripts/study.py
+	$(PY) -m scripts.study
 
 # Golden 4-bit GEMM speed against NumPy fp32 matmul.
 bench: setup
-	$(PY) scripts/bench.py
+	$(PY) -m scripts.bench
 
 clean:
 	rm -rf build

@@ -8,15 +8,13 @@ exact, not merely float64. Writes build/reports/accumulation.{json,md}.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import golden
 
-import golden  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LENGTHS = (16, 64, 256, 1024, 4096)
 LANES = 8

@@ -1,6 +1,6 @@
 """Golden-model speed: the 4-bit GEMM against NumPy's float32 matmul, same size, same run.
 
-    .venv/bin/python scripts/bench.py [--size 512] [--repeats 9]
+    .venv/bin/python -m scripts.bench [--size 512] [--repeats 9]
 
 Times ``golden.gemm`` (backward mode: fp4 gradient codes x int4 codes, exact and fp16
 accumulation) and ``A @ B`` in float32 on random operands, interleaved so that both see the
@@ -18,16 +18,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import golden  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _time(fn, repeats):

@@ -17,9 +17,12 @@ precisions:
     ``golden.to_fp4`` with the layer's GradScale exponent ``g``; with TPR the even copy feeds
     ``dW = X^T dY`` (computed as ``(dY^T X)^T``, the fp4 operand first) and the odd copy
     ``dX = dY W^T``; both are ``golden.gemm(mode="backward")``, fp16 codes out;
-  * GradScale (SPEC 3): ``m = max|dY| * 2^g``; ``m > 64 -> g - 1``, ``m <= 32 -> g + 1``,
-    applied from the next iteration on (the range tracker sees ``max|dY|`` while the tensor
-    streams through); ``g`` starts with the ``direct`` rule on the first batch.
+  * GradScale: ``golden.gradscale``, the golden twin of the hardware range tracker, on
+    ``max|dY|`` as the tracker reports it (:func:`tracker_max`, an fp16 code). The paper rule
+    (``m = max|dY| * 2^g``; ``m > 64 -> g - 1``, ``m <= 32 -> g + 1``) is applied from the
+    next iteration on (the tracker sees ``max|dY|`` while the tensor streams through); ``g``
+    starts with the ``direct`` rule on the first batch (from ``g = 0``, which an all-zero
+    first gradient keeps). ``g`` is not clamped to a register's range.
 
 An fp16 GEMM result that overflows (Inf, or NaN from Inf - Inf) is saturated to +-65504
 (NaN to 0) and counted in :attr:`GemmLayer.overflows`.
@@ -31,10 +34,10 @@ import numpy as np
 
 import golden
 from golden.formats import FP16
+from golden.fp16 import is_nan
 
 SAWB_C1, SAWB_C2 = 12.68, 12.80          # SAWB coefficients for 4 bits (Sun et al. 2020)
 FP16_MAX = 65504.0
-GRADSCALE_HI, GRADSCALE_LO = 64.0, 32.0  # SPEC 3: keep m = max|dY| * 2^g in (32, 64]
 
 
 # ---------------------------------------------------------------------------- quantizers
@@ -65,22 +68,17 @@ def quantize_activations(z, alpha):
     return golden.rescale(golden.fp16_from_float(z), s_code, "uint4"), s
 
 
-def gradscale_direct(maxabs):
-    """SPEC 3 ``direct`` rule: the g that puts ``maxabs * 2^g`` in (32, 64]."""
-    if not maxabs > 0:
-        return 0
-    f, e = np.frexp(maxabs)                  # maxabs = f * 2^e, f in [0.5, 1)
-    return int(6 - e + (f == 0.5))
+def tracker_max(dy16):
+    """``max|dY|`` as the range tracker reports it to GradScale: the fp16 code of the largest
+    magnitude, sign cleared (magnitudes order like their codes). NaN is left out and Inf
+    counts; a tensor of zeros and NaNs gives 0."""
+    mag = np.asarray(dy16, np.uint16) & ~np.uint16(FP16.SIGN_MASK)
+    return np.uint16(np.max(np.where(is_nan(mag), 0, mag), initial=0))
 
 
-def gradscale_step(g, maxabs):
-    """SPEC 3 default (paper) rule: one step of g per iteration."""
-    m = maxabs * 2.0 ** g
-    if m > GRADSCALE_HI:
-        return g - 1
-    if m <= GRADSCALE_LO:
-        return g + 1
-    return g
+def gradscale(max_code, g, rule):
+    """``golden.gradscale`` for one tensor, as a Python int."""
+    return int(golden.gradscale(max_code, g, rule))
 
 
 def radix2_fp4_split(dy16, g):
@@ -210,9 +208,9 @@ class GemmLayer:
     def _backward_4bit(self, dz, need_dx):
         r = self.recipe
         dy16 = golden.fp16_from_float(dz)
-        maxabs = float(np.max(np.abs(golden.fp16_to_float(dy16)), initial=0.0))
+        max_code = tracker_max(dy16)
         if self.g is None:
-            self.g = gradscale_direct(maxabs) if r.gradscale else r.fixed_g
+            self.g = gradscale(max_code, 0, "direct") if r.gradscale else r.fixed_g
         wt = np.ascontiguousarray(self._wc.T)
         if r.radix2:
             ev, od = radix2_fp4_split(dy16, self.g)
@@ -235,7 +233,7 @@ class GemmLayer:
         self.overflows += n
         self.dw = (v.T / self._sx).astype(np.float32)
         if r.gradscale:
-            self.g = gradscale_step(self.g, maxabs)
+            self.g = gradscale(max_code, self.g, "paper")
         self.g_trace.append(self.g)
         if dx is None:
             return None

@@ -5,14 +5,10 @@ Prints one line per module: name, latency, input/output port bits, and what the 
 """
 
 import re
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hdl.gen import verilog  # noqa: E402
-from hdl.units import UNITS  # noqa: E402
+from hdl.gen import verilog
+from hdl.toolchain import BUILD, ROOT
+from hdl.units import UNITS
 
 PORT = re.compile(r"^\s*(input|output)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\S+);", re.M)
 
@@ -24,7 +20,7 @@ def port_bits(text):
     return bits
 
 
-def main(out=ROOT / "build" / "verilog"):
+def main(out=BUILD / "verilog"):
     out.mkdir(parents=True, exist_ok=True)
     for factory in UNITS:
         unit = factory()

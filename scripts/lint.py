@@ -4,22 +4,18 @@ waivers of ``verif/verilator_waivers.vlt``), then ruff on the Python."""
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "verif"))
-
-from harness import WAIVERS, setup_verilator  # noqa: E402
+from hdl.toolchain import BUILD, ROOT, VERILATOR_WAIVERS, setup_verilator
 
 
 def main():
     setup_verilator()
-    files = sorted((ROOT / "build" / "verilog").glob("*.v"))
+    files = sorted((BUILD / "verilog").glob("*.v"))
     if not files:
         sys.exit("lint: no Verilog in build/verilog/: run `make verilog` first")
     failed = []
     for f in files:
-        r = subprocess.run(["verilator", "--lint-only", "-Wall", str(WAIVERS), str(f)],
+        r = subprocess.run(["verilator", "--lint-only", "-Wall", str(VERILATOR_WAIVERS), str(f)],
                            capture_output=True, text=True)
         status = "ok" if r.returncode == 0 else "FAIL"
         print(f"verilator -Wall  {f.name:<32} {status}")

