@@ -13,6 +13,8 @@ adder, see :class:`FP16AddCore`) and the special-case bits. The combinational co
 (:class:`FP16Adder`, :class:`FP16Multiplier`) put a register after each half.
 """
 
+import operator
+
 from amaranth import hdl
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
@@ -21,8 +23,8 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import FLAG_INVALID, FP16
 
 from .params import FLAGS_SHAPE, positive_int
-from .pipeline import Pipeline
-from .rounder import FP16Rounder, normalize
+from .pipeline import Pipeline, bundle, rank
+from .rounder import FP16Rounder, balanced_cuts, normalize
 
 __all__ = ["FP16AddCore", "FP16MulCore", "FP16Adder", "FP16Multiplier",
            "ADD_RAW", "MUL_RAW", "GUARD_BITS", "Operand"]
@@ -88,13 +90,19 @@ def log2_fields(m, op):
     return e, norm[top - FP16.FRAC_BITS:top]
 
 
-def _add_raw(m, a, b, raw):
-    """Swap so that ``|x| >= |y|``, align ``y`` with a sticky bit, add or subtract."""
+def _fit(exp, layout):
+    """``exp`` in the raw layout's exponent width (its range is sized to hold every value)."""
+    return exp[:Shape.cast(layout["exp"].shape).width].as_signed()
+
+
+def _add_raw(m, a, b, cut):
+    """Swap so that ``|x| >= |y|``, align ``y`` with a sticky bit, add or subtract. Register
+    points (``cut(name, values) -> view``): ``swap``, ``align``, ``sum``. Returns ``raw``."""
     swap = Signal(name="swap")
     # Code order is magnitude order (finite values).
     m.d.comb += swap.eq(b[:FP16.MAG_BITS] > a[:FP16.MAG_BITS])
-    x = Operand(Mux(swap, b, a))
-    y = Operand(Mux(swap, a, b))
+    s = cut("swap", {"x": Mux(swap, b, a), "y": Mux(swap, a, b)})
+    x, y = Operand(s.x), Operand(s.y)
     wide = FP16.SIG_BITS + GUARD_BITS              # 14: significand + guard bits
     dexp = Signal(range(FP16.EXP_MAX_FIELD), name="dexp")   # >= 0 since |x| >= |y|
     m.d.comb += dexp.eq(x.exp - y.exp)
@@ -104,67 +112,123 @@ def _add_raw(m, a, b, raw):
     m.d.comb += aligned.eq(Cat(Const(0, wide + GUARD_BITS), y.sig) >> shift)
     y_al = Signal(wide, name="y_aligned")
     m.d.comb += y_al.eq(Cat(aligned[wide] | aligned[:wide].any(), aligned[wide + 1:]))
+    s = cut("align", {"x": s.x, "y": s.y, "y_al": y_al})
+    x, y = Operand(s.x), Operand(s.y)
     x_al = Cat(Const(0, GUARD_BITS), x.sig)
     sub = x.sign ^ y.sign
-    total = Signal(len(raw.mag), name="sum")
+    total = Signal(Shape.cast(ADD_RAW["mag"].shape), name="sum")
     # Subtraction: x_al >= y_al (|x| >= |y|; a sticky-rounded y_al never passes x_al), so
     # the difference is non-negative and fits.
-    m.d.comb += total.eq(Mux(sub, x_al - y_al, x_al + y_al))
+    m.d.comb += total.eq(Mux(sub, x_al - s.y_al, x_al + s.y_al))
     inf_inf = x.inf & y.inf & sub
     # An exact zero sum is +0 unless both operands are -0 (RNE).
     sign = Mux(total == 0, x.sign & y.sign, x.sign)
-    m.d.comb += [
-        raw.mag.eq(total),
-        raw.exp.eq(x.exp - (_LSB_BIAS + GUARD_BITS)),
-        raw.nan.eq(x.nan | y.nan | inf_inf),
-        raw.inf.eq(x.inf | y.inf),
-        raw.invalid.eq(x.snan | y.snan | inf_inf),
-        raw.sign.eq(Mux(x.inf, x.sign, Mux(y.inf, y.sign, sign))),
-    ]
+    return cut("sum", {
+        "sign": Mux(x.inf, x.sign, Mux(y.inf, y.sign, sign)),
+        "mag": total,
+        "exp": _fit(x.exp - (_LSB_BIAS + GUARD_BITS), ADD_RAW),
+        "nan": x.nan | y.nan | inf_inf,
+        "inf": x.inf | y.inf,
+        "invalid": x.snan | y.snan | inf_inf,
+    })
 
 
-def _mul_raw(m, a, b, raw):
-    """Exact product of the significands; exponents add."""
+def _mul_raw(m, a, b, cut):
+    """Exact product of the significands; exponents add. Register point: ``product``."""
     x, y = Operand(a), Operand(b)
     zero_inf = (x.inf & y.zero) | (y.inf & x.zero)
-    m.d.comb += [
-        raw.sign.eq(x.sign ^ y.sign),
-        raw.mag.eq(x.sig * y.sig),                    # 11 x 11 bits: exactly 22
-        raw.exp.eq(x.exp + y.exp - 2 * _LSB_BIAS),
-        raw.nan.eq(x.nan | y.nan | zero_inf),
-        raw.inf.eq(x.inf | y.inf),
-        raw.invalid.eq(x.snan | y.snan | zero_inf),
-    ]
+    return cut("product", {
+        "sign": x.sign ^ y.sign,
+        "mag": x.sig * y.sig,                       # 11 x 11 bits: exactly 22
+        "exp": _fit(x.exp + y.exp - 2 * _LSB_BIAS, MUL_RAW),
+        "nan": x.nan | y.nan | zero_inf,
+        "inf": x.inf | y.inf,
+        "invalid": x.snan | y.snan | zero_inf,
+    })
 
 
-def _pack(m, raw, name):
+def _pack(m, raw, name, points=(), en=None):
     """Round ``raw`` with the project's FP16Rounder and apply the special cases.
 
     NaN -> the canonical quiet NaN; Inf -> +-Inf with ``raw.sign``; both without the
-    rounder's flags. ``invalid`` is OR-ed in. Returns ``(result, flags)`` values.
+    rounder's flags. ``invalid`` is OR-ed in. ``points``: the rounder's register points
+    (loading on ``en``); the special cases ride along in ranks of their own. Returns
+    ``(result, flags)`` values.
     """
-    rounder = FP16Rounder(len(raw.mag), len(raw.exp))
+    rounder = FP16Rounder(len(raw.mag), len(raw.exp), stages=len(points),
+                          register_points=tuple(points))
     m.submodules[name] = rounder
     m.d.comb += [rounder.sign.eq(raw.sign), rounder.mag.eq(raw.mag), rounder.exp.eq(raw.exp)]
-    inf = Cat(Const(FP16.INF, FP16.MAG_BITS), raw.sign)
-    result = Mux(raw.nan, FP16.QNAN, Mux(raw.inf, inf, rounder.result))
-    flags = Mux(raw.nan | raw.inf, 0, rounder.flags) | Mux(raw.invalid, FLAG_INVALID, 0)
+    special = {"sign": raw.sign, "nan": raw.nan, "inf": raw.inf, "invalid": raw.invalid}
+    if points:
+        m.d.comb += rounder.en.eq(en)
+        for k in range(len(points)):
+            special = rank(m, en, special, f"{name}_special{k}")
+        special = {key: special[key] for key in ("sign", "nan", "inf", "invalid")}
+    inf = Cat(Const(FP16.INF, FP16.MAG_BITS), special["sign"])
+    result = Mux(special["nan"], FP16.QNAN, Mux(special["inf"], inf, rounder.result))
+    flags = (Mux(special["nan"] | special["inf"], 0, rounder.flags)
+             | Mux(special["invalid"], FLAG_INVALID, 0))
     return result, flags
 
 
 class _FP16Core(wiring.Component):
-    a: In(FP16.BITS)
-    b: In(FP16.BITS)
-    result: Out(FP16.BITS)
-    flags: Out(FLAGS_SHAPE)
+    """Shared by the add and multiply cores: raw result, then the rounder; ``stages``
+    register ranks placed over the core's own points and the rounder's (balanced by their
+    estimated LUT4 depth), all loading on ``en``."""
 
-    latency = 0
+    def __init__(self, *, stages=0):
+        try:
+            stages = operator.index(stages)
+        except TypeError:
+            raise TypeError(f"stages must be an integer, not {stages!r}") from None
+        points = self.points()
+        if not 0 <= stages <= len(points):
+            raise ValueError(f"stages must be from 0 to {len(points)}, not {stages}")
+        self._stages = stages
+        cuts = balanced_cuts([d for _, d in points] + [FP16Rounder._OUT_DEPTH], stages)
+        self._cuts = tuple(points[i][0] for i in cuts)
+        ports = {"a": In(FP16.BITS), "b": In(FP16.BITS)}
+        if stages:
+            ports["en"] = In(1, init=1)
+        ports["result"] = Out(FP16.BITS)
+        ports["flags"] = Out(FLAGS_SHAPE)
+        super().__init__(ports)
+
+    @classmethod
+    def points(cls):
+        """``[(name, depth)]``: the core's register points, then its rounder's."""
+        raw = cls._raw_layout
+        return cls._own_points + FP16Rounder.points(Shape.cast(raw["mag"].shape).width)
+
+    @property
+    def stages(self):
+        return self._stages
+
+    @property
+    def latency(self):
+        return self._stages
+
+    @property
+    def register_points(self):
+        return self._cuts
+
+    @property
+    def module_name(self):
+        return self._name + (f"_p{self._stages}" if self._stages else "")
 
     def elaborate(self, platform):
         m = Module()
-        raw = Signal(self._raw_layout, name="raw")
-        self._raw(m, self.a, self.b, raw)
-        result, flags = _pack(m, raw, "rounder")
+        en = self.en if self._stages else None
+
+        def cut(name, values):
+            if name in self._cuts:
+                return rank(m, en, values, name)
+            return bundle(m, values, name)
+
+        raw = type(self)._raw(m, self.a, self.b, cut)
+        own = {name for name, _ in self._own_points}
+        result, flags = _pack(m, raw, "rounder", [c for c in self._cuts if c not in own], en)
         m.d.comb += [self.result.eq(result), self.flags.eq(flags)]
         return m
 
@@ -197,9 +261,12 @@ class FP16AddCore(_FP16Core):
         ``inexact | underflow | overflow | invalid`` (layout of :mod:`golden.formats`).
     """
 
-    module_name = "fp16_add_core"
+    _name = "fp16_add_core"
     _raw_layout = ADD_RAW
     _raw = staticmethod(_add_raw)
+    # Estimated LUT4 depth of each segment: magnitude compare and swap; exponent difference,
+    # clamp and the 4-level align shifter; the 15-bit add/subtract (a carry chain).
+    _own_points = [("swap", 3), ("align", 5), ("sum", 3)]
 
 
 class FP16MulCore(_FP16Core):
@@ -224,9 +291,10 @@ class FP16MulCore(_FP16Core):
         ``inexact | underflow | overflow | invalid`` (layout of :mod:`golden.formats`).
     """
 
-    module_name = "fp16_mul_core"
+    _name = "fp16_mul_core"
     _raw_layout = MUL_RAW
     _raw = staticmethod(_mul_raw)
+    _own_points = [("product", 6)]       # decode and the 11 x 11 array
 
 
 class _FP16Stream(wiring.Component):
@@ -262,9 +330,9 @@ class _FP16Stream(wiring.Component):
         # Two elastic ranks (hdl.pipeline): the raw result, then the packed code.
         pipe = Pipeline(m, self.i, self.o, 2)
         for k in range(n):
-            raw = Signal(self._raw_layout, name=f"raw{k}")
-            self._raw(m, lane(self.i.payload.a, k), lane(self.i.payload.b, k), raw)
-            held = pipe.register(0, raw, f"stage1_{k}")
+            raw = self._raw(m, lane(self.i.payload.a, k), lane(self.i.payload.b, k),
+                            lambda name, values, k=k: bundle(m, values, f"{name}{k}"))
+            held = pipe.rank(0, raw, f"stage1_{k}")
             result, flags = _pack(m, held, f"rounder{k}")
             with m.If(pipe.take[1]):
                 m.d.sync += [lane(self.o.payload.result, k).eq(result),

@@ -12,7 +12,7 @@ from golden.formats import FLAG_INEXACT, FLAG_OVERFLOW, FLAG_UNDERFLOW, FP16
 from .params import FLAGS_SHAPE, positive_int
 from .pipeline import bundle, rank
 
-__all__ = ["FP16Rounder", "normalize"]
+__all__ = ["FP16Rounder", "normalize", "balanced_cuts"]
 
 # The rounder keeps the 11 significand bits plus the round bit after normalization; every
 # bit below them only matters through its OR (sticky).
@@ -63,7 +63,7 @@ def _depth(bits):
     return levels
 
 
-def _balanced_cuts(weights, k):
+def balanced_cuts(weights, k):
     """Indices ``i`` (a register after segment ``i``) of ``k`` cuts that split the chain of
     segment ``weights`` into ``k + 1`` parts with the smallest largest part (then the
     latest cuts among equals): a small linear-partition dynamic programme."""
@@ -144,6 +144,10 @@ class FP16Rounder(wiring.Component):
     stages : int
         Register ranks inside the rounder (default 0: combinational), at most
         ``len(FP16Rounder.points(width, signed))``.
+    register_points : tuple of str, optional
+        The points that hold the ``stages`` ranks, when a unit that contains the rounder
+        places them itself (the pipelined fp16 adder balances its own and the rounder's
+        segments together); by default the rounder balances its own.
 
     Members
     -------
@@ -163,7 +167,7 @@ class FP16Rounder(wiring.Component):
         ``inexact | underflow | overflow`` bits, layout of :mod:`golden.formats`.
     """
 
-    def __init__(self, width, exp_width, *, signed=False, stages=0):
+    def __init__(self, width, exp_width, *, signed=False, stages=0, register_points=None):
         self._width = positive_int(width, "width")
         self._exp_width = positive_int(exp_width, "exp_width")
         if not isinstance(signed, bool):
@@ -176,9 +180,17 @@ class FP16Rounder(wiring.Component):
         points = self.points(self._width, signed)
         if not 0 <= stages <= len(points):
             raise ValueError(f"stages must be from 0 to {len(points)}, not {stages}")
+        if register_points is None:
+            cuts = balanced_cuts([d for _, d in points] + [self._OUT_DEPTH], stages)
+            self._cuts = tuple(points[i][0] for i in cuts)
+        else:
+            names = [name for name, _ in points]
+            unknown = set(register_points) - set(names)
+            if unknown or len(set(register_points)) != stages:
+                raise ValueError(f"register_points must be {stages} distinct names of "
+                                 f"{names}, not {register_points!r}")
+            self._cuts = tuple(n for n in names if n in register_points)
         self._stages = stages
-        cuts = _balanced_cuts([d for _, d in points] + [self._OUT_DEPTH], stages)
-        self._cuts = tuple(points[i][0] for i in cuts)
         ports = {}
         if signed:
             ports["value"] = In(hdl.signed(self._width))
