@@ -1,5 +1,6 @@
 """golden.dot and golden.gemm: known answers, and gemm's fast float32 path bit-identical to
-the per-dot-product reference (golden.dot) and to gemm's own reference path (flags=True)."""
+the per-dot-product reference (golden.dot) and to gemm's own reference path (flags=True).
+The fp16-accumulation loops of the fast path and their roundings: test_gemm_fast.py."""
 
 import importlib
 import itertools
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 
 import golden
-from golden.testfloat import load as load_testfloat
 
 dotmod = importlib.import_module("golden.dot")
 
@@ -138,25 +138,6 @@ def test_gemm_rejects_bad_codes():
                                   golden.gemm(a.astype(np.uint8), b.astype(np.uint8)))
 
 
-def _is_nan(c):
-    c = np.asarray(c, np.int64)
-    return ((c & 0x7C00) == 0x7C00) & ((c & 0x3FF) != 0)
-
-
-def test_fast_fp16_add_idiom_testfloat():
-    """The fp16 accumulation of the fast path (NumPy binary16 add, then one canonical NaN)
-    against Berkeley TestFloat's binary16 addition vectors and golden.fp16_add."""
-    a, b, want, _ = load_testfloat("add")
-    assert len(a) == 46464
-    a, b = a.astype(np.uint16), b.astype(np.uint16)
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = a.view(np.float16) + b.view(np.float16)
-    got = np.where(np.isnan(s), 0x7E00, s.view(np.uint16)).astype(np.int64)
-    ok = (got == want) | (_is_nan(got) & _is_nan(want))
-    assert ok.all(), f"{np.count_nonzero(~ok)} mismatches"
-    np.testing.assert_array_equal(got, golden.fp16_add(a, b).astype(np.int64))
-
-
 def test_fast_path_taken():
     """The float32 path serves the bench's shape (global bound) and a longer K with unsigned
     b (per-row bound): it returns codes, not None, and they match golden.dot."""
@@ -170,15 +151,3 @@ def test_fast_path_taken():
             assert out is not None
             np.testing.assert_array_equal(
                 out, _reference(a, b, mode="backward", b_signed=b_signed, accumulator=acc))
-
-
-def test_gemm_fast_large_beats():
-    """More outputs per beat than _ACCUMULATE_MAX: the in-place fp16 add loop."""
-    rng = np.random.default_rng(2)
-    m = n = 1 + int(np.sqrt(dotmod._ACCUMULATE_MAX))
-    a = rng.integers(0, 16, size=(m, 20), dtype=np.uint8)
-    b = rng.integers(0, 16, size=(20, n), dtype=np.uint8)
-    for g in (0, -9):                     # -9: some outputs overflow to Inf, some NaN
-        kw = dict(mode="backward", b_signed=True, g=g, accumulator="fp16")
-        np.testing.assert_array_equal(golden.gemm(a, b, **kw), _reference(a, b, **kw))
-
