@@ -1,15 +1,17 @@
 """The N-lane dot-product unit: multiply lanes, exact adder tree, normalizer, accumulator."""
 
+import operator
+
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import ACCUMULATORS, FP4, FP16, G_BITS_MIN, INT4, MODES
 
 from .fp16 import FP16AddCore
 from .lanes import FP4_PRODUCT_SHAPE, FP4ShiftLane, Int4MulLane
-from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2
-from .pipeline import Pipeline
+from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2, positive_int
+from .pipeline import Pipeline, bundle
 from .rounder import FP16Rounder
 
 __all__ = ["DotProduct", "beat_sum", "sum_width", "exp_shape", "MODE_FORWARD",
@@ -102,8 +104,37 @@ def beat_sum(m, beat, ctx, lanes, stage=None):
     return total, products, operands
 
 
+class _SlotStore:
+    """Per-slot state of an interleaved unit: a register for one slot, else a memory
+    (``amaranth.lib.memory``: LUT RAM on FPGAs) with a combinational read port and a
+    synchronous write port. A slot's state is only read after its ``first`` beat wrote it."""
+
+    def __init__(self, m, name, shape, slots):
+        self._slots = slots
+        if slots == 1:
+            self._reg = Signal(shape, name=name)
+        else:
+            mem = m.submodules[name] = memory.Memory(shape=shape, depth=slots, init=[])
+            self._rd = mem.read_port(domain="comb")
+            self._wr = mem.write_port()
+
+    def read(self, m, addr):
+        if self._slots == 1:
+            return self._reg
+        m.d.comb += self._rd.addr.eq(addr)
+        return self._rd.data
+
+    def write(self, m, addr, value, en):
+        if self._slots == 1:
+            with m.If(en):
+                m.d.sync += self._reg.eq(value)
+        else:
+            m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(en)]
+
+
 class DotProduct(wiring.Component):
-    """Dot products of 4-bit operands, ``lanes`` multiply-accumulates per cycle, fp16 out.
+    """Dot products of 4-bit operands, ``lanes`` multiply-accumulates per cycle, fp16 out;
+    up to ``slots`` independent dot products interleaved beat by beat.
 
     Each input beat carries ``lanes`` operand pairs. Every lane forms an exact product: in
     forward mode ``a * b`` of two 4-bit integers (:class:`Int4MulLane`), in backward mode the
@@ -114,51 +145,60 @@ class DotProduct(wiring.Component):
     multiply. Then, per ``accumulator``:
 
     - ``"fp16"`` (the paper): each beat sum is rounded to fp16 (RNE) by :class:`FP16Rounder`
-      and added into an fp16 accumulator by an IEEE binary16 adder (:class:`FP16AddCore`);
-      the ``first`` beat loads the accumulator instead. Flags are OR-ed over the dot product.
-    - ``"exact"``: beat sums add into a two's complement register of
+      and added into its slot's fp16 accumulator by an IEEE binary16 adder
+      (:class:`FP16AddCore`, ``acc_stages`` register ranks); the ``first`` beat loads the
+      accumulator instead (it adds ``-0``, which is exact). Flags are OR-ed over the dot
+      product.
+    - ``"exact"``: beat sums add into the slot's two's complement register of
       ``17 + log2(lanes) + 16`` bits, which holds any dot product of up to ``2**16`` beats
       without error; at ``last`` it is rounded once to fp16.
 
     Results are bit-exact with :func:`golden.dot` (same order of rounding, same flags).
 
+    Interleaving: each beat names its dot product's accumulator, ``slot`` (a field of the
+    beat when ``slots > 1``). Beats of different slots may arrive in any order; each slot
+    adds its own beat sums in arrival order, so every result is exactly the sequential one.
+    In ``"fp16"`` mode the accumulator loop (memory read, adder, memory write) takes
+    ``acc_stages + 1`` cycles: a beat whose slot still has an addition in flight waits
+    (an interlock holds the ranks before the adder and sends a bubble into it), it never
+    reads a stale value. A GEMM that feeds ``slots >= acc_stages + 1`` dot products round
+    robin never waits: one beat per cycle at any clock the ranks allow. The result beat
+    carries its ``slot``.
+
     Context: ``mode``, ``a_signed``, ``b_signed``, ``phase`` and ``g`` are read on the
-    ``first`` beat of a dot product and hold for all of its beats (they are ignored on the
-    others). A dot product ends with a ``last`` beat; a beat with both is a one-beat dot
-    product. After reset the context is forward, unsigned, even, ``g = 0``.
+    ``first`` beat of a dot product and hold for all of its beats, per slot (they are
+    ignored on the others). A dot product ends with a ``last`` beat; a beat with both is a
+    one-beat dot product. A slot's first beat after reset must be a ``first`` beat.
 
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
-    its result on ``o`` (``o.ready`` high): ``L + 5 + R`` (``"fp16"``: 23 for 8 lanes) or
-    ``L + 4 + R`` (``"exact"``: 23 for 8 lanes), with ``L = log2(lanes) + 1`` adder-tree
-    levels (the lane values plus the count of negative backward lanes, see below) and
-    ``R`` the rounder's ranks: one at every register point of :class:`FP16Rounder`
-    (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
-    Pipeline (``|`` = a register rank, all of them loading together)::
+    its result on ``o`` (``o.ready`` high, no interlock wait): ``L + 4 + R + D``
+    (``"fp16"``, ``D = acc_stages``: 22 for 8 lanes and ``D = 0``) or ``L + 4 + R``
+    (``"exact"``: 23 for 8 lanes), with ``L = log2(lanes) + 1`` adder-tree levels (the lane
+    values plus the count of negative backward lanes, see below) and ``R`` the rounder's
+    ranks: one at every register point of :class:`FP16Rounder` (``rounder_stages``; 15 for
+    the 8-lane exact register, 14 for an 8-lane beat sum). Pipeline (``|`` = a register
+    rank; all ranks load together, see :mod:`hdl.pipeline`)::
 
         both:   i -> context select | operands, per-lane signedness | int4 and fp4 lanes |
                 mode select, tree level 1 | tree level 2 | ... | tree level L | sum ->
-        fp16:   -> chunk FP16Rounder (R ranks) | chunk code |
-                acc <- first ? chunk : acc + chunk (FP16AddCore, the loop) | o
-        exact:  -> acc <- (first ? 0 : acc) + sum (the loop) |
-                final FP16Rounder of acc (R ranks) | o
+        fp16:   -> chunk FP16Rounder (R ranks) | chunk code, slot |
+                acc[slot] read -> FP16AddCore (D ranks) -> acc[slot] write (the loop) | o
+        exact:  -> acc[slot] <- (first ? 0 : acc[slot]) + sum (the loop) | final
+                FP16Rounder (R ranks) | o
 
     Backward lanes enter the tree as ``mag ^ sign`` (ones' complement) and the number of
     negative lanes is added once as one more tree operand, so no lane needs a negation.
 
-    Fmax is set by the ``"fp16"`` loop, a whole binary16 addition per cycle (swap, align,
-    add, normalize, round, pack); in ``"exact"`` mode by the single-cycle lanes of
-    :mod:`hdl.lanes` (the 4 x 4-bit LUT multiplier, the fp4 shift and negate).
+    Fmax: with ``acc_stages = 0`` it is set by the ``"fp16"`` loop, a whole binary16
+    addition per cycle; ``acc_stages`` cuts that loop (and ``slots`` hides its latency). In
+    ``"exact"`` mode the single-cycle lanes of :mod:`hdl.lanes` and the ``acc_width``-bit
+    accumulator addition set it.
 
-    Each rank carries the beat's valid, ``first``, ``last`` and exponent offset beside its
-    data; the accumulator loads only on valid beats, and the rounder after the exact
-    accumulator works on the register ``acc`` itself. Every rank advances together when the
-    output register is free (``~o.valid | o.ready``), so backpressure stalls the whole
-    pipeline without losing or repeating beats; ``i.ready`` is that same condition. The one
-    loop that cannot be pipelined is the accumulator: in ``"fp16"`` mode an fp16 addition
-    with its rounding per beat (the paper's sequential rounding order), in ``"exact"`` mode a
-    ``acc_width``-bit integer addition. A synchronous reset empties the pipeline (beats in
-    flight are dropped); no beat is accepted during reset.
+    Handshake: every rank advances together when the output rank is free (``~o.valid |
+    o.ready``), so backpressure stalls the whole pipeline without losing or repeating
+    beats. A synchronous reset empties the pipeline (beats in flight are dropped); while
+    ``rst`` is high no beat is accepted or delivered.
 
     Parameters
     ----------
@@ -166,6 +206,13 @@ class DotProduct(wiring.Component):
         Operand pairs per beat: a power of two from 1 to 64 (default 8).
     accumulator : str
         ``"fp16"`` (default) or ``"exact"``.
+    g_bits : int
+        Width of the signed GradScale exponent ``g`` (6 .. 9, default 6: ``-32 .. 31``).
+    slots : int
+        Independent accumulators (default 1): dot products in flight at once.
+    acc_stages : int
+        Register ranks inside the fp16 accumulator's adder (``"fp16"`` only; default 0);
+        needs ``slots >= acc_stages + 1``.
 
     Members
     -------
@@ -173,40 +220,66 @@ class DotProduct(wiring.Component):
         ``a``, ``b``: ``ArrayLayout(4, lanes)`` operand codes (lane 0 in the low bits);
         ``mode`` (0 forward, 1 backward), ``a_signed``, ``b_signed`` (1: int4, 0: uint4;
         ``a_signed`` is unused in backward mode), ``phase`` (TPR phase bit), ``g``
-        (``signed(6)``), ``first``, ``last``.
+        (``signed(g_bits)``), ``first``, ``last``; ``slot`` when ``slots > 1``.
     o : ``Out(stream.Signature(StructLayout))``
-        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
+        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``;
+        ``slot`` when ``slots > 1``.
     """
 
-    def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN):
+    def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN, slots=1,
+                 acc_stages=0):
         lanes = lanes_pow2(lanes)
         if accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
         self._lanes = lanes
         self._accumulator = accumulator
         self._g_bits = check_g_bits(g_bits)
+        self._slots = positive_int(slots, "slots")
+        try:
+            acc_stages = operator.index(acc_stages)
+        except TypeError:
+            raise TypeError(f"acc_stages must be an integer, not {acc_stages!r}") from None
+        if accumulator == "exact" and acc_stages:
+            raise ValueError(f"acc_stages must be 0 with accumulator='exact' (its loop is one "
+                             f"integer addition), not {acc_stages}")
+        most = len(FP16AddCore.points())
+        if not 0 <= acc_stages <= most:
+            raise ValueError(f"acc_stages must be from 0 to {most}, not {acc_stages}")
+        if self._slots < acc_stages + 1:
+            raise ValueError(f"slots must be at least acc_stages + 1 = {acc_stages + 1} (the "
+                             f"accumulator loop's cycles, so that round-robin beats never "
+                             f"wait), not {self._slots}; raise slots or lower acc_stages")
+        self._acc_stages = acc_stages
         super().__init__({
-            "i": In(stream.Signature(self.input_layout(lanes, self._g_bits))),
-            "o": Out(stream.Signature(self.output_layout())),
+            "i": In(stream.Signature(self.input_layout(lanes, self._g_bits, self._slots))),
+            "o": Out(stream.Signature(self.output_layout(self._slots))),
         })
 
     @staticmethod
-    def input_layout(lanes, g_bits=G_BITS_MIN):
-        """The input beat (``G = g_bits``)::
+    def input_layout(lanes, g_bits=G_BITS_MIN, slots=1):
+        """The input beat (``G = g_bits``; ``slot`` only when ``slots > 1``)::
 
-            | last | first | g[G-1:0] | phase | b_signed | a_signed | mode | b[lanes] | a[lanes] |
+            | slot | last | first | g[G-1:0] | phase | b_signed | a_signed | mode | b[lanes] |
+              a[lanes] |
               MSB                                                                      LSB
         """
-        return data.StructLayout({
+        fields = {
             "a": data.ArrayLayout(INT4.bits, lanes),
             "b": data.ArrayLayout(INT4.bits, lanes),
             "mode": 1, "a_signed": 1, "b_signed": 1, "phase": 1,
             "g": signed(g_bits), "first": 1, "last": 1,
-        })
+        }
+        if slots > 1:
+            fields["slot"] = range(slots)
+        return data.StructLayout(fields)
 
     @staticmethod
-    def output_layout():
-        return data.StructLayout({"result": FP16.BITS, "flags": FLAGS_SHAPE})
+    def output_layout(slots=1):
+        """``| slot | flags[7:0] | result[15:0] |`` (MSB to LSB; ``slot`` when ``slots > 1``)."""
+        fields = {"result": FP16.BITS, "flags": FLAGS_SHAPE}
+        if slots > 1:
+            fields["slot"] = range(slots)
+        return data.StructLayout(fields)
 
     @property
     def lanes(self):
@@ -219,6 +292,14 @@ class DotProduct(wiring.Component):
     @property
     def g_bits(self):
         return self._g_bits
+
+    @property
+    def slots(self):
+        return self._slots
+
+    @property
+    def acc_stages(self):
+        return self._acc_stages
 
     @property
     def sum_width(self):
@@ -242,14 +323,18 @@ class DotProduct(wiring.Component):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
         tree = self._lanes.bit_length()     # levels for lanes + 1 operands (the carries)
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
-        # acc, o, or (exact) acc, the final rounder's ranks, o
+        # the adder's ranks, o, or (exact) acc, the final rounder's ranks, o
         if self._accumulator == "fp16":
-            return 2 + tree + self.rounder_stages + 3
+            return 2 + tree + self.rounder_stages + 2 + self._acc_stages
         return 2 + tree + 1 + self.rounder_stages + 1
 
     @property
     def module_name(self):
         tail = f"_g{self._g_bits}" if self._g_bits != G_BITS_MIN else ""
+        if self._slots > 1:
+            tail += f"_s{self._slots}"
+        if self._acc_stages:
+            tail += f"_a{self._acc_stages}"
         return f"dot{self._lanes}_{self._accumulator}{tail}"
 
     def elaborate(self, platform):
@@ -258,28 +343,36 @@ class DotProduct(wiring.Component):
         beat = self.i.payload
         tree = n.bit_length()           # adder-tree levels for lanes + 1 operands
         fp16 = self._accumulator == "fp16"
-        # Lockstep ranks (hdl.pipeline), numbered as in the class docstring; the accumulator
-        # rank passes on only the `last` beat of a dot product.
-        acc_rank = self.latency - 2 if fp16 else tree + 2
-        last_in = Signal()
+        slotted = self._slots > 1
+        # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
+        # (fp16) or the accumulator rank (exact) passes on only the `last` beat of a dot
+        # product; in fp16 mode the chunk rank waits while its slot has an add in flight.
+        chunk_rank = tree + 2 + self.rounder_stages
+        keep_rank = self.latency - 1 if fp16 else tree + 2
+        last_in, hazard = Signal(), Signal()
         pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True,
-                        keep={acc_rank: last_in})
+                        keep={keep_rank: last_in},
+                        stall={chunk_rank: hazard} if fp16 and slotted else None)
 
-        # --- context: taken from the `first` beat, held for the rest of the dot product ----
+        # --- context: taken from the `first` beat, held per slot for its dot product -------
         ctx_layout = data.StructLayout({"mode": 1, "a_signed": 1, "b_signed": 1,
                                         "phase": 1, "g": signed(self._g_bits)})
-        ctx_reg = Signal(ctx_layout)
+        slot_in = beat.slot if slotted else 0
+        store = _SlotStore(m, "context", ctx_layout, self._slots)
+        held = store.read(m, slot_in)
         ctx = Signal(ctx_layout)
         for name, _ in ctx_layout:
-            m.d.comb += ctx[name].eq(Mux(beat.first, beat[name], ctx_reg[name]))
-        with m.If(pipe.accept):
-            m.d.sync += ctx_reg.eq(ctx)
+            m.d.comb += ctx[name].eq(Mux(beat.first, beat[name], held[name]))
+        store.write(m, slot_in, ctx, pipe.accept)
         exp = Signal(exp_shape(self._g_bits))
         bias = -FP4.PRODUCT_FRAC
         m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
 
         # --- rank 0: operands, resolved context and exponent offset ------------------------
-        side = pipe.rank(0, {"first": beat.first, "last": beat.last, "exp": exp}, "in_side")
+        side = {"first": beat.first, "last": beat.last, "exp": exp}
+        if slotted:
+            side["slot"] = beat.slot
+        side = pipe.rank(0, side, "in_side")
         # Signedness per lane, pre-AND-ed with the code's top bit: an operand code below 8
         # reads the same signed or unsigned, so lane k sees the same operands, while every
         # lane gets a flag register of its own (no high-fanout flag net; registers that
@@ -298,54 +391,76 @@ class DotProduct(wiring.Component):
             return [pipe.register(level + 1, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
         total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage)
-        first_rank = tree + 2
         if fp16:
-            self._fp16_tail(m, pipe, total, side, first_rank, last_in)
+            self._fp16_tail(m, pipe, total, side, tree + 2, last_in, hazard)
         else:
-            self._exact_tail(m, pipe, total, side, first_rank, last_in)
+            self._exact_tail(m, pipe, total, side, tree + 2, last_in)
         return m
 
-    def _fp16_tail(self, m, pipe, total, side, r0, last_in):
-        en = pipe.en
+    def _carry(self, side):
+        """The per-beat values that ride along the tail ranks."""
+        keys = ("first", "last", "slot") if self._slots > 1 else ("first", "last")
+        return {k: side[k] for k in keys}
+
+    def _output(self, m, pipe, result, flags, side):
+        with m.If(pipe.en):
+            m.d.sync += [self.o.payload.result.eq(result), self.o.payload.flags.eq(flags)]
+            if self._slots > 1:
+                m.d.sync += self.o.payload.slot.eq(side.slot)
+
+    def _fp16_tail(self, m, pipe, total, side, r0, last_in, hazard):
         # The beat sum rounded to fp16 (the paper's chunk rounding), R ranks.
         rnd = m.submodules.chunk_rounder = FP16Rounder(
             self.sum_width, len(side.exp), signed=True, stages=self.rounder_stages)
-        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side.exp), rnd.en.eq(en)]
-        flow = {"first": side.first, "last": side.last}
+        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side.exp), rnd.en.eq(pipe.take[r0])]
+        flow = self._carry(side)
         for k in range(rnd.latency):
             flow = pipe.rank(r0 + k, flow, f"r{k}_side")
         # The chunk code: a rank of its own, so that the loop starts from a register.
-        chunk_rank = r0 + rnd.latency
-        chunk = pipe.register(chunk_rank, rnd.result, "chunk")
-        chunk_flags = pipe.register(chunk_rank, rnd.flags, "chunk_flags")
-        flow = pipe.rank(chunk_rank, flow, "c_side")
-        # Accumulator rank: acc <- first ? chunk : acc + chunk (IEEE binary16, RNE).
-        acc = Signal(FP16.BITS)
-        acc_flags = Signal(FLAGS_SHAPE)
-        add = m.submodules.accumulator = FP16AddCore()
-        m.d.comb += [add.a.eq(acc), add.b.eq(chunk), last_in.eq(flow.last)]
-        with m.If(en & pipe.valid[chunk_rank]):
-            m.d.sync += [
-                acc.eq(Mux(flow.first, chunk, add.result)),
-                acc_flags.eq(Mux(flow.first, chunk_flags, acc_flags | chunk_flags | add.flags)),
-            ]
-        # Output rank.
-        with m.If(en):
-            m.d.sync += [self.o.payload.result.eq(acc), self.o.payload.flags.eq(acc_flags)]
+        c = r0 + rnd.latency
+        chunk = pipe.register(c, rnd.result, "chunk")
+        chunk_flags = pipe.register(c, rnd.flags, "chunk_flags")
+        flow = pipe.rank(c, flow, "c_side")
+        # The loop: acc[slot] read, the adder's D ranks, acc[slot] written at their end.
+        acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": FLAGS_SHAPE})
+        accs = _SlotStore(m, "accumulators", acc_layout, self._slots)
+        old = accs.read(m, flow["slot"] if self._slots > 1 else 0)
+        add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
+        m.d.comb += [add.a.eq(Mux(flow.first, FP16.SIGN_MASK, old.acc)), add.b.eq(chunk)]
+        loop = {**self._carry(flow),
+                "flags": Mux(flow.first, chunk_flags, old.flags | chunk_flags)}
+        busy = []
+        for k in range(self._acc_stages):
+            loop = pipe.rank(c + 1 + k, loop, f"a{k}_side")
+            if self._slots > 1:
+                busy.append(pipe.valid[c + 1 + k] & (loop.slot == flow.slot))
+        if self._acc_stages:
+            m.d.comb += add.en.eq(pipe.en)
+        if self._slots > 1:
+            m.d.comb += hazard.eq(~flow.first & Cat(*busy).any() if busy else 0)
+        new = {"acc": add.result, "flags": loop["flags"] | add.flags}
+        end = c + self._acc_stages
+        accs.write(m, loop["slot"] if self._slots > 1 else 0, Cat(new["acc"], new["flags"]),
+                   pipe.en & pipe.valid[end])
+        m.d.comb += last_in.eq(loop["last"])
+        self._output(m, pipe, new["acc"], new["flags"], bundle(m, loop, "out_side"))
 
     def _exact_tail(self, m, pipe, total, side, r0, last_in):
-        en = pipe.en
-        # Accumulator rank: the beat sums add up; the final rounder works on the register.
-        acc = Signal(signed(self.acc_width))
-        acc_exp = Signal.like(side.exp)
-        m.d.comb += last_in.eq(side.last)
-        with m.If(en & pipe.valid[r0 - 1]):
-            # <= 2**16 beats: exact (verif/formal/datapath.py)
-            m.d.sync += [acc.eq(Mux(side.first, 0, acc) + total), acc_exp.eq(side.exp)]
+        # Accumulator rank: acc[slot] <- (first ? 0 : acc[slot]) + sum, also registered
+        # for the final rounder (only `last` beats move on).
+        accs = _SlotStore(m, "accumulators", signed(self.acc_width), self._slots)
+        slot = side.slot if self._slots > 1 else 0
+        new = Signal(signed(self.acc_width))
+        # <= 2**16 beats: exact (verif/formal/datapath.py)
+        m.d.comb += [new.eq(Mux(side.first, 0, accs.read(m, slot)) + total),
+                     last_in.eq(side.last)]
+        accs.write(m, slot, new, pipe.en & pipe.valid[r0 - 1])
+        acc = pipe.register(r0, new, "acc")
+        acc_exp = pipe.register(r0, side.exp, "acc_exp")
+        flow = pipe.rank(r0, self._carry(side), "acc_side")
         rnd = m.submodules.final_rounder = FP16Rounder(
             self.acc_width, len(side.exp), signed=True, stages=self.rounder_stages)
-        m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp), rnd.en.eq(en)]
-        # R rounder ranks (valid bits only, in the pipeline), then the output rank.
-        with m.If(en):
-            m.d.sync += [self.o.payload.result.eq(rnd.result),
-                         self.o.payload.flags.eq(rnd.flags)]
+        m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp), rnd.en.eq(pipe.en)]
+        for k in range(rnd.latency):
+            flow = pipe.rank(r0 + 1 + k, flow, f"r{k}_side")
+        self._output(m, pipe, rnd.result, rnd.flags, flow)
