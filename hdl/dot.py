@@ -159,11 +159,12 @@ class DotProduct(wiring.Component):
     beat when ``slots > 1``). Beats of different slots may arrive in any order; each slot
     adds its own beat sums in arrival order, so every result is exactly the sequential one.
     In ``"fp16"`` mode the accumulator loop (memory read, adder, memory write) takes
-    ``acc_stages + 1`` cycles: a beat whose slot still has an addition in flight waits
-    (an interlock holds the ranks before the adder and sends a bubble into it), it never
-    reads a stale value. A GEMM that feeds ``slots >= acc_stages + 1`` dot products round
-    robin never waits: one beat per cycle at any clock the ranks allow. The result beat
-    carries its ``slot``.
+    ``loop_cycles`` cycles: 1 with a combinational adder, ``acc_stages + 2`` with a pipelined
+    one (whose memory read is registered too). A beat whose slot's previous beat is fewer
+    than ``loop_cycles`` beats ahead waits at the input (``i.ready`` low, a bubble goes in),
+    so it never reads a stale value and nothing inside the pipeline ever waits. A GEMM that
+    feeds ``slots >= loop_cycles`` dot products round robin never waits: one beat per cycle
+    at any clock the ranks allow. The result beat carries its ``slot``.
 
     Context: ``mode``, ``a_signed``, ``b_signed``, ``phase`` and ``g`` are read on the
     ``first`` beat of a dot product and hold for all of its beats, per slot (they are
@@ -212,7 +213,7 @@ class DotProduct(wiring.Component):
         Independent accumulators (default 1): dot products in flight at once.
     acc_stages : int
         Register ranks inside the fp16 accumulator's adder (``"fp16"`` only; default 0);
-        needs ``slots >= acc_stages + 1``.
+        needs ``slots >= loop_cycles`` (``acc_stages + 2`` when ``acc_stages > 0``).
 
     Members
     -------
@@ -245,10 +246,12 @@ class DotProduct(wiring.Component):
         most = len(FP16AddCore.points())
         if not 0 <= acc_stages <= most:
             raise ValueError(f"acc_stages must be from 0 to {most}, not {acc_stages}")
-        if self._slots < acc_stages + 1:
-            raise ValueError(f"slots must be at least acc_stages + 1 = {acc_stages + 1} (the "
-                             f"accumulator loop's cycles, so that round-robin beats never "
-                             f"wait), not {self._slots}; raise slots or lower acc_stages")
+        loop = acc_stages + 2 if acc_stages else 1
+        if self._slots < loop:
+            raise ValueError(f"slots must be at least the accumulator loop's {loop} cycles "
+                             f"(acc_stages + 2 with a pipelined adder), so that round-robin "
+                             f"beats never wait, not {self._slots}; raise slots or lower "
+                             f"acc_stages")
         self._acc_stages = acc_stages
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes, self._g_bits, self._slots))),
@@ -302,6 +305,13 @@ class DotProduct(wiring.Component):
         return self._acc_stages
 
     @property
+    def loop_cycles(self):
+        """Cycles of the fp16 accumulator loop: the least beat spacing within one slot."""
+        if self._accumulator == "exact" or not self._acc_stages:
+            return 1
+        return self._acc_stages + 2
+
+    @property
     def sum_width(self):
         """Beat sum width: |product| <= 15 << 12 < 2**16, times ``lanes``: 17 + log2(lanes)."""
         return sum_width(self._lanes)
@@ -347,12 +357,10 @@ class DotProduct(wiring.Component):
         # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
         # (fp16) or the accumulator rank (exact) passes on only the `last` beat of a dot
         # product; in fp16 mode the chunk rank waits while its slot has an add in flight.
-        chunk_rank = tree + 2 + self.rounder_stages
         keep_rank = self.latency - 1 if fp16 else tree + 2
-        last_in, hazard = Signal(), Signal()
+        last_in, admit = Signal(), Signal()
         pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True,
-                        keep={keep_rank: last_in},
-                        stall={chunk_rank: hazard} if fp16 and slotted else None)
+                        keep={keep_rank: last_in}, admit=admit if slotted else None)
 
         # --- context: taken from the `first` beat, held per slot for its dot product -------
         ctx_layout = data.StructLayout({"mode": 1, "a_signed": 1, "b_signed": 1,
@@ -372,7 +380,8 @@ class DotProduct(wiring.Component):
         side = {"first": beat.first, "last": beat.last, "exp": exp}
         if slotted:
             side["slot"] = beat.slot
-        side = pipe.rank(0, side, "in_side")
+        self._sides = {}
+        side = self._side(pipe, 0, side, "in_side")
         # Signedness per lane, pre-AND-ed with the code's top bit: an operand code below 8
         # reads the same signed or unsigned, so lane k sees the same operands, while every
         # lane gets a flag register of its own (no high-fanout flag net; registers that
@@ -387,15 +396,32 @@ class DotProduct(wiring.Component):
         # --- ranks 1 .. tree + 1: the lanes, then each adder-tree level --------------------
         def stage(values, level):
             nonlocal side
-            side = pipe.rank(level + 1, side, f"s{level}_side")
+            side = self._side(pipe, level + 1, side, f"s{level}_side")
             return [pipe.register(level + 1, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
         total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage)
         if fp16:
-            self._fp16_tail(m, pipe, total, side, tree + 2, last_in, hazard)
+            self._fp16_tail(m, pipe, total, side, tree + 2, last_in)
         else:
             self._exact_tail(m, pipe, total, side, tree + 2, last_in)
+        if slotted:
+            self._interlock(m, pipe, beat, admit)
         return m
+
+    def _interlock(self, m, pipe, beat, admit):
+        """Admit a beat unless its slot's previous beat is too close ahead: the ranks move
+        together, so a beat accepted now reaches the accumulator read exactly as many ranks
+        behind that beat as it is now, and the read must come after that beat's write,
+        ``loop_cycles`` ranks later. So the slots of ranks ``0 .. loop_cycles - 2`` are
+        compared with the beat's. A ``first`` beat reads nothing and always goes in."""
+        close = [pipe.valid[k] & (self._sides[k].slot == beat.slot)
+                 for k in range(self.loop_cycles - 1)]
+        m.d.comb += admit.eq(beat.first | ~Cat(*close).any() if close else 1)
+
+    def _side(self, pipe, k, values, name):
+        """Rank ``k``'s side registers (first, last, slot, ...), remembered by rank."""
+        self._sides[k] = pipe.rank(k, values, name)
+        return self._sides[k]
 
     def _carry(self, side):
         """The per-beat values that ride along the tail ranks."""
@@ -408,36 +434,35 @@ class DotProduct(wiring.Component):
             if self._slots > 1:
                 m.d.sync += self.o.payload.slot.eq(side.slot)
 
-    def _fp16_tail(self, m, pipe, total, side, r0, last_in, hazard):
+    def _fp16_tail(self, m, pipe, total, side, r0, last_in):
         # The beat sum rounded to fp16 (the paper's chunk rounding), R ranks.
         rnd = m.submodules.chunk_rounder = FP16Rounder(
             self.sum_width, len(side.exp), signed=True, stages=self.rounder_stages)
-        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side.exp), rnd.en.eq(pipe.take[r0])]
+        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(side.exp), rnd.en.eq(pipe.en)]
         flow = self._carry(side)
         for k in range(rnd.latency):
-            flow = pipe.rank(r0 + k, flow, f"r{k}_side")
+            flow = self._side(pipe, r0 + k, flow, f"r{k}_side")
         # The chunk code: a rank of its own, so that the loop starts from a register.
         c = r0 + rnd.latency
         chunk = pipe.register(c, rnd.result, "chunk")
         chunk_flags = pipe.register(c, rnd.flags, "chunk_flags")
-        flow = pipe.rank(c, flow, "c_side")
-        # The loop: acc[slot] read, the adder's D ranks, acc[slot] written at their end.
+        flow = self._side(pipe, c, flow, "c_side")
+        # The loop: acc[slot] read (registered into the chunk rank when the adder is
+        # pipelined), the adder's D ranks, acc[slot] written at their end.
         acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": FLAGS_SHAPE})
         accs = _SlotStore(m, "accumulators", acc_layout, self._slots)
-        old = accs.read(m, flow["slot"] if self._slots > 1 else 0)
+        reader = self._sides[c - 1] if self._acc_stages else flow
+        old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
+        if self._acc_stages:
+            old = pipe.register(c, old, "acc_old")
         add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
         m.d.comb += [add.a.eq(Mux(flow.first, FP16.SIGN_MASK, old.acc)), add.b.eq(chunk)]
         loop = {**self._carry(flow),
                 "flags": Mux(flow.first, chunk_flags, old.flags | chunk_flags)}
-        busy = []
         for k in range(self._acc_stages):
-            loop = pipe.rank(c + 1 + k, loop, f"a{k}_side")
-            if self._slots > 1:
-                busy.append(pipe.valid[c + 1 + k] & (loop.slot == flow.slot))
+            loop = self._side(pipe, c + 1 + k, loop, f"a{k}_side")
         if self._acc_stages:
             m.d.comb += add.en.eq(pipe.en)
-        if self._slots > 1:
-            m.d.comb += hazard.eq(~flow.first & Cat(*busy).any() if busy else 0)
         new = {"acc": add.result, "flags": loop["flags"] | add.flags}
         end = c + self._acc_stages
         accs.write(m, loop["slot"] if self._slots > 1 else 0, Cat(new["acc"], new["flags"]),
@@ -457,10 +482,10 @@ class DotProduct(wiring.Component):
         accs.write(m, slot, new, pipe.en & pipe.valid[r0 - 1])
         acc = pipe.register(r0, new, "acc")
         acc_exp = pipe.register(r0, side.exp, "acc_exp")
-        flow = pipe.rank(r0, self._carry(side), "acc_side")
+        flow = self._side(pipe, r0, self._carry(side), "acc_side")
         rnd = m.submodules.final_rounder = FP16Rounder(
             self.acc_width, len(side.exp), signed=True, stages=self.rounder_stages)
         m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp), rnd.en.eq(pipe.en)]
         for k in range(rnd.latency):
-            flow = pipe.rank(r0 + 1 + k, flow, f"r{k}_side")
+            flow = self._side(pipe, r0 + 1 + k, flow, f"r{k}_side")
         self._output(m, pipe, rnd.result, rnd.flags, flow)

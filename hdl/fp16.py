@@ -97,7 +97,8 @@ def _fit(exp, layout):
 
 def _add_raw(m, a, b, cut):
     """Swap so that ``|x| >= |y|``, align ``y`` with a sticky bit, add or subtract. Register
-    points (``cut(name, values) -> view``): ``swap``, ``align``, ``sum``. Returns ``raw``."""
+    points (``cut(name, values) -> view``): ``swap``, ``shamt``, ``align``, ``sum``.
+    Returns ``raw``."""
     swap = Signal(name="swap")
     # Code order is magnitude order (finite values).
     m.d.comb += swap.eq(b[:FP16.MAG_BITS] > a[:FP16.MAG_BITS])
@@ -108,8 +109,10 @@ def _add_raw(m, a, b, cut):
     m.d.comb += dexp.eq(x.exp - y.exp)
     shift = Signal(range(wide + 1), name="align_shift")     # beyond 14 everything is sticky
     m.d.comb += shift.eq(Mux(dexp > wide, wide, dexp))
+    s = cut("shamt", {"x": s.x, "y": s.y, "shift": shift})
+    y = Operand(s.y)
     aligned = Signal(2 * wide, name="aligned")              # [kept | shifted out]
-    m.d.comb += aligned.eq(Cat(Const(0, wide + GUARD_BITS), y.sig) >> shift)
+    m.d.comb += aligned.eq(Cat(Const(0, wide + GUARD_BITS), y.sig) >> s.shift)
     y_al = Signal(wide, name="y_aligned")
     m.d.comb += y_al.eq(Cat(aligned[wide] | aligned[:wide].any(), aligned[wide + 1:]))
     s = cut("align", {"x": s.x, "y": s.y, "y_al": y_al})
@@ -264,9 +267,9 @@ class FP16AddCore(_FP16Core):
     _name = "fp16_add_core"
     _raw_layout = ADD_RAW
     _raw = staticmethod(_add_raw)
-    # Estimated LUT4 depth of each segment: magnitude compare and swap; exponent difference,
-    # clamp and the 4-level align shifter; the 15-bit add/subtract (a carry chain).
-    _own_points = [("swap", 3), ("align", 5), ("sum", 3)]
+    # Estimated LUT4 depth of each segment: magnitude compare and swap; exponent difference
+    # and clamp; the 4-level align shifter and sticky; the 15-bit add/subtract (a carry).
+    _own_points = [("swap", 3), ("shamt", 3), ("align", 5), ("sum", 3)]
 
 
 class FP16MulCore(_FP16Core):

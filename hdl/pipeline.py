@@ -21,7 +21,7 @@ Both: a synchronous reset empties every rank, and while ``rst`` is high ``i.read
 and on each unit by the ``stream_hold_*`` harnesses in ``verif/formal/streams.py``.
 """
 
-from amaranth.hdl import Cat, ResetSignal, Signal, Value
+from amaranth.hdl import ResetSignal, Signal, Value
 from amaranth.lib import data
 
 __all__ = ["Pipeline", "register", "rank", "bundle", "layout_of"]
@@ -83,20 +83,18 @@ class Pipeline:
     the ``last`` beat of a dot product or tensor). ``lockstep`` selects the advance rule (see
     the module docstring). ``i.ready = take[0] & ~rst`` and ``o.valid = valid[-1] & ~rst``.
 
-    ``stall`` (lockstep only) maps a rank to an interlock condition: while rank ``k`` holds a
-    valid beat and its condition is true, ranks ``0 .. k`` hold and rank ``k + 1`` loads a
-    bubble, while the ranks after ``k`` advance as usual (the interleaved accumulator waits
-    for its slot's addition in flight this way).
+    ``admit`` is an interlock on the way in: while it is low the beat on ``i`` waits
+    (``i.ready`` low) and rank 0 loads a bubble. It may depend on ``i.payload`` and on the
+    ranks' registers (the interleaved dot unit holds back a beat whose slot has an addition
+    in flight); nothing inside the pipeline ever waits for it, so it adds no logic to the
+    enables.
     """
 
-    def __init__(self, m, i, o, depth, *, lockstep=False, keep=None, stall=None,
+    def __init__(self, m, i, o, depth, *, lockstep=False, keep=None, admit=None,
                  name="stage"):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
         keep = keep or {}
-        stall = stall or {}
-        if stall and not lockstep:
-            raise ValueError("stall needs lockstep=True")
         self._m = m
         self.depth = depth
         self.lockstep = lockstep
@@ -104,19 +102,7 @@ class Pipeline:
         if lockstep:
             en = Signal(name=f"{name}_en")
             m.d.comb += en.eq(~self.valid[-1] | o.ready)
-            self.en_all = en
-            self.held = {}
-            for k, cond in stall.items():
-                self.held[k] = Signal(name=f"{name}{k}_stall")
-                m.d.comb += self.held[k].eq(self.valid[k] & cond)
-            self.take = []
-            for j in range(depth):
-                later = [h for k, h in self.held.items() if k >= j]
-                take = en
-                if later:
-                    take = Signal(name=f"{name}{j}_take")
-                    m.d.comb += take.eq(en & ~Cat(*later).any())
-                self.take.append(take)
+            self.take = [en] * depth
         else:
             self.take = [Signal(name=f"{name}{k}_take") for k in range(depth)]
             nxt = o.ready
@@ -125,23 +111,23 @@ class Pipeline:
                 nxt = self.take[k]
         rst = ResetSignal("sync", allow_reset_less=True)
         self.accept = Signal(name=f"{name}_accept")     # a beat enters rank 0 this cycle
-        m.d.comb += [i.ready.eq(self.take[0] & ~rst), o.valid.eq(self.valid[-1] & ~rst),
+        ready = self.take[0] & ~rst
+        if admit is not None:
+            ready = ready & admit
+        m.d.comb += [i.ready.eq(ready), o.valid.eq(self.valid[-1] & ~rst),
                      self.accept.eq(i.valid & i.ready)]
         prev = self.accept
         for k in range(depth):
             with m.If(self.take[k]):
                 m.d.sync += self.valid[k].eq(prev & keep.get(k, 1))
             prev = self.valid[k]
-            if k in stall:
-                prev = prev & ~self.held[k]
 
     @property
     def en(self):
-        """The enable of a lockstep pipeline: every rank's ``take`` but those an interlock
-        holds."""
+        """The one enable of a lockstep pipeline (every rank's ``take``)."""
         if not self.lockstep:
             raise AttributeError("an elastic pipeline has one enable per rank: use take[k]")
-        return self.en_all
+        return self.take[0]
 
     def rank(self, k, values, name):
         """Rank ``k``'s registers for a dict of values, as a ``StructLayout`` view."""
