@@ -2,14 +2,21 @@
 
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import ACCUMULATORS, FP4, FP16, G_BITS_MIN, INT4, MODES
 
 from .fp16 import FP16AddCore
-from .lanes import FP4_PRODUCT_SHAPE, FP4ShiftLane, Int4MulLane
+from .lanes import (
+    FP4_PRODUCT_SHAPE,
+    INT4_PRODUCT_SHAPE,
+    fp4_magnitude,
+    fp4_partials,
+    int4_partials,
+    int4_product,
+)
 from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2, positive_int
 from .pipeline import Pipeline, bundle
 from .rounder import FP16Rounder
@@ -47,53 +54,61 @@ def sum_width(lanes):
     return FP4_PRODUCT_SHAPE.width + (lanes - 1).bit_length()
 
 
-def beat_sum(m, beat, ctx, lanes, stage=None):
+def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     """The lanes and the exact adder tree: ``(sum, products, operands)`` of one beat.
 
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness
     (``a_signed``, ``b_signed``: one bit for every lane, or one bit per lane).
     The sum has :func:`sum_width` bits, which it never overflows (proven in
     ``verif/formal/datapath.py``). ``stage``, when given, is called as
-    ``stage(values, level) -> values`` on the lanes' outputs (level 0: the forward products,
-    the backward lanes in ones' complement, the count of negative backward lanes and
-    ``mode``, before the mode select) and on the partial sums
-    after each tree level (1 .. log2(lanes)) and may return registered copies of the same
-    shapes (the pipelined unit); ``products`` are the selected lane products, ``operands``
+    ``stage(values, level) -> values`` and may return registered copies of the same shapes
+    (the pipelined unit): with ``lane_stages = 1`` first on the lanes' halves (level 0: the
+    forward partial products and the decoded fp4 fields, :mod:`hdl.lanes`), then on the
+    lanes' outputs (the forward products, the backward lanes in ones' complement, the count
+    of negative backward lanes and ``mode``, before the mode select), then on the partial
+    sums after each tree level. ``products`` are the selected lane products, ``operands``
     the values the tree adds (lane values, then the carry count), whose sum is theirs.
     """
-    fwd_p, bwd_x, products = [], [], []
+    level = 0
+    mode = ctx.mode
+    halves = []
     for k in range(lanes):
-        fwd = m.submodules[f"int4_lane{k}"] = Int4MulLane()
-        bwd = m.submodules[f"fp4_lane{k}"] = FP4ShiftLane()
-        m.d.comb += [
-            fwd.a.eq(beat.a[k]), fwd.b.eq(beat.b[k]),
-            fwd.a_signed.eq(_lane_bit(ctx.a_signed, k)),
-            fwd.b_signed.eq(_lane_bit(ctx.b_signed, k)),
-            bwd.a.eq(beat.a[k]), bwd.b.eq(beat.b[k]),
-            bwd.b_signed.eq(_lane_bit(ctx.b_signed, k)),
-        ]
+        a, b = beat.a[k], beat.b[k]
+        fwd = int4_partials(a, b, _lane_bit(ctx.a_signed, k), _lane_bit(ctx.b_signed, k))
+        bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k))
+        halves.append((fwd, bwd))
+    carries = Signal(range(lanes + 1), name="carries")
+    m.d.comb += carries.eq(sum(bwd["sign"] for _, bwd in halves))
+    if stage and lane_stages:       # a rank inside the lanes
+        flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
+        regs = iter(stage(flat + [carries, mode], level))
+        halves = [({key: next(regs) for key in fwd}, {key: next(regs) for key in bwd})
+                  for fwd, bwd in halves]
+        carries, mode = next(regs), next(regs)
+        level += 1
+    fwd_p, bwd_x, products = [], [], []
+    for k, (fwd, bwd) in enumerate(halves):
+        p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
+        mag = Signal(FP4_PRODUCT_SHAPE, name=f"mag{k}")
+        m.d.comb += [p.eq(int4_product(fwd)), mag.eq(fp4_magnitude(bwd))]
         # Backward lanes enter the tree in ones' complement: mag ^ sign = p - sign. The
-        # missing +1 of every negative lane is added once, as the count `carries` below:
-        # no lane has a negation (a carry chain) of its own.
+        # missing +1 of every negative lane is added once, as the count `carries`: no lane
+        # has a negation (a carry chain) of its own.
         x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
-        m.d.comb += x.eq(bwd.mag ^ beat.a[k][FP4.SIGN_BIT].replicate(len(x)))
-        fwd_p.append(fwd.p)
+        m.d.comb += x.eq(mag ^ bwd["sign"].replicate(len(x)))
+        fwd_p.append(p)
         bwd_x.append(x)
         # The lane products themselves, for checking (the formal harness); unused in the sum.
-        p = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
-        m.d.comb += p.eq(Mux(ctx.mode == MODE_BACKWARD, bwd.p, fwd.p))
-        products.append(p)
-    carries = Signal(range(lanes + 1), name="carries")
-    m.d.comb += carries.eq(sum(beat.a[k][FP4.SIGN_BIT] for k in range(lanes)))
-    mode = ctx.mode
+        prod = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
+        m.d.comb += prod.eq(Mux(mode == MODE_BACKWARD, Mux(bwd["sign"], -mag, mag), p))
+        products.append(prod)
     if stage:           # the rank sits between the lanes and the mode select
-        regs = stage(fwd_p + bwd_x + [carries, mode], 0)
+        regs = stage(fwd_p + bwd_x + [carries, mode], level)
         fwd_p, bwd_x, carries, mode = regs[:lanes], regs[lanes:2 * lanes], regs[-2], regs[-1]
     backward = mode == MODE_BACKWARD
     values = [Mux(backward, bwd_x[k], fwd_p[k]) for k in range(lanes)]
     values.append(Mux(backward, carries, 0))
     operands = values
-    level = 0
     while len(values) > 1:
         values = _tree_level(values)
         level += 1
@@ -161,8 +176,9 @@ class DotProduct(wiring.Component):
     In ``"fp16"`` mode the accumulator loop (memory read, adder, memory write) takes
     ``loop_cycles`` cycles: 1 with a combinational adder, ``acc_stages + 2`` with a pipelined
     one (whose memory read is registered too). A beat whose slot's previous beat is fewer
-    than ``loop_cycles`` beats ahead waits at the input (``i.ready`` low, a bubble goes in),
-    so it never reads a stale value and nothing inside the pipeline ever waits. A GEMM that
+    than ``loop_cycles`` beats ahead waits at the input (``i.ready`` low, a bubble goes in;
+    a ``first`` beat too), so it never reads a stale value and nothing inside the pipeline
+    ever waits. A GEMM that
     feeds ``slots >= loop_cycles`` dot products round robin never waits: one beat per cycle
     at any clock the ranks allow. The result beat carries its ``slot``.
 
@@ -173,15 +189,16 @@ class DotProduct(wiring.Component):
 
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
-    its result on ``o`` (``o.ready`` high, no interlock wait): ``L + 4 + R + D``
-    (``"fp16"``, ``D = acc_stages``: 22 for 8 lanes and ``D = 0``) or ``L + 4 + R``
+    its result on ``o`` (``o.ready`` high, no interlock wait): ``L + P + 4 + R + D``
+    (``"fp16"``, ``D = acc_stages``: 22 for 8 lanes, ``P = D = 0``) or ``L + P + 4 + R``
     (``"exact"``: 23 for 8 lanes), with ``L = log2(lanes) + 1`` adder-tree levels (the lane
-    values plus the count of negative backward lanes, see below) and ``R`` the rounder's
-    ranks: one at every register point of :class:`FP16Rounder` (``rounder_stages``; 15 for
-    the 8-lane exact register, 14 for an 8-lane beat sum). Pipeline (``|`` = a register
-    rank; all ranks load together, see :mod:`hdl.pipeline`)::
+    values plus the count of negative backward lanes, see below), ``P = lane_stages`` and
+    ``R`` the rounder's ranks: one at every register point of :class:`FP16Rounder`
+    (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
+    Pipeline (``|`` = a register rank; all ranks load together, see :mod:`hdl.pipeline`)::
 
-        both:   i -> context select | operands, per-lane signedness | int4 and fp4 lanes |
+        both:   i -> context select | operands, per-lane signedness | lane halves (only
+                with lane_stages = 1) | int4 and fp4 lanes |
                 mode select, tree level 1 | tree level 2 | ... | tree level L | sum ->
         fp16:   -> chunk FP16Rounder (R ranks) | chunk code, slot |
                 acc[slot] read -> FP16AddCore (D ranks) -> acc[slot] write (the loop) | o
@@ -211,6 +228,10 @@ class DotProduct(wiring.Component):
         Width of the signed GradScale exponent ``g`` (6 .. 9, default 6: ``-32 .. 31``).
     slots : int
         Independent accumulators (default 1): dot products in flight at once.
+    lane_stages : int
+        0 (default) or 1: a register rank inside the lanes (after the partial products and
+        the fp4 decode, :mod:`hdl.lanes`), for clocks above what a whole 4 x 4 multiply in
+        one cycle allows.
     acc_stages : int
         Register ranks inside the fp16 accumulator's adder (``"fp16"`` only; default 0);
         needs ``slots >= loop_cycles`` (``acc_stages + 2`` when ``acc_stages > 0``).
@@ -228,7 +249,7 @@ class DotProduct(wiring.Component):
     """
 
     def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN, slots=1,
-                 acc_stages=0):
+                 acc_stages=0, lane_stages=0):
         lanes = lanes_pow2(lanes)
         if accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
@@ -253,6 +274,9 @@ class DotProduct(wiring.Component):
                              f"beats never wait, not {self._slots}; raise slots or lower "
                              f"acc_stages")
         self._acc_stages = acc_stages
+        if lane_stages not in (0, 1):
+            raise ValueError(f"lane_stages must be 0 or 1, not {lane_stages!r}")
+        self._lane_stages = lane_stages
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes, self._g_bits, self._slots))),
             "o": Out(stream.Signature(self.output_layout(self._slots))),
@@ -305,6 +329,10 @@ class DotProduct(wiring.Component):
         return self._acc_stages
 
     @property
+    def lane_stages(self):
+        return self._lane_stages
+
+    @property
     def loop_cycles(self):
         """Cycles of the fp16 accumulator loop: the least beat spacing within one slot."""
         if self._accumulator == "exact" or not self._acc_stages:
@@ -331,7 +359,8 @@ class DotProduct(wiring.Component):
     @property
     def latency(self):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
-        tree = self._lanes.bit_length()     # levels for lanes + 1 operands (the carries)
+        # levels for lanes + 1 operands (the carries), and the rank inside the lanes
+        tree = self._lanes.bit_length() + self._lane_stages
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
         # the adder's ranks, o, or (exact) acc, the final rounder's ranks, o
         if self._accumulator == "fp16":
@@ -345,13 +374,15 @@ class DotProduct(wiring.Component):
             tail += f"_s{self._slots}"
         if self._acc_stages:
             tail += f"_a{self._acc_stages}"
+        if self._lane_stages:
+            tail += f"_l{self._lane_stages}"
         return f"dot{self._lanes}_{self._accumulator}{tail}"
 
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
         beat = self.i.payload
-        tree = n.bit_length()           # adder-tree levels for lanes + 1 operands
+        tree = n.bit_length() + self._lane_stages   # tree levels (+ the rank in the lanes)
         fp16 = self._accumulator == "fp16"
         slotted = self._slots > 1
         # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
@@ -372,16 +403,18 @@ class DotProduct(wiring.Component):
         for name, _ in ctx_layout:
             m.d.comb += ctx[name].eq(Mux(beat.first, beat[name], held[name]))
         store.write(m, slot_in, ctx, pipe.accept)
-        exp = Signal(exp_shape(self._g_bits))
-        bias = -FP4.PRODUCT_FRAC
-        m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
 
-        # --- rank 0: operands, resolved context and exponent offset ------------------------
-        side = {"first": beat.first, "last": beat.last, "exp": exp}
+        # --- rank 0: operands and resolved context; rank 1 adds the exponent offset --------
+        side = {"first": beat.first, "last": beat.last, "mode": ctx.mode, "phase": ctx.phase,
+                "g": ctx.g}
         if slotted:
             side["slot"] = beat.slot
         self._sides = {}
         side = self._side(pipe, 0, side, "in_side")
+        exp = Signal(exp_shape(self._g_bits))
+        bias = -FP4.PRODUCT_FRAC
+        m.d.comb += exp.eq(Mux(side.mode == MODE_BACKWARD, side.phase + bias - side.g,
+                               -side.g))
         # Signedness per lane, pre-AND-ed with the code's top bit: an operand code below 8
         # reads the same signed or unsigned, so lane k sees the same operands, while every
         # lane gets a flag register of its own (no high-fanout flag net; registers that
@@ -396,10 +429,12 @@ class DotProduct(wiring.Component):
         # --- ranks 1 .. tree + 1: the lanes, then each adder-tree level --------------------
         def stage(values, level):
             nonlocal side
+            if level == 0:
+                side = {**self._carry(side), "exp": exp}
             side = self._side(pipe, level + 1, side, f"s{level}_side")
             return [pipe.register(level + 1, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
-        total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage)
+        total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
         if fp16:
             self._fp16_tail(m, pipe, total, side, tree + 2, last_in)
         else:
@@ -409,14 +444,24 @@ class DotProduct(wiring.Component):
         return m
 
     def _interlock(self, m, pipe, beat, admit):
-        """Admit a beat unless its slot's previous beat is too close ahead: the ranks move
-        together, so a beat accepted now reaches the accumulator read exactly as many ranks
-        behind that beat as it is now, and the read must come after that beat's write,
-        ``loop_cycles`` ranks later. So the slots of ranks ``0 .. loop_cycles - 2`` are
-        compared with the beat's. A ``first`` beat reads nothing and always goes in."""
-        close = [pipe.valid[k] & (self._sides[k].slot == beat.slot)
-                 for k in range(self.loop_cycles - 1)]
-        m.d.comb += admit.eq(beat.first | ~Cat(*close).any() if close else 1)
+        """Admit a beat only when no beat of its slot is fewer than ``loop_cycles`` ranks
+        ahead. The ranks move together, so a beat accepted now reaches the accumulator read
+        exactly as many ranks behind that beat as it is now, and the read must come after
+        that beat's write, ``loop_cycles`` ranks later. ``busy`` has a bit per slot: set when
+        the slot's beat enters rank 0, cleared when it leaves rank ``loop_cycles - 2``; with
+        at most one beat per slot in that window (``first`` beats wait too) one bit is
+        enough, and ``i.ready`` depends on the beat only through one read of ``busy``."""
+        window = self.loop_cycles - 1
+        if not window:
+            m.d.comb += admit.eq(1)
+            return
+        n = self._slots
+        busy = Signal(n)
+        leaving = self._sides[window - 1]
+        enter = Mux(pipe.accept, (Const(1, n) << beat.slot)[:n], 0)
+        leave = Mux(pipe.en & pipe.valid[window - 1], (Const(1, n) << leaving.slot)[:n], 0)
+        m.d.sync += busy.eq((busy | enter) & ~leave)
+        m.d.comb += admit.eq(~busy.bit_select(beat.slot, 1))
 
     def _side(self, pipe, k, values, name):
         """Rank ``k``'s side registers (first, last, slot, ...), remembered by rank."""
@@ -451,14 +496,16 @@ class DotProduct(wiring.Component):
         # pipelined), the adder's D ranks, acc[slot] written at their end.
         acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": FLAGS_SHAPE})
         accs = _SlotStore(m, "accumulators", acc_layout, self._slots)
+        # A first beat adds -0 (exact: the chunk itself) and starts from no flags.
         reader = self._sides[c - 1] if self._acc_stages else flow
         old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
+        operand = {"acc": Mux(reader["first"], FP16.SIGN_MASK, old.acc),
+                   "flags": Mux(reader["first"], 0, old.flags)}
         if self._acc_stages:
-            old = pipe.register(c, old, "acc_old")
+            operand = pipe.rank(c, operand, "acc_old")
         add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
-        m.d.comb += [add.a.eq(Mux(flow.first, FP16.SIGN_MASK, old.acc)), add.b.eq(chunk)]
-        loop = {**self._carry(flow),
-                "flags": Mux(flow.first, chunk_flags, old.flags | chunk_flags)}
+        m.d.comb += [add.a.eq(operand["acc"]), add.b.eq(chunk)]
+        loop = {**self._carry(flow), "flags": operand["flags"] | chunk_flags}
         for k in range(self._acc_stages):
             loop = self._side(pipe, c + 1 + k, loop, f"a{k}_side")
         if self._acc_stages:

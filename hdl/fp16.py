@@ -189,7 +189,7 @@ class _FP16Core(wiring.Component):
         if not 0 <= stages <= len(points):
             raise ValueError(f"stages must be from 0 to {len(points)}, not {stages}")
         self._stages = stages
-        cuts = balanced_cuts([d for _, d in points] + [FP16Rounder._OUT_DEPTH], stages)
+        cuts = balanced_cuts([d for _, d in points] + [0], stages)
         self._cuts = tuple(points[i][0] for i in cuts)
         ports = {"a": In(FP16.BITS), "b": In(FP16.BITS)}
         if stages:
@@ -200,9 +200,11 @@ class _FP16Core(wiring.Component):
 
     @classmethod
     def points(cls):
-        """``[(name, depth)]``: the core's register points, then its rounder's."""
+        """``[(name, depth)]``: the core's register points, its rounder's, and ``out``
+        (the rounder's last segment and the special-case select, registered)."""
         raw = cls._raw_layout
-        return cls._own_points + FP16Rounder.points(Shape.cast(raw["mag"].shape).width)
+        return (cls._own_points + FP16Rounder.points(Shape.cast(raw["mag"].shape).width)
+                + [("out", FP16Rounder._OUT_DEPTH + 2)])
 
     @property
     def stages(self):
@@ -230,9 +232,10 @@ class _FP16Core(wiring.Component):
             return bundle(m, values, name)
 
         raw = type(self)._raw(m, self.a, self.b, cut)
-        own = {name for name, _ in self._own_points}
+        own = {name for name, _ in self._own_points} | {"out"}
         result, flags = _pack(m, raw, "rounder", [c for c in self._cuts if c not in own], en)
-        m.d.comb += [self.result.eq(result), self.flags.eq(flags)]
+        out = cut("out", {"result": result, "flags": flags})
+        m.d.comb += [self.result.eq(out.result), self.flags.eq(out.flags)]
         return m
 
 

@@ -1,12 +1,13 @@
 """The two 4-bit multiply lanes of the datapath."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import FP4, INT4, UINT4
 
-__all__ = ["Int4MulLane", "FP4ShiftLane", "INT4_PRODUCT_SHAPE", "FP4_PRODUCT_SHAPE"]
+__all__ = ["Int4MulLane", "FP4ShiftLane", "INT4_PRODUCT_SHAPE", "FP4_PRODUCT_SHAPE",
+           "int4_partials", "int4_product", "fp4_partials", "fp4_magnitude", "operand"]
 
 # Forward products lie in [-8 * 15, 15 * 15] = [-120, 225]: 9-bit two's complement.
 INT4_PRODUCT_SHAPE = signed(9)
@@ -19,12 +20,41 @@ def operand(code, is_signed):
     return Mux(is_signed, code.as_signed(), code)
 
 
+def int4_partials(a, b, a_signed, b_signed):
+    """The forward product's two halves: ``a * b = pp0 + (pp1 << 2)`` with ``pp0 = a *
+    b[1:0]`` (``b``'s low digit, unsigned) and ``pp1 = a * b_hi`` (its top digit, signed 3
+    bits when ``b`` is int4). Each is one short add; a pipelined unit registers them."""
+    a5, b5 = operand(a, a_signed), operand(b, b_signed)
+    return {"pp0": a5 * b5[:2], "pp1": a5 * b5[2:].as_signed()}
+
+
+def int4_product(pp):
+    """``pp0 + (pp1 << 2)``: the exact product in ``[-120, 225]`` (signed(9))."""
+    return (pp["pp0"] + (pp["pp1"] << 2))[:INT4_PRODUCT_SHAPE.width].as_signed()
+
+
+def fp4_partials(a, b, b_signed):
+    """The backward product's decoded fields: the shift step ``e - 1``, whether ``a`` is a
+    zero code, the integer operand and the fp4 sign."""
+    e = a[:FP4.EXP_BITS]
+    return {"step": (e - FP4.EXP_MIN)[:FP4.EXP_BITS], "zero": e == 0,
+            "b5": operand(b, b_signed), "sign": a[FP4.SIGN_BIT]}
+
+
+def fp4_magnitude(d):
+    """``b << 2*(e - 1)`` (0 for a zero code): ``|b| << 12 <= 61440`` fits signed(17)."""
+    shifted = d["b5"] << Cat(Const(0, FP4.RADIX_LOG2 - 1), d["step"])
+    return Mux(d["zero"], 0, shifted)[:FP4_PRODUCT_SHAPE.width].as_signed()
+
+
 class Int4MulLane(wiring.Component):
     """Forward lane: 4-bit x 4-bit integer product, each operand int4 or uint4.
 
     Combinational (``latency = 0``). The product is exact: ``p = a * b`` with each code read
     as two's complement (``-8 .. 7``) when its ``*_signed`` input is 1, else unsigned
-    (``0 .. 15``). Nothing rounds or saturates.
+    (``0 .. 15``). Nothing rounds or saturates. Built as two partial products
+    (:func:`int4_partials`) and their sum (:func:`int4_product`), the split point of a
+    pipelined dot unit.
 
     Members
     -------
@@ -47,8 +77,8 @@ class Int4MulLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # signed(5) x signed(5) -> signed(10); the value fits signed(9) (range above).
-        m.d.comb += self.p.eq(operand(self.a, self.a_signed) * operand(self.b, self.b_signed))
+        pp = int4_partials(self.a, self.b, self.a_signed, self.b_signed)
+        m.d.comb += self.p.eq(int4_product(pp))
         return m
 
 
@@ -59,7 +89,9 @@ class FP4ShiftLane(wiring.Component):
     (int4 when ``b_signed``, else uint4) the output is ``(-1)**s * b << 2*(e-1)`` for
     ``e >= 1`` and 0 for ``e = 0``: the exact product ``decode(a) * b`` in units of
     ``2**-6``. There is no multiplier: a 4-position barrel shift and a negation. The ports
-    are named as :class:`hdl.dot.DotProduct`'s operands in backward mode.
+    are named as :class:`hdl.dot.DotProduct`'s operands in backward mode. Built as the
+    decoded fields (:func:`fp4_partials`) and the shift (:func:`fp4_magnitude`), the split
+    point of a pipelined dot unit.
 
     Members
     -------
@@ -88,12 +120,7 @@ class FP4ShiftLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        e = self.a[:FP4.EXP_BITS]
-        s = self.a[FP4.SIGN_BIT]
-        # Shift by RADIX_LOG2 * (e - 1): (e - 1) with a zero bit appended below.
-        step = Signal(FP4.EXP_BITS)
-        m.d.comb += step.eq(e - FP4.EXP_MIN)
-        shifted = operand(self.b, self.b_signed) << Cat(Const(0, FP4.RADIX_LOG2 - 1), step)
-        m.d.comb += self.mag.eq(Mux(e == 0, 0, shifted))   # |b| << 12 <= 61440: fits
-        m.d.comb += self.p.eq(Mux(s, -self.mag, self.mag))
+        d = fp4_partials(self.a, self.b, self.b_signed)
+        m.d.comb += self.mag.eq(fp4_magnitude(d))
+        m.d.comb += self.p.eq(Mux(d["sign"], -self.mag, self.mag))
         return m
