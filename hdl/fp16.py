@@ -124,8 +124,10 @@ def _add_raw(m, a, b, cut):
     # the difference is non-negative and fits.
     m.d.comb += total.eq(Mux(sub, x_al - s.y_al, x_al + s.y_al))
     inf_inf = x.inf & y.inf & sub
-    # An exact zero sum is +0 unless both operands are -0 (RNE).
-    sign = Mux(total == 0, x.sign & y.sign, x.sign)
+    # An exact zero sum is +0 unless both operands are -0 (RNE). The sum is zero exactly
+    # when the aligned operands are equal and subtract (or are both zero, and then their
+    # signs agree): the compare runs beside the adder, not after it.
+    sign = Mux(x_al == s.y_al, x.sign & y.sign, x.sign)
     return cut("sum", {
         "sign": Mux(x.inf, x.sign, Mux(y.inf, y.sign, sign)),
         "mag": total,

@@ -20,12 +20,23 @@ def operand(code, is_signed):
     return Mux(is_signed, code.as_signed(), code)
 
 
+def _times_digit(a5, d):
+    """``a5 * d`` for a 2-bit unsigned digit ``d``: two rows, one adder (each sum bit takes
+    ``a[j] & d0`` and ``a[j-1] & d1``: four inputs, one LUT4 of the carry chain)."""
+    row0 = Mux(d[0], a5, 0)
+    row1 = Mux(d[1], a5, 0)
+    return (row0.as_signed() + (row1.as_signed() << 1))[:8].as_signed()
+
+
 def int4_partials(a, b, a_signed, b_signed):
     """The forward product's two halves: ``a * b = pp0 + (pp1 << 2)`` with ``pp0 = a *
-    b[1:0]`` (``b``'s low digit, unsigned) and ``pp1 = a * b_hi`` (its top digit, signed 3
-    bits when ``b`` is int4). Each is one short add; a pipelined unit registers them."""
+    b[1:0]`` (``b``'s low digit, unsigned) and ``pp1 = a * b_hi``, ``b_hi = b[3:2] - 4 *
+    b_neg`` (its top digit, signed when ``b`` is int4): ``pp1 = a * b[3:2] - (a << 2 if
+    b_neg)``. Each half is one or two short adds; a pipelined unit registers them."""
     a5, b5 = operand(a, a_signed), operand(b, b_signed)
-    return {"pp0": a5 * b5[:2], "pp1": a5 * b5[2:].as_signed()}
+    b_neg = b5[4]
+    pp1 = (_times_digit(a5, b5[2:4]) - Mux(b_neg, a5 << 2, 0))[:8].as_signed()
+    return {"pp0": _times_digit(a5, b5[:2])[:7].as_signed(), "pp1": pp1}
 
 
 def int4_product(pp):
