@@ -233,8 +233,10 @@ class DotProduct(wiring.Component):
         the fp4 decode, :mod:`hdl.lanes`), for clocks above what a whole 4 x 4 multiply in
         one cycle allows.
     acc_stages : int
-        Register ranks inside the fp16 accumulator's adder (``"fp16"`` only; default 0);
-        needs ``slots >= loop_cycles`` (``acc_stages + 2`` when ``acc_stages > 0``).
+        ``"fp16"``: register ranks inside the accumulator's adder (default 0); needs
+        ``slots >= loop_cycles`` (``acc_stages + 2`` when ``acc_stages > 0``).
+        ``"exact"``: 0, or 1 to add in two halves a rank apart (each half a one-cycle loop,
+        so one dot product still takes a beat per cycle).
 
     Members
     -------
@@ -261,13 +263,13 @@ class DotProduct(wiring.Component):
             acc_stages = operator.index(acc_stages)
         except TypeError:
             raise TypeError(f"acc_stages must be an integer, not {acc_stages!r}") from None
-        if accumulator == "exact" and acc_stages:
-            raise ValueError(f"acc_stages must be 0 with accumulator='exact' (its loop is one "
-                             f"integer addition), not {acc_stages}")
+        if accumulator == "exact" and acc_stages not in (0, 1):
+            raise ValueError(f"acc_stages must be 0 or 1 with accumulator='exact' (1: the "
+                             f"integer addition in two halves), not {acc_stages}")
         most = len(FP16AddCore.points())
         if not 0 <= acc_stages <= most:
             raise ValueError(f"acc_stages must be from 0 to {most}, not {acc_stages}")
-        loop = acc_stages + 2 if acc_stages else 1
+        loop = acc_stages + 2 if acc_stages and accumulator == "fp16" else 1
         if self._slots < loop:
             raise ValueError(f"slots must be at least the accumulator loop's {loop} cycles "
                              f"(acc_stages + 2 with a pipelined adder), so that round-robin "
@@ -365,7 +367,7 @@ class DotProduct(wiring.Component):
         # the adder's ranks, o, or (exact) acc, the final rounder's ranks, o
         if self._accumulator == "fp16":
             return 2 + tree + self.rounder_stages + 2 + self._acc_stages
-        return 2 + tree + 1 + self.rounder_stages + 1
+        return 2 + tree + 1 + self._acc_stages + self.rounder_stages + 1
 
     @property
     def module_name(self):
@@ -388,7 +390,7 @@ class DotProduct(wiring.Component):
         # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
         # (fp16) or the accumulator rank (exact) passes on only the `last` beat of a dot
         # product; in fp16 mode the chunk rank waits while its slot has an add in flight.
-        keep_rank = self.latency - 1 if fp16 else tree + 2
+        keep_rank = self.latency - 1 if fp16 else tree + 2 + self._acc_stages
         last_in, admit = Signal(), Signal()
         pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True,
                         keep={keep_rank: last_in}, admit=admit if slotted else None)
@@ -519,19 +521,43 @@ class DotProduct(wiring.Component):
 
     def _exact_tail(self, m, pipe, total, side, r0, last_in):
         # Accumulator rank: acc[slot] <- (first ? 0 : acc[slot]) + sum, also registered
-        # for the final rounder (only `last` beats move on).
-        accs = _SlotStore(m, "accumulators", signed(self.acc_width), self._slots)
+        # for the final rounder (only `last` beats move on). <= 2**16 beats: exact
+        # (verif/formal/datapath.py). With acc_stages = 1 the addition is split in a low
+        # and a high half, a rank apart, each its own one-cycle loop: the low half's carry
+        # goes into the high half's addition of the same beat one cycle later.
+        w = self.acc_width
         slot = side.slot if self._slots > 1 else 0
-        new = Signal(signed(self.acc_width))
-        # <= 2**16 beats: exact (verif/formal/datapath.py)
-        m.d.comb += [new.eq(Mux(side.first, 0, accs.read(m, slot)) + total),
-                     last_in.eq(side.last)]
-        accs.write(m, slot, new, pipe.en & pipe.valid[r0 - 1])
+        enable = pipe.en & pipe.valid[r0 - 1]
+        if not self._acc_stages:
+            accs = _SlotStore(m, "accumulators", signed(w), self._slots)
+            new = Signal(signed(w))
+            m.d.comb += new.eq(Mux(side.first, 0, accs.read(m, slot)) + total)
+            accs.write(m, slot, new, enable)
+            exp = side.exp
+        else:
+            lo_w = (w + 1) // 2
+            lows = _SlotStore(m, "accumulators_lo", lo_w, self._slots)
+            highs = _SlotStore(m, "accumulators_hi", signed(w - lo_w), self._slots)
+            lo = Signal(lo_w + 1)
+            m.d.comb += lo.eq(Mux(side.first, 0, lows.read(m, slot))
+                              + total.as_unsigned()[:lo_w])
+            lows.write(m, slot, lo[:lo_w], enable)
+            half = pipe.rank(r0, {"lo": lo[:lo_w], "carry": lo[lo_w], "hi": total >> lo_w,
+                                  "exp": side.exp}, "acc_lo")
+            side = self._side(pipe, r0, self._carry(side), "acc_lo_side")
+            r0 += 1
+            slot = side.slot if self._slots > 1 else 0
+            hi = Signal(signed(w - lo_w))
+            m.d.comb += hi.eq(Mux(side.first, 0, highs.read(m, slot)) + half.hi + half.carry)
+            highs.write(m, slot, hi, pipe.en & pipe.valid[r0 - 1])
+            new = Cat(half.lo, hi).as_signed()
+            exp = half.exp
+        m.d.comb += last_in.eq(side.last)
         acc = pipe.register(r0, new, "acc")
-        acc_exp = pipe.register(r0, side.exp, "acc_exp")
+        acc_exp = pipe.register(r0, exp, "acc_exp")
         flow = self._side(pipe, r0, self._carry(side), "acc_side")
         rnd = m.submodules.final_rounder = FP16Rounder(
-            self.acc_width, len(side.exp), signed=True, stages=self.rounder_stages)
+            w, len(exp), signed=True, stages=self.rounder_stages)
         m.d.comb += [rnd.value.eq(acc), rnd.exp.eq(acc_exp), rnd.en.eq(pipe.en)]
         for k in range(rnd.latency):
             flow = self._side(pipe, r0 + 1 + k, flow, f"r{k}_side")

@@ -30,12 +30,16 @@ def _times_digit(a5, d):
 
 def int4_partials(a, b, a_signed, b_signed):
     """The forward product's two halves: ``a * b = pp0 + (pp1 << 2)`` with ``pp0 = a *
-    b[1:0]`` (``b``'s low digit, unsigned) and ``pp1 = a * b_hi``, ``b_hi = b[3:2] - 4 *
-    b_neg`` (its top digit, signed when ``b`` is int4): ``pp1 = a * b[3:2] - (a << 2 if
-    b_neg)``. Each half is one or two short adds; a pipelined unit registers them."""
+    b[1:0]`` (``b``'s low digit) and ``pp1 = a * b_hi``, ``b_hi = b[2] + 2 * b[3] * t``
+    (``t = -1`` when ``b`` is int4 and negative, else 1: its top bit weighs -8 then). The
+    negated row is ``~(2 * a) + 1``, its +1 the adder's carry in: each half is one short
+    add; a pipelined unit registers them."""
     a5, b5 = operand(a, a_signed), operand(b, b_signed)
     b_neg = b5[4]
-    pp1 = (_times_digit(a5, b5[2:4]) - Mux(b_neg, a5 << 2, 0))[:8].as_signed()
+    row0 = Mux(b5[2], a5, 0).as_signed()
+    twice = (a5 << 1).as_signed()
+    row1 = Mux(b5[3], Mux(b_neg, ~twice, twice), 0).as_signed()
+    pp1 = (row0 + row1 + (b5[3] & b_neg))[:8].as_signed()
     return {"pp0": _times_digit(a5, b5[:2])[:7].as_signed(), "pp1": pp1}
 
 

@@ -17,9 +17,11 @@ __all__ = ["FP16Rounder", "normalize", "balanced_cuts"]
 # The rounder keeps the 11 significand bits plus the round bit after normalization; every
 # bit below them only matters through its OR (sticky).
 _KEEP = FP16.SIG_BITS + 1
+# Longest carry chain of the signed input's negation (see FP16Rounder.elaborate).
+_CHUNK = 12
 
 
-def normalize(m, value, width, cut=None):
+def normalize(m, value, width, cut=None, first_zero=None):
     """Shift ``value`` (``width`` bits) left until its top bit is set, in log2 stages.
 
     Returns ``(norm, lz)``: ``norm`` has a power-of-two width ``p >= width`` with ``value``
@@ -31,7 +33,8 @@ def normalize(m, value, width, cut=None):
     ``cut``, when given, is called after the stage that shifts by ``s`` as
     ``cut(f"norm{s}", v, lz_bits) -> (v, lz_bits)`` and may return registered copies (the
     pipelined :class:`FP16Rounder`); ``lz_bits`` lists the count's bits found so far, MSB
-    first.
+    first. ``first_zero``, when given, is the first stage's test (the top ``p / 2`` bits are
+    zero), found earlier by the caller.
     """
     p = 1 << (width - 1).bit_length()
     stages = (p - 1).bit_length()
@@ -42,8 +45,11 @@ def normalize(m, value, width, cut=None):
         s = 1 << k
         top_zero = Signal(name=f"lz{s}")
         nxt = Signal(p, name=f"norm{s}")
+        test = v[p - s:] == 0
+        if first_zero is not None and s == p >> 1:
+            test = first_zero
         m.d.comb += [
-            top_zero.eq(v[p - s:] == 0),
+            top_zero.eq(test),
             nxt.eq(Mux(top_zero, (v << s)[:p], v)),
         ]
         lz_bits.append(top_zero)
@@ -262,18 +268,32 @@ class FP16Rounder(wiring.Component):
             return bundle(m, values, name)
 
         if self._signed:
-            # |value| <= 2**(w-1) fits w bits. Negation in two halves, so that no carry runs
-            # through all w bits: -v = ~v + 1, whose +1 leaves the low half iff it is zero.
-            h = w // 2
+            # |value| <= 2**(w-1) fits w bits. Negation in chunks of at most _CHUNK bits, so
+            # that no carry runs through all w bits: -v = ~v + 1, whose +1 reaches chunk i
+            # iff every chunk below it is zero. abs_lo negates the low chunk and tests the
+            # chunks for zero; abs complements the others, each with its own short carry.
+            h = min(w // 2, _CHUNK)
             sign = self.value[-1]
-            lo, hi = self.value.as_unsigned()[:h], self.value.as_unsigned()[h:]
+            v = self.value.as_unsigned()
+            bounds = list(range(h, w, _CHUNK)) + [w]
+            lo = v[:h]
             lo_mag = Signal(h)
             m.d.comb += lo_mag.eq(Mux(sign, -lo, lo))
-            x = cut("abs_lo", sign=sign, lo=lo_mag, lo_zero=lo == 0, hi=hi, exp=self.exp)
-            hi_mag = Signal(w - h)
-            m.d.comb += hi_mag.eq(Mux(x.sign, ~x.hi + x.lo_zero, x.hi))
-            mag = Cat(x.lo, hi_mag) if h else hi_mag
-            x = cut("abs", sign=x.sign, mag=mag, exp=x.exp)
+            zeros = Cat(lo == 0, *[v[a:b] == 0 for a, b in zip(bounds[:-2], bounds[1:-1])])
+            # The first normalize stage's test, |value| < 2**(w - p/2), from the raw value
+            # beside the negation: value >> k is 0, or -1 with value != -2**k.
+            k = w - (1 << (w - 1).bit_length()) // 2
+            small = (v[k:] == 0) | (v[k:].all() & (v[:k] != 0)) if k > 0 else Const(0, 1)
+            x = cut("abs_lo", sign=sign, lo=lo_mag, zeros=zeros, hi=v[h:], small=small,
+                    exp=self.exp)
+            parts = [x.lo] if h else []
+            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+                chunk = x.hi[a - h:b - h]
+                carry = x.zeros[:i + 1].all()
+                part = Signal(b - a, name=f"abs_hi{i}")
+                m.d.comb += part.eq(Mux(x.sign, ~chunk + carry, chunk))
+                parts.append(part)
+            x = cut("abs", sign=x.sign, mag=Cat(*parts), small=x.small, exp=x.exp)
         else:
             x = bundle(m, {"sign": self.sign, "mag": self.mag, "exp": self.exp}, "unsigned_in")
         carry = {"sign": x.sign, "exp": x.exp}   # values riding along the normalizer
@@ -284,7 +304,8 @@ class FP16Rounder(wiring.Component):
             return y.v, [y.lz[i] for i in range(len(lz_bits))]
 
         # --- normalize: norm = mag << lz, leading one at the top of a p-bit vector -------
-        norm, lz = normalize(m, x.mag, w, cut=norm_cut)
+        norm, lz = normalize(m, x.mag, w, cut=norm_cut,
+                             first_zero=x.small if self._signed else None)
         sign, exp = carry["sign"], carry["exp"]
         p = len(norm)
         top = Signal(_KEEP)             # the 11 significand bits and the round bit
