@@ -232,6 +232,11 @@ class DotProduct(wiring.Component):
         0 (default) or 1: a register rank inside the lanes (after the partial products and
         the fp4 decode, :mod:`hdl.lanes`), for clocks above what a whole 4 x 4 multiply in
         one cycle allows.
+    out_depth : int
+        0 (default): under backpressure every rank stalls together (one enable for every
+        register). N: the ranks never stall (no enable: the fast units) and up to N results
+        wait in an output FIFO; a ``last`` beat goes in only while fewer than N results are
+        owed. ``latency`` then counts the FIFO's 2 cycles.
     acc_stages : int
         ``"fp16"``: register ranks inside the accumulator's adder (default 0); needs
         ``slots >= loop_cycles`` (``acc_stages + 2`` when ``acc_stages > 0``).
@@ -251,7 +256,7 @@ class DotProduct(wiring.Component):
     """
 
     def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN, slots=1,
-                 acc_stages=0, lane_stages=0):
+                 acc_stages=0, lane_stages=0, out_depth=0):
         lanes = lanes_pow2(lanes)
         if accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
@@ -279,6 +284,14 @@ class DotProduct(wiring.Component):
         if lane_stages not in (0, 1):
             raise ValueError(f"lane_stages must be 0 or 1, not {lane_stages!r}")
         self._lane_stages = lane_stages
+        try:
+            out_depth = operator.index(out_depth)
+        except TypeError:
+            raise TypeError(f"out_depth must be an integer, not {out_depth!r}") from None
+        if out_depth < 0:
+            raise ValueError(f"out_depth must be 0 (no output FIFO) or positive, not "
+                             f"{out_depth}")
+        self._out_depth = out_depth
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes, self._g_bits, self._slots))),
             "o": Out(stream.Signature(self.output_layout(self._slots))),
@@ -331,6 +344,10 @@ class DotProduct(wiring.Component):
         return self._acc_stages
 
     @property
+    def out_depth(self):
+        return self._out_depth
+
+    @property
     def lane_stages(self):
         return self._lane_stages
 
@@ -359,15 +376,21 @@ class DotProduct(wiring.Component):
         return len(FP16Rounder.points(self.acc_width, True))
 
     @property
+    def depth(self):
+        """Register ranks from the input to the output rank."""
+        return self.latency - (2 if self._out_depth else 0)
+
+    @property
     def latency(self):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
         # levels for lanes + 1 operands (the carries), and the rank inside the lanes
         tree = self._lanes.bit_length() + self._lane_stages
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
         # the adder's ranks, o, or (exact) acc, the final rounder's ranks, o
+        fifo = 2 if self._out_depth else 0     # the output FIFO (hdl.pipeline, credit mode)
         if self._accumulator == "fp16":
-            return 2 + tree + self.rounder_stages + 2 + self._acc_stages
-        return 2 + tree + 1 + self._acc_stages + self.rounder_stages + 1
+            return 2 + tree + self.rounder_stages + 2 + self._acc_stages + fifo
+        return 2 + tree + 1 + self._acc_stages + self.rounder_stages + 1 + fifo
 
     @property
     def module_name(self):
@@ -378,6 +401,8 @@ class DotProduct(wiring.Component):
             tail += f"_a{self._acc_stages}"
         if self._lane_stages:
             tail += f"_l{self._lane_stages}"
+        if self._out_depth:
+            tail += f"_q{self._out_depth}"
         return f"dot{self._lanes}_{self._accumulator}{tail}"
 
     def elaborate(self, platform):
@@ -390,9 +415,10 @@ class DotProduct(wiring.Component):
         # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
         # (fp16) or the accumulator rank (exact) passes on only the `last` beat of a dot
         # product; in fp16 mode the chunk rank waits while its slot has an add in flight.
-        keep_rank = self.latency - 1 if fp16 else tree + 2 + self._acc_stages
+        keep_rank = self.depth - 1 if fp16 else tree + 2 + self._acc_stages
         last_in, admit = Signal(), Signal()
-        pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True,
+        pipe = Pipeline(m, self.i, self.o, self.depth, lockstep=not self._out_depth,
+                        credit=self._out_depth, ends=beat.last,
                         keep={keep_rank: last_in}, admit=admit if slotted else None)
 
         # --- context: taken from the `first` beat, held per slot for its dot product -------
@@ -477,9 +503,9 @@ class DotProduct(wiring.Component):
 
     def _output(self, m, pipe, result, flags, side):
         with m.If(pipe.en):
-            m.d.sync += [self.o.payload.result.eq(result), self.o.payload.flags.eq(flags)]
+            m.d.sync += [pipe.payload.result.eq(result), pipe.payload.flags.eq(flags)]
             if self._slots > 1:
-                m.d.sync += self.o.payload.slot.eq(side.slot)
+                m.d.sync += pipe.payload.slot.eq(side.slot)
 
     def _fp16_tail(self, m, pipe, total, side, r0, last_in):
         # The beat sum rounded to fp16 (the paper's chunk rounding), R ranks.

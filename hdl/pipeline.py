@@ -7,22 +7,28 @@ rank built from ``{"sign": s, "mag": m}`` is a ``StructLayout`` register read ba
 ``r.sign``, ``r.mag``. :func:`bundle` builds the same view without a register, so that a
 formal harness can chain a unit's stage functions combinationally.
 
-Two ways to advance (``lockstep``):
+Three ways to advance:
 
 - elastic (default): rank ``k`` loads when it is empty or rank ``k + 1`` loads. Ready flows
   back combinationally; under backpressure the ranks fill up before ``i.ready`` drops.
 - lockstep: every rank loads together while the output rank is free (``~o.valid |
   o.ready``). One enable, no ready chain: the long pipelines (dot units) use it, and a unit
   whose datapath has no valid bit of its own (a pipelined rounder) takes the same enable.
+- credit (``credit = N``): the ranks never stop (no enable at all: nothing fans out to
+  every register), and results queue in an output FIFO (``SyncFIFOBuffered``, block RAM
+  where the FPGA has it). A beat that will produce a result goes in only while fewer than
+  ``N`` results are owed (in flight or queued), so the FIFO never overflows; backpressure
+  on ``o`` stops the input once ``N`` results wait. The fast dot units use it.
 
-Both: a synchronous reset empties every rank, and while ``rst`` is high ``i.ready`` and
-``o.valid`` are held low, so no beat is accepted or delivered during reset (what was
-"accepted" and "delivered" means the same on both sides of a reset). Proven on the primitive
-and on each unit by the ``stream_hold_*`` harnesses in ``verif/formal/streams.py``.
+All: a synchronous reset empties every rank (and the FIFO), and while ``rst`` is high
+``i.ready`` and ``o.valid`` are held low, so no beat is accepted or delivered during reset
+(what was "accepted" and "delivered" means the same on both sides of a reset). Proven on the
+primitive and on each unit by the ``stream_hold_*`` harnesses in ``verif/formal/streams.py``.
 """
 
-from amaranth.hdl import ResetSignal, Signal, Value
+from amaranth.hdl import Const, Mux, ResetSignal, Shape, Signal, Value
 from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFOBuffered
 
 __all__ = ["Pipeline", "register", "rank", "bundle", "layout_of"]
 
@@ -78,7 +84,9 @@ class Pipeline:
 
     ``take[k]`` is rank ``k``'s load enable and ``valid[k]`` its valid bit; the unit loads
     its data registers with ``take[k]`` (:meth:`rank`, :meth:`register`) and drives
-    ``o.payload`` from the last rank's registers. ``keep`` maps a rank to a condition and-ed
+    :attr:`payload` (``o.payload``, or the FIFO's input in credit mode) from the last rank's
+    registers. ``ends`` (credit mode) is the condition on the input beat under which it
+    produces a result (default: every beat does). ``keep`` maps a rank to a condition and-ed
     into the valid bit it loads: a rank that swallows beats (an accumulator passes on only
     the ``last`` beat of a dot product or tensor). ``lockstep`` selects the advance rule (see
     the module docstring). ``i.ready = take[0] & ~rst`` and ``o.valid = valid[-1] & ~rst``.
@@ -90,16 +98,46 @@ class Pipeline:
     enables.
     """
 
-    def __init__(self, m, i, o, depth, *, lockstep=False, keep=None, admit=None,
-                 name="stage"):
+    def __init__(self, m, i, o, depth, *, lockstep=False, credit=0, keep=None, admit=None,
+                 ends=None, name="stage"):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
+        if credit and lockstep:
+            raise ValueError("credit and lockstep are two different modes: choose one")
         keep = keep or {}
         self._m = m
         self.depth = depth
         self.lockstep = lockstep
         self.valid = [Signal(name=f"{name}{k}_valid") for k in range(depth)]
-        if lockstep:
+        rst = ResetSignal("sync", allow_reset_less=True)
+        self.credit = credit
+        self.payload = o.payload
+        if credit:
+            self.take = [Const(1)] * depth
+            self.payload = Signal(o.payload.shape(), name=f"{name}_out", reset_less=True)
+            width = Shape.cast(o.payload.shape()).width
+            # One spare entry: SyncFIFOBuffered's write side can see it full while its
+            # output register is still empty; N owed results then always fit.
+            fifo = m.submodules[f"{name}_fifo"] = SyncFIFOBuffered(width=width,
+                                                                   depth=credit + 1)
+            owed = Signal(range(credit + 1), name=f"{name}_owed")
+            result_in = Signal(name=f"{name}_result_in")
+            m.d.comb += [
+                fifo.w_data.eq(self.payload), fifo.w_en.eq(self.valid[-1]),
+                o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready & ~rst),
+                result_in.eq(1 if ends is None else ends),
+            ]
+            # The count lags a cycle behind the accepted results (``fresh``), so that no
+            # path runs from i.valid through the counter's adder; room counts them in.
+            took = o.valid & o.ready
+            fresh = Signal(name=f"{name}_fresh")
+            m.d.sync += [fresh.eq(self.accept_signal(name) & result_in),
+                         owed.eq(owed + fresh - took)]
+            full = Mux(fresh, owed >= credit - 1, owed >= credit)
+            room = ~result_in | ~full
+            admit = room if admit is None else admit & room
+            o_valid = fifo.r_rdy
+        elif lockstep:
             en = Signal(name=f"{name}_en")
             m.d.comb += en.eq(~self.valid[-1] | o.ready)
             self.take = [en] * depth
@@ -109,23 +147,36 @@ class Pipeline:
             for k in reversed(range(depth)):
                 m.d.comb += self.take[k].eq(~self.valid[k] | nxt)
                 nxt = self.take[k]
-        rst = ResetSignal("sync", allow_reset_less=True)
-        self.accept = Signal(name=f"{name}_accept")     # a beat enters rank 0 this cycle
+        if not credit:
+            o_valid = self.valid[-1]
+        accept = self.accept_signal(name)       # a beat enters rank 0 this cycle
         ready = self.take[0] & ~rst
         if admit is not None:
             ready = ready & admit
-        m.d.comb += [i.ready.eq(ready), o.valid.eq(self.valid[-1] & ~rst),
-                     self.accept.eq(i.valid & i.ready)]
+        m.d.comb += [i.ready.eq(ready), o.valid.eq(o_valid & ~rst),
+                     accept.eq(i.valid & i.ready)]
         prev = self.accept
         for k in range(depth):
             with m.If(self.take[k]):
                 m.d.sync += self.valid[k].eq(prev & keep.get(k, 1))
             prev = self.valid[k]
 
+    def accept_signal(self, name):
+        if not hasattr(self, "accept"):
+            self.accept = Signal(name=f"{name}_accept")
+        return self.accept
+
+    @property
+    def fifo_latency(self):
+        """Extra cycles of the output FIFO (credit mode): from the last rank's write to the
+        beat on ``o``."""
+        return 2 if self.credit else 0
+
     @property
     def en(self):
-        """The one enable of a lockstep pipeline (every rank's ``take``)."""
-        if not self.lockstep:
+        """The one enable of a lockstep pipeline (every rank's ``take``; constant 1 in credit
+        mode)."""
+        if not (self.lockstep or self.credit):
             raise AttributeError("an elastic pipeline has one enable per rank: use take[k]")
         return self.take[0]
 
