@@ -57,11 +57,13 @@ class StreamHold(wiring.Component):
 
 
 class PipelineUnit(wiring.Component):
-    """The bare primitive: a 3-rank pipeline of 4-bit data, elastic or lockstep, with a
-    rank that keeps only beats whose data is odd (the accumulator pattern)."""
+    """The bare primitive: a 3-rank pipeline of 4-bit data, elastic, lockstep or credit
+    (with ``credit``: and its output FIFO never overflows), with a rank that keeps only
+    beats whose data is odd (the accumulator pattern)."""
 
-    def __init__(self, lockstep):
+    def __init__(self, lockstep, credit=0):
         self._lockstep = lockstep
+        self._credit = credit
         layout = data.StructLayout({"x": 4})
         super().__init__({"i": In(stream.Signature(layout)),
                           "o": Out(stream.Signature(layout))})
@@ -69,18 +71,23 @@ class PipelineUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         odd = Signal()
-        pipe = Pipeline(m, self.i, self.o, 3, lockstep=self._lockstep, keep={2: odd})
+        pipe = Pipeline(m, self.i, self.o, 3, lockstep=self._lockstep, credit=self._credit,
+                        keep={2: odd}, ends=(self.i.payload.x + 1)[0])
         r0 = pipe.rank(0, {"x": self.i.payload.x}, "r0")
         r1 = pipe.rank(1, {"x": r0.x + 1}, "r1")
         m.d.comb += odd.eq(r1.x[0])
         r2 = pipe.register(2, r1.x, "r2")
-        m.d.comb += self.o.payload.x.eq(r2)
+        m.d.comb += pipe.payload.x.eq(r2)
+        if self._credit:        # the credits keep the output FIFO from ever overflowing
+            fifo = m.submodules["stage_fifo"]
+            m.d.comb += Assert(~fifo.w_en | fifo.w_rdy)
         return m
 
 
 HARNESSES = {
     "stream_hold_pipeline_elastic": (lambda: StreamHold(PipelineUnit(False)), "prove", 4),
     "stream_hold_pipeline_lockstep": (lambda: StreamHold(PipelineUnit(True)), "prove", 4),
+    "stream_hold_pipeline_credit": (lambda: StreamHold(PipelineUnit(False, 2)), "prove", 6),
     "stream_hold_rescale": (lambda: StreamHold(RangeRescale(2, "int4")), "prove", 3),
     "stream_hold_log": (lambda: StreamHold(LogConverter(2)), "prove", 3),
     "stream_hold_decoder": (lambda: StreamHold(FP4Decoder(2)), "prove", 3),
@@ -89,6 +96,10 @@ HARNESSES = {
     "stream_hold_fp16_mul": (lambda: StreamHold(FP16Multiplier()), "prove", 3),
     "stream_hold_dot_fp16": (lambda: StreamHold(DotProduct(1, "fp16")), "prove", 3),
     "stream_hold_dot_exact": (lambda: StreamHold(DotProduct(1, "exact")), "prove", 3),
+    "stream_hold_dot_interleaved": (
+        lambda: StreamHold(DotProduct(1, "fp16", slots=4, acc_stages=2)), "prove", 3),
+    "stream_hold_dot_credit": (
+        lambda: StreamHold(DotProduct(1, "exact", acc_stages=1, out_depth=2)), "prove", 6),
     "stream_hold_fp16_dot": (lambda: StreamHold(FP16DotProduct(2)), "prove", 3),
     "stream_hold_int8_dot": (lambda: StreamHold(Int8DotProduct(2)), "prove", 3),
 }
