@@ -133,6 +133,7 @@ class Pipeline:
             fresh = Signal(name=f"{name}_fresh")
             m.d.sync += [fresh.eq(self.accept_signal(name) & result_in),
                          owed.eq(owed + fresh - took)]
+            self.fifo, self.owed, self.fresh = fifo, owed, fresh
             full = Mux(fresh, owed >= credit - 1, owed >= credit)
             room = ~result_in | ~full
             admit = room if admit is None else admit & room
