@@ -1,7 +1,5 @@
 """The N-lane dot-product unit: multiply lanes, exact adder tree, normalizer, accumulator."""
 
-import operator
-
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -17,7 +15,7 @@ from .lanes import (
     int4_partials,
     int4_product,
 )
-from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2, positive_int
+from .params import FLAGS_SHAPE, check_g_bits, g_range, integer, lanes_pow2, positive_int
 from .pipeline import Pipeline, bundle
 from .rounder import FP16Rounder
 
@@ -264,16 +262,10 @@ class DotProduct(wiring.Component):
         self._accumulator = accumulator
         self._g_bits = check_g_bits(g_bits)
         self._slots = positive_int(slots, "slots")
-        try:
-            acc_stages = operator.index(acc_stages)
-        except TypeError:
-            raise TypeError(f"acc_stages must be an integer, not {acc_stages!r}") from None
         if accumulator == "exact" and acc_stages not in (0, 1):
             raise ValueError(f"acc_stages must be 0 or 1 with accumulator='exact' (1: the "
-                             f"integer addition in two halves), not {acc_stages}")
-        most = len(FP16AddCore.points())
-        if not 0 <= acc_stages <= most:
-            raise ValueError(f"acc_stages must be from 0 to {most}, not {acc_stages}")
+                             f"integer addition in two halves), not {acc_stages!r}")
+        acc_stages = integer(acc_stages, "acc_stages", 0, len(FP16AddCore.points()))
         loop = acc_stages + 2 if acc_stages and accumulator == "fp16" else 1
         if self._slots < loop:
             raise ValueError(f"slots must be at least the accumulator loop's {loop} cycles "
@@ -284,14 +276,7 @@ class DotProduct(wiring.Component):
         if lane_stages not in (0, 1):
             raise ValueError(f"lane_stages must be 0 or 1, not {lane_stages!r}")
         self._lane_stages = lane_stages
-        try:
-            out_depth = operator.index(out_depth)
-        except TypeError:
-            raise TypeError(f"out_depth must be an integer, not {out_depth!r}") from None
-        if out_depth < 0:
-            raise ValueError(f"out_depth must be 0 (no output FIFO) or positive, not "
-                             f"{out_depth}")
-        self._out_depth = out_depth
+        self._out_depth = integer(out_depth, "out_depth", 0)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes, self._g_bits, self._slots))),
             "o": Out(stream.Signature(self.output_layout(self._slots))),

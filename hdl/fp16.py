@@ -13,8 +13,6 @@ adder, see :class:`FP16AddCore`) and the special-case bits. The combinational co
 (:class:`FP16Adder`, :class:`FP16Multiplier`) put a register after each half.
 """
 
-import operator
-
 from amaranth import hdl
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
@@ -22,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import FLAG_INVALID, FP16
 
-from .params import FLAGS_SHAPE, positive_int
+from .params import FLAGS_SHAPE, Staged, integer, positive_int
 from .pipeline import Pipeline, bundle, rank
 from .rounder import FP16Rounder, balanced_cuts, normalize
 
@@ -177,19 +175,14 @@ def _pack(m, raw, name, points=(), en=None):
     return result, flags
 
 
-class _FP16Core(wiring.Component):
+class _FP16Core(Staged, wiring.Component):
     """Shared by the add and multiply cores: raw result, then the rounder; ``stages``
     register ranks placed over the core's own points and the rounder's (balanced by their
     estimated LUT4 depth), all loading on ``en``."""
 
     def __init__(self, *, stages=0):
-        try:
-            stages = operator.index(stages)
-        except TypeError:
-            raise TypeError(f"stages must be an integer, not {stages!r}") from None
         points = self.points()
-        if not 0 <= stages <= len(points):
-            raise ValueError(f"stages must be from 0 to {len(points)}, not {stages}")
+        stages = integer(stages, "stages", 0, len(points))
         self._stages = stages
         cuts = balanced_cuts([d for _, d in points] + [0], stages)
         self._cuts = tuple(points[i][0] for i in cuts)
@@ -207,18 +200,6 @@ class _FP16Core(wiring.Component):
         raw = cls._raw_layout
         return (cls._own_points + FP16Rounder.points(Shape.cast(raw["mag"].shape).width)
                 + [("out", FP16Rounder._OUT_DEPTH + 2)])
-
-    @property
-    def stages(self):
-        return self._stages
-
-    @property
-    def latency(self):
-        return self._stages
-
-    @property
-    def register_points(self):
-        return self._cuts
 
     @property
     def module_name(self):

@@ -5,15 +5,13 @@ Stage functions (public, for the formal harnesses): :func:`log_decode`, :func:`l
 :func:`decode_fp4`.
 """
 
-from amaranth import hdl
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from golden.formats import FP4, FP16, G_BITS_MIN
+from golden.formats import FP4, FP16
 
 from .fp16 import Operand, log2_fields
-from .params import FLAGS_SHAPE, check_g_bits, flag_byte, g_range, positive_int
+from .params import FLAGS_SHAPE, ScaledStream, flag_byte, g_range
 from .pipeline import Pipeline
 from .rounder import FP16Rounder
 
@@ -61,7 +59,7 @@ def log_level(m, d):
     return code, flags
 
 
-class LogConverter(wiring.Component):
+class LogConverter(ScaledStream):
     """Radix-4 log converter (docs/numerics.md): fp16 ``x`` -> fp4 code of the level nearest to
     ``y = x * 2**g / 2**phase`` in the linear domain, for ``lanes`` values per beat.
 
@@ -101,21 +99,15 @@ class LogConverter(wiring.Component):
 
     latency = 2
 
-    def __init__(self, lanes=1, g_bits=G_BITS_MIN):
-        self._lanes = positive_int(lanes, "lanes")
-        self._g_bits = check_g_bits(g_bits)
-        n = self._lanes
-        i = {"x": data.ArrayLayout(FP16.BITS, n), "g": hdl.signed(self._g_bits), "phase": 1}
-        o = {"c": data.ArrayLayout(FP4.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}
-        super().__init__({"i": In(stream.Signature(data.StructLayout(i))),
-                          "o": Out(stream.Signature(data.StructLayout(o)))})
+    _name = "fp16_to_fp4"
 
-    lanes = property(lambda self: self._lanes)
-    g_bits = property(lambda self: self._g_bits)
+    @staticmethod
+    def _inputs(n, gs):
+        return {"x": data.ArrayLayout(FP16.BITS, n), "g": gs, "phase": 1}
 
-    @property
-    def module_name(self):
-        return f"fp16_to_fp4_x{self._lanes}_g{self._g_bits}"
+    @staticmethod
+    def _outputs(n, gs):
+        return {"c": data.ArrayLayout(FP4.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}
 
     def elaborate(self, platform):
         m = Module()
@@ -151,7 +143,7 @@ def decode_fp4(m, c, g, phase, g_bits, name):
     return rounder.result, rounder.flags
 
 
-class FP4Decoder(wiring.Component):
+class FP4Decoder(ScaledStream):
     """fp4 decoder (docs/numerics.md): fp4 code ``c`` -> fp16 code of
     ``decode(c) * 2**phase * 2**-g`` for ``lanes`` codes per beat.
 
@@ -184,21 +176,15 @@ class FP4Decoder(wiring.Component):
 
     latency = 1
 
-    def __init__(self, lanes=1, g_bits=G_BITS_MIN):
-        self._lanes = positive_int(lanes, "lanes")
-        self._g_bits = check_g_bits(g_bits)
-        n = self._lanes
-        i = {"c": data.ArrayLayout(FP4.BITS, n), "g": hdl.signed(self._g_bits), "phase": 1}
-        o = {"x": data.ArrayLayout(FP16.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}
-        super().__init__({"i": In(stream.Signature(data.StructLayout(i))),
-                          "o": Out(stream.Signature(data.StructLayout(o)))})
+    _name = "fp4_to_fp16"
 
-    lanes = property(lambda self: self._lanes)
-    g_bits = property(lambda self: self._g_bits)
+    @staticmethod
+    def _inputs(n, gs):
+        return {"c": data.ArrayLayout(FP4.BITS, n), "g": gs, "phase": 1}
 
-    @property
-    def module_name(self):
-        return f"fp4_to_fp16_x{self._lanes}_g{self._g_bits}"
+    @staticmethod
+    def _outputs(n, gs):
+        return {"x": data.ArrayLayout(FP16.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}
 
     def elaborate(self, platform):
         m = Module()

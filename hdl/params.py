@@ -9,6 +9,8 @@ import operator
 
 from amaranth import hdl
 from amaranth.hdl import Const, Mux
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from golden.formats import (
     FLAG_INEXACT,
@@ -22,7 +24,7 @@ from golden.formats import (
 )
 
 __all__ = ["FLAGS_SHAPE", "LANES_MAX", "positive_int", "lanes_pow2", "check_g_bits", "g_range",
-           "g_shape", "flag_byte", "clamp"]
+           "g_shape", "flag_byte", "clamp", "ScaledStream", "Staged", "integer"]
 
 # Flags are one byte per result (golden.formats); the bit positions come from its FLAG_*.
 FLAGS_SHAPE = hdl.unsigned(8)
@@ -38,6 +40,15 @@ def _index(value, name, what):
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be {what}, not {value!r}") from None
+
+
+def integer(value, name, lo, hi=None):
+    """``value`` as an ``int`` from ``lo`` to ``hi`` (no upper bound when ``None``)."""
+    v = _index(value, name, "an integer")
+    if v < lo or (hi is not None and v > hi):
+        span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise ValueError(f"{name} must be {span}, not {v}")
+    return v
 
 
 def positive_int(value, name):
@@ -84,3 +95,35 @@ def flag_byte(**conditions):
 
 def clamp(v, lo, hi):
     return Mux(v < lo, lo, Mux(v > hi, hi, v))
+
+
+class ScaledStream(wiring.Component):
+    """Base of the converter streams: ``lanes`` values per beat and a signed ``g_bits``-bit
+    GradScale exponent. Checks both parameters, builds ``i`` and ``o`` from the field dicts
+    of ``_inputs(lanes, g_shape)`` and ``_outputs(lanes, g_shape)``, reads both parameters
+    back and names the module ``<_name>_x<lanes>_g<g_bits>``."""
+
+    def __init__(self, lanes=1, g_bits=G_BITS_MIN):
+        self._lanes = positive_int(lanes, "lanes")
+        self._g_bits = check_g_bits(g_bits)
+        gs = hdl.signed(self._g_bits)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout(self._inputs(self._lanes, gs)))),
+            "o": Out(stream.Signature(data.StructLayout(self._outputs(self._lanes, gs)))),
+        })
+
+    lanes = property(lambda self: self._lanes)
+    g_bits = property(lambda self: self._g_bits)
+
+    @property
+    def module_name(self):
+        return f"{self._name}_x{self._lanes}_g{self._g_bits}"
+
+
+class Staged:
+    """Mixin of the units with optional register ranks (``stages``, at ``register_points``,
+    set by the unit as ``_stages`` and ``_cuts``); their latency is the rank count."""
+
+    stages = property(lambda self: self._stages)
+    latency = property(lambda self: self._stages)
+    register_points = property(lambda self: self._cuts)

@@ -5,8 +5,6 @@ unit contains): :func:`rescale_decode` (decode and one 11 x 11 multiply),
 :func:`rescale_bad_scale`, :func:`rescale_round` (align, round, clamp).
 """
 
-import operator
-
 from amaranth import hdl
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -15,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import FLAG_INVALID, FP16, INT_FORMATS, R_BITS_MAX, ROUNDINGS
 
 from .fp16 import Operand
-from .params import FLAGS_SHAPE, flag_byte, positive_int
+from .params import FLAGS_SHAPE, flag_byte, integer, positive_int
 from .pipeline import Pipeline
 
 __all__ = ["RangeRescale", "rescale_decode", "rescale_bad_scale", "rescale_round",
@@ -133,10 +131,7 @@ class RangeRescale(wiring.Component):
             raise ValueError(f"fmt must be one of {sorted(INT_FORMATS)}, not {fmt!r}")
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
-        try:
-            r_bits = operator.index(r_bits)
-        except TypeError:
-            raise TypeError(f"r_bits must be an integer, not {r_bits!r}") from None
+        r_bits = integer(r_bits, "r_bits", 0)
         if rounding == "rne" and r_bits != 0:
             raise ValueError(f"r_bits must be 0 with rounding='rne' (there is no random "
                              f"input), not {r_bits}; use rounding='stochastic'")

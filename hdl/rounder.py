@@ -1,7 +1,5 @@
 """The one normalizer/rounder of the project: an exact value in, an fp16 code and flags out."""
 
-import operator
-
 from amaranth import hdl
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
@@ -9,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import FLAG_INEXACT, FLAG_OVERFLOW, FLAG_UNDERFLOW, FP16
 
-from .params import FLAGS_SHAPE, positive_int
+from .params import FLAGS_SHAPE, Staged, integer, positive_int
 from .pipeline import bundle, rank
 
 __all__ = ["FP16Rounder", "normalize", "balanced_cuts"]
@@ -98,7 +96,7 @@ def balanced_cuts(weights, k):
     return best(0, k)[1]
 
 
-class FP16Rounder(wiring.Component):
+class FP16Rounder(Staged, wiring.Component):
     """Round an exact value ``(-1)**sign * mag * 2**exp`` to fp16: the hardware twin of
     :func:`golden.round_fp16`, bit for bit (codes and flags).
 
@@ -179,13 +177,8 @@ class FP16Rounder(wiring.Component):
         if not isinstance(signed, bool):
             raise TypeError(f"signed must be a bool, not {signed!r}")
         self._signed = signed
-        try:
-            stages = operator.index(stages)
-        except TypeError:
-            raise TypeError(f"stages must be an integer, not {stages!r}") from None
         points = self.points(self._width, signed)
-        if not 0 <= stages <= len(points):
-            raise ValueError(f"stages must be from 0 to {len(points)}, not {stages}")
+        stages = integer(stages, "stages", 0, len(points))
         if register_points is None:
             cuts = balanced_cuts([d for _, d in points] + [self._OUT_DEPTH], stages)
             self._cuts = tuple(points[i][0] for i in cuts)
@@ -237,19 +230,6 @@ class FP16Rounder(wiring.Component):
     @property
     def signed(self):
         return self._signed
-
-    @property
-    def stages(self):
-        return self._stages
-
-    @property
-    def latency(self):
-        return self._stages
-
-    @property
-    def register_points(self):
-        """Names of the points that hold a register rank (see the class docstring)."""
-        return self._cuts
 
     @property
     def module_name(self):

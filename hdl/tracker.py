@@ -7,13 +7,12 @@ Stage functions (public, for the formal harnesses): :func:`tracker_max`,
 
 from amaranth import hdl
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from golden.formats import FP16, G_BITS_MIN, GRADSCALE_HI_LOG2, GRADSCALE_LO_LOG2
+from golden.formats import FP16, GRADSCALE_HI_LOG2, GRADSCALE_LO_LOG2
 
 from .fp16 import Operand, log2_fields
-from .params import check_g_bits, clamp, g_range, positive_int
+from .params import ScaledStream, clamp, g_range
 from .pipeline import Pipeline
 
 __all__ = ["RangeTracker", "tracker_max", "gradscale_step"]
@@ -63,7 +62,7 @@ def gradscale_step(m, mx, g, g_bits):
     return paper, direct
 
 
-class RangeTracker(wiring.Component):
+class RangeTracker(ScaledStream):
     """Range tracker (docs/numerics.md, GradScale): the exact ``max|x|`` of each tensor of an
     fp16 stream, whether it held a NaN, and the GradScale exponent for the next iteration.
 
@@ -102,21 +101,15 @@ class RangeTracker(wiring.Component):
 
     latency = 3
 
-    def __init__(self, lanes=1, g_bits=G_BITS_MIN):
-        self._lanes = positive_int(lanes, "lanes")
-        self._g_bits = check_g_bits(g_bits)
-        gs = hdl.signed(self._g_bits)
-        i = {"x": data.ArrayLayout(FP16.BITS, self._lanes), "g": gs, "last": 1}
-        o = {"max": FP16.BITS, "nan": 1, "g_paper": gs, "g_direct": gs}
-        super().__init__({"i": In(stream.Signature(data.StructLayout(i))),
-                          "o": Out(stream.Signature(data.StructLayout(o)))})
+    _name = "range_tracker"
 
-    lanes = property(lambda self: self._lanes)
-    g_bits = property(lambda self: self._g_bits)
+    @staticmethod
+    def _inputs(n, gs):
+        return {"x": data.ArrayLayout(FP16.BITS, n), "g": gs, "last": 1}
 
-    @property
-    def module_name(self):
-        return f"range_tracker_x{self._lanes}_g{self._g_bits}"
+    @staticmethod
+    def _outputs(n, gs):
+        return {"max": FP16.BITS, "nan": 1, "g_paper": gs, "g_direct": gs}
 
     def elaborate(self, platform):
         m = Module()

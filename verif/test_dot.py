@@ -35,6 +35,7 @@ def test_properties():
     # ranks: input, products, 5 tree levels (16 lanes + the carry count), acc, the final
     # rounder's, the output register
     assert d.rounder_stages == 15 and d.latency == 2 + 5 + 1 + 15 + 1
-    # ranks: input, products, 4 tree levels, the chunk rounder's, chunk code, acc, output
+    # ranks: input, products, 4 tree levels, the chunk rounder's, chunk code, output (the
+    # accumulator's adder feeds the output rank and the accumulator itself)
     d = DotProduct(8, "fp16")
-    assert d.rounder_stages == 14 and d.latency == 2 + 4 + 14 + 3
+    assert d.rounder_stages == 14 and d.latency == 2 + 4 + 14 + 2
