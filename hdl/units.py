@@ -27,6 +27,11 @@ UNITS = [
     FP16Multiplier,
     DotProduct,                           # dot8_fp16: the paper's datapath
     partial(DotProduct, 8, "exact"),
+    # The fast 4-bit units: a rank inside the lanes, the fp16 accumulator's adder cut 16
+    # times and 18 dot products interleaved (dot8_fp16_s18_a16_l1); the exact accumulator
+    # added in two halves (dot8_exact_a1_l1).
+    partial(DotProduct, 8, "fp16", slots=18, acc_stages=16, lane_stages=1),
+    partial(DotProduct, 8, "exact", acc_stages=1, lane_stages=1),
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
     Int8DotProduct,                       # int8_dot8: the INT8 baseline
     RangeRescale,                         # rescale1_int4_rne

@@ -87,7 +87,9 @@ TARGETS = {
 VARIANTS = ("lut-only", "dsp")
 
 # The units the density comparison is about: name -> multiply-accumulates per cycle.
-DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "fp16_dot8": 8, "int8_dot8": 8}
+DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1": 8,
+             "dot8_exact_a1_l1": 8, "fp16_dot8": 8, "int8_dot8": 8}
+FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1", "exact": "dot8_exact_a1_l1"}
 FOURBIT_DOT = "dot8_fp16"
 FP16_DOT = "fp16_dot8"
 

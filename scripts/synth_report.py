@@ -8,6 +8,7 @@ import json
 from hdl.toolchain import REPORTS, TOOLS
 from scripts.synth_flow import (
     DOT_UNITS,
+    FAST_DOTS,
     FLOW_VERSION,
     FOURBIT_DOT,
     FP16_DOT,
@@ -29,7 +30,12 @@ def _find(results, unit, target, variant="lut-only"):
 def summarize(results, seconds):
     """The report dict written to ``synth.json``."""
     density, vs_exact, dot4_fmax = {}, {}, {}
+    fast = {f"dot4_fast_{acc}_fmax_mhz": {} for acc in FAST_DOTS}
     for target in TARGETS:
+        for acc, unit in FAST_DOTS.items():
+            r = _find(results, unit, target)
+            if r:
+                fast[f"dot4_fast_{acc}_fmax_mhz"][target] = r["fmax_mhz"]
         four = _find(results, FOURBIT_DOT, target)
         exact = _find(results, "dot8_exact", target)
         fp16 = _find(results, FP16_DOT, target)
@@ -59,6 +65,7 @@ def summarize(results, seconds):
         "density_ratio": density,
         "density_ratio_vs_dot8_exact": vs_exact,
         "dot4_fmax_mhz": dot4_fmax,
+        **fast,
         "results": results,
     }
 

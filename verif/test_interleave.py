@@ -1,0 +1,102 @@
+"""The interleaved dot-product unit (``DotProduct`` with ``slots > 1``) on Icarus and
+Verilator against golden.dot; the pipelined fp16 cores it is built from (Amaranth
+simulator, TestFloat cases, random clock enable); its parameter rules."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+import golden
+from golden.testfloat import load as load_testfloat
+from hdl.dot import DotProduct
+from hdl.fp16 import FP16AddCore, FP16MulCore
+
+from harness import run_bench, simulators
+
+# (lanes, accumulator, slots, acc_stages): the engine's shape (fp16 adder cut 10 times,
+# 16 dot products in flight), and a narrow exact unit with a few slots.
+CONFIGS = [(8, "fp16", 16, 10), (2, "exact", 4, 0)]
+
+
+@pytest.mark.parametrize("sim", simulators())
+@pytest.mark.parametrize("lanes,accumulator,slots,acc_stages", CONFIGS)
+def test_interleave(sim, lanes, accumulator, slots, acc_stages):
+    unit = DotProduct(lanes, accumulator, slots=slots, acc_stages=acc_stages)
+    # round robin: 4 * slots; random: 4 rounds of 6 * slots; reset: <= 8 * slots
+    run_bench(unit, "tb_interleave", sim, {"lanes": lanes, "accumulator": accumulator,
+                                           "slots": slots, "acc_stages": acc_stages})
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"slots": 0}, ValueError, "slots must be a positive integer, not 0"),
+    ({"slots": 4, "acc_stages": 4}, ValueError,
+     "slots must be at least the accumulator loop's 6 cycles .* not 4; raise slots"),
+    ({"acc_stages": 3}, ValueError, "slots must be at least the accumulator loop's 5 cycles"),
+    ({"slots": 32, "acc_stages": 17}, ValueError, "acc_stages must be from 0 to 16, not 17"),
+    ({"accumulator": "exact", "slots": 4, "acc_stages": 2}, ValueError,
+     "acc_stages must be 0 or 1 with accumulator='exact'"),
+    ({"lane_stages": 2}, ValueError, "lane_stages must be 0 or 1, not 2"),
+    ({"out_depth": -1}, ValueError, "out_depth must be at least 0, not -1"),
+    ({"slots": 2.0}, TypeError, "slots must be a positive integer"),
+])
+def test_interleave_parameters(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        DotProduct(**kwargs)
+
+
+def test_interleave_properties():
+    d = DotProduct(8, "fp16", slots=16, acc_stages=10)
+    assert (d.slots, d.acc_stages, d.module_name) == (16, 10, "dot8_fp16_s16_a10")
+    assert d.latency == DotProduct(8, "fp16").latency + 10 and d.loop_cycles == 12
+    assert "slot" in d.i.payload.shape().members and "slot" in d.o.payload.shape().members
+    d = DotProduct(8, "exact", acc_stages=1, lane_stages=1, out_depth=4)
+    assert d.module_name == "dot8_exact_a1_l1_q4" and d.loop_cycles == 1
+    assert d.latency == DotProduct(8, "exact").latency + 1 + 1 + 2
+    assert "slot" not in DotProduct(8).i.payload.shape().members
+
+
+@pytest.mark.parametrize("core,op", [(FP16AddCore, "add"), (FP16MulCore, "mul")])
+def test_pipelined_cores(core, op):
+    """Every stage count of the add and multiply cores, 300 TestFloat cases each, with a
+    random clock enable: the result of input k appears ``latency`` enabled cycles later."""
+    fn = golden.fp16_add if op == "add" else golden.fp16_mul
+    a_all, b_all, _, _ = load_testfloat(op)
+    checked = 0
+    for stages in range(len(core.points()) + 1):
+        dut = core(stages=stages)
+        assert dut.latency == stages and len(dut.register_points) == stages
+        gen = np.random.default_rng(stages)
+        pick = gen.choice(len(a_all), 300, replace=False)
+        a, b = a_all[pick], b_all[pick]
+        wr, wf = fn(a.astype(np.uint16), b.astype(np.uint16), flags=True)
+        want = (wr.astype(np.int64) | wf.astype(np.int64) << 16).tolist()
+        got = []
+
+        async def bench(ctx, dut=dut, a=a, b=b, gen=gen, stages=stages, got=got):
+            i = 0
+            while i < len(a) + stages:
+                en = int(gen.random() < 0.7) if stages else 1
+                if stages:
+                    ctx.set(dut.en, en)
+                if i < len(a):
+                    ctx.set(dut.a, int(a[i]))
+                    ctx.set(dut.b, int(b[i]))
+                got.append((i - stages, ctx.get(dut.result) | ctx.get(dut.flags) << 16))
+                if stages:
+                    await ctx.tick()
+                else:
+                    await ctx.delay(1e-9)
+                i += en
+
+        got.clear()
+        sim = Simulator(dut)
+        if stages:
+            sim.add_clock(1e-6)
+        sim.add_testbench(bench)
+        sim.run()
+        seen = {k: v for k, v in got if 0 <= k < len(a)}
+        assert len(seen) == len(a)
+        bad = [(k, hex(v), hex(want[k])) for k, v in seen.items() if v != want[k]]
+        assert not bad, (stages, bad[:5])
+        checked += len(seen)
+    assert checked == 300 * (len(core.points()) + 1)
