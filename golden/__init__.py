@@ -23,8 +23,10 @@ def quantize_fp4(x, g=0, phase="even"):
     """Value level: float array -> the float values its fp4 codes stand for, scale and phase
     applied (``x`` is first rounded to fp16, as the hardware sees it)."""
     import numpy as np
+
+    from ._check import phase_bit
     c = to_fp4(fp16_from_float(x), g, phase)
-    return fp4_value(c) * np.ldexp(1.0, formats.PHASES.get(phase, 0) - np.asarray(g))
+    return fp4_value(c) * np.ldexp(1.0, phase_bit(phase) - np.asarray(g))
 
 
 def quantize_int(x, s, fmt="int4", **kw):

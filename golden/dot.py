@@ -33,7 +33,8 @@ def _options(mode, accumulator, lanes, phase, g):
     if accumulator not in ACCUMULATORS:
         raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
     lanes = int(_check.integer(lanes, "lanes", 1, 1 << 20))
-    p = int(_check.phase_bit(phase)) if mode == "backward" else 0
+    p = int(_check.phase_bit(phase))            # checked in both modes; forward ignores it
+    p = p if mode == "backward" else 0
     g = int(_check.integer(g, "g", *G_RANGE))
     bias = -FP4.PRODUCT_FRAC if mode == "backward" else 0
     return lanes, bias + p - g

@@ -151,3 +151,13 @@ def test_fast_path_taken():
             assert out is not None
             np.testing.assert_array_equal(
                 out, _reference(a, b, mode="backward", b_signed=b_signed, accumulator=acc))
+
+
+def test_phase_checked_in_forward_mode():
+    """Forward mode ignores the phase but still rejects a bad one (no silent acceptance)."""
+    a = np.zeros((2, 3), np.uint8)
+    b = np.zeros((3, 2), np.uint8)
+    with pytest.raises(ValueError, match="phase"):
+        golden.gemm(a, b, mode="forward", phase="evn")
+    with pytest.raises(ValueError, match="phase"):
+        golden.dot(a, a, mode="forward", phase="evn")

@@ -144,3 +144,15 @@ def test_products():
             p = golden.int4_mul(c, a, sa, sb)
             assert np.array_equal(p, golden.int4_value(c, sa) * golden.int4_value(a, sb))
             assert p.min() >= -256 and p.max() < 256
+
+
+def test_quantize_fp4_phase_forms():
+    """The phase as a name, a bit or an array of bits gives the same values (the scale back
+    uses the same phase as the conversion)."""
+    x = np.array([3.0, -0.7, 40.0, 2.5])
+    odd = golden.quantize_fp4(x, g=1, phase="odd")
+    np.testing.assert_array_equal(golden.quantize_fp4(x, g=1, phase=1), odd)
+    np.testing.assert_array_equal(golden.quantize_fp4(x, g=1, phase=np.ones(4, int)), odd)
+    assert golden.quantize_fp4(np.array([3.0]), phase=1)[0] == 2.0
+    with pytest.raises(ValueError):
+        golden.quantize_fp4(x, phase="neither")
