@@ -20,7 +20,48 @@ INT8_BITS = 8
 INT8_PRODUCT_SHAPE = signed(2 * INT8_BITS)
 
 
-class FP16DotProduct(wiring.Component):
+class _DotBaseline(wiring.Component):
+    """Shared by the baselines: ``lanes`` pairs of ``_code``-shaped operands per beat with
+    ``first``/``last``, the ``lanes`` check and property, and the start of a lockstep
+    pipeline whose output rank takes only the ``last`` beat of a dot product."""
+
+    def __init__(self, lanes=8):
+        self._lanes = lanes_pow2(lanes)
+        super().__init__({
+            "i": In(stream.Signature(self.input_layout(self._lanes))),
+            "o": Out(stream.Signature(self.output_layout(self._lanes))),
+        })
+
+    @classmethod
+    def input_layout(cls, lanes):
+        """The input beat (``W`` bits per operand)::
+
+            | last | first | b[lanes] (W b each) | a[lanes] (W b each) |
+              MSB                                               LSB
+        """
+        return data.StructLayout({
+            "a": data.ArrayLayout(cls._code, lanes),
+            "b": data.ArrayLayout(cls._code, lanes),
+            "first": 1, "last": 1,
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def module_name(self):
+        return f"{self._name}{self._lanes}"
+
+    def _pipeline(self, m, depth):
+        """``(beat, pipe, last_in)``: drive ``last_in`` with the ``last`` flag of the beat
+        entering the output rank (``depth - 1``)."""
+        last_in = Signal()
+        pipe = Pipeline(m, self.i, self.o, depth, lockstep=True, keep={depth - 1: last_in})
+        return self.i.payload, pipe, last_in
+
+
+class FP16DotProduct(_DotBaseline):
     """FP16 dot products, ``lanes`` multiply-accumulates per cycle: the density baseline.
 
     What an FP16 system computes in place of :class:`hdl.dot.DotProduct`: each beat carries
@@ -58,33 +99,12 @@ class FP16DotProduct(wiring.Component):
         ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
     """
 
-    def __init__(self, lanes=8):
-        self._lanes = lanes_pow2(lanes)
-        super().__init__({
-            "i": In(stream.Signature(self.input_layout(self._lanes))),
-            "o": Out(stream.Signature(self.output_layout())),
-        })
+    _code = FP16.BITS
+    _name = "fp16_dot"
 
     @staticmethod
-    def input_layout(lanes):
-        """The input beat::
-
-            | last | first | b[lanes] (16 b each) | a[lanes] (16 b each) |
-              MSB                                                 LSB
-        """
-        return data.StructLayout({
-            "a": data.ArrayLayout(FP16.BITS, lanes),
-            "b": data.ArrayLayout(FP16.BITS, lanes),
-            "first": 1, "last": 1,
-        })
-
-    @staticmethod
-    def output_layout():
+    def output_layout(lanes=None):
         return data.StructLayout({"result": FP16.BITS, "flags": FLAGS_SHAPE})
-
-    @property
-    def lanes(self):
-        return self._lanes
 
     @property
     def levels(self):
@@ -95,19 +115,11 @@ class FP16DotProduct(wiring.Component):
     def latency(self):
         return 2 + self.levels
 
-    @property
-    def module_name(self):
-        return f"fp16_dot{self._lanes}"
-
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        beat = self.i.payload
-        # Lockstep ranks (hdl.pipeline): products, one per tree level, then the output rank,
-        # which takes only the `last` beat of a dot product.
-        last_in = Signal()
-        pipe = Pipeline(m, self.i, self.o, self.levels + 2, lockstep=True,
-                        keep={self.levels + 1: last_in})
+        # Lockstep ranks (hdl.pipeline): products, one per tree level, then the output rank.
+        beat, pipe, last_in = self._pipeline(m, self.levels + 2)
 
         values, flags = [], []
         for k in range(n):
@@ -151,7 +163,7 @@ class FP16DotProduct(wiring.Component):
         return m
 
 
-class Int8DotProduct(wiring.Component):
+class Int8DotProduct(_DotBaseline):
     """INT8 dot products, ``lanes`` multiply-accumulates per cycle: the integer baseline.
 
     Each beat carries ``lanes`` pairs of int8 operands (two's complement, ``-128 .. 127``);
@@ -185,26 +197,8 @@ class Int8DotProduct(wiring.Component):
     """
 
     latency = 3
-
-    def __init__(self, lanes=8):
-        self._lanes = lanes_pow2(lanes)
-        super().__init__({
-            "i": In(stream.Signature(self.input_layout(self._lanes))),
-            "o": Out(stream.Signature(self.output_layout(self._lanes))),
-        })
-
-    @staticmethod
-    def input_layout(lanes):
-        """The input beat::
-
-            | last | first | b[lanes] (8 b each) | a[lanes] (8 b each) |
-              MSB                                               LSB
-        """
-        return data.StructLayout({
-            "a": data.ArrayLayout(signed(INT8_BITS), lanes),
-            "b": data.ArrayLayout(signed(INT8_BITS), lanes),
-            "first": 1, "last": 1,
-        })
+    _code = signed(INT8_BITS)
+    _name = "int8_dot"
 
     @classmethod
     def output_layout(cls, lanes):
@@ -219,10 +213,6 @@ class Int8DotProduct(wiring.Component):
         return cls._sum_width(lanes) + MAX_BEATS_LOG2
 
     @property
-    def lanes(self):
-        return self._lanes
-
-    @property
     def sum_width(self):
         """Beat sum width: |product| <= 2**14, times ``lanes``: 16 + log2(lanes)."""
         return self._sum_width(self._lanes)
@@ -232,18 +222,11 @@ class Int8DotProduct(wiring.Component):
         """Accumulator width: a beat sum times 2**16 beats."""
         return self._acc_width(self._lanes)
 
-    @property
-    def module_name(self):
-        return f"int8_dot{self._lanes}"
-
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        beat = self.i.payload
-        # Lockstep ranks (hdl.pipeline): products, beat sum, then the output rank, which
-        # takes only the `last` beat of a dot product.
-        last_in = Signal()
-        pipe = Pipeline(m, self.i, self.o, 3, lockstep=True, keep={2: last_in})
+        # Lockstep ranks (hdl.pipeline): products, beat sum, then the output rank.
+        beat, pipe, last_in = self._pipeline(m, 3)
 
         # Rank 0: exact products (signed(8) x signed(8) -> signed(16), range above).
         side = pipe.rank(0, {"first": beat.first, "last": beat.last}, "s1_side")

@@ -101,13 +101,9 @@ class LogConverter(ScaledStream):
 
     _name = "fp16_to_fp4"
 
-    @staticmethod
-    def _inputs(n, gs):
-        return {"x": data.ArrayLayout(FP16.BITS, n), "g": gs, "phase": 1}
-
-    @staticmethod
-    def _outputs(n, gs):
-        return {"c": data.ArrayLayout(FP4.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}
+    _ports = staticmethod(lambda n, gs: (
+        {"x": data.ArrayLayout(FP16.BITS, n), "g": gs, "phase": 1},
+        {"c": data.ArrayLayout(FP4.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}))
 
     def elaborate(self, platform):
         m = Module()
@@ -178,13 +174,9 @@ class FP4Decoder(ScaledStream):
 
     _name = "fp4_to_fp16"
 
-    @staticmethod
-    def _inputs(n, gs):
-        return {"c": data.ArrayLayout(FP4.BITS, n), "g": gs, "phase": 1}
-
-    @staticmethod
-    def _outputs(n, gs):
-        return {"x": data.ArrayLayout(FP16.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}
+    _ports = staticmethod(lambda n, gs: (
+        {"c": data.ArrayLayout(FP4.BITS, n), "g": gs, "phase": 1},
+        {"x": data.ArrayLayout(FP16.BITS, n), "flags": data.ArrayLayout(FLAGS_SHAPE, n)}))
 
     def elaborate(self, platform):
         m = Module()

@@ -99,18 +99,16 @@ def clamp(v, lo, hi):
 
 class ScaledStream(wiring.Component):
     """Base of the converter streams: ``lanes`` values per beat and a signed ``g_bits``-bit
-    GradScale exponent. Checks both parameters, builds ``i`` and ``o`` from the field dicts
-    of ``_inputs(lanes, g_shape)`` and ``_outputs(lanes, g_shape)``, reads both parameters
-    back and names the module ``<_name>_x<lanes>_g<g_bits>``."""
+    GradScale exponent. Checks both parameters, builds ``i`` and ``o``, reads both parameters
+    back and names the module ``<_name>_x<lanes>_g<g_bits>``. A subclass gives its
+    ``(input fields, output fields)`` as ``_ports(lanes, g_shape)``."""
 
     def __init__(self, lanes=1, g_bits=G_BITS_MIN):
         self._lanes = positive_int(lanes, "lanes")
         self._g_bits = check_g_bits(g_bits)
-        gs = hdl.signed(self._g_bits)
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout(self._inputs(self._lanes, gs)))),
-            "o": Out(stream.Signature(data.StructLayout(self._outputs(self._lanes, gs)))),
-        })
+        i, o = self._ports(self._lanes, hdl.signed(self._g_bits))
+        super().__init__({"i": In(stream.Signature(data.StructLayout(i))),
+                          "o": Out(stream.Signature(data.StructLayout(o)))})
 
     lanes = property(lambda self: self._lanes)
     g_bits = property(lambda self: self._g_bits)

@@ -103,13 +103,9 @@ class RangeTracker(ScaledStream):
 
     _name = "range_tracker"
 
-    @staticmethod
-    def _inputs(n, gs):
-        return {"x": data.ArrayLayout(FP16.BITS, n), "g": gs, "last": 1}
-
-    @staticmethod
-    def _outputs(n, gs):
-        return {"max": FP16.BITS, "nan": 1, "g_paper": gs, "g_direct": gs}
+    _ports = staticmethod(lambda n, gs: (
+        {"x": data.ArrayLayout(FP16.BITS, n), "g": gs, "last": 1},
+        {"max": FP16.BITS, "nan": 1, "g_paper": gs, "g_direct": gs}))
 
     def elaborate(self, platform):
         m = Module()
