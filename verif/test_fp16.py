@@ -9,16 +9,22 @@ import pytest
 from amaranth.sim import Simulator
 
 from golden.formats import FP16
+from golden.testfloat import CASES as TESTFLOAT_CASES
 from golden.testfloat import load as load_testfloat
 from hdl import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier, FP16Rounder
 
 from harness import run_bench, simulators
 
 UNITS = {"add": FP16Adder, "mul": FP16Multiplier}
-TESTFLOAT_CASES = 46464              # per operation (golden/testvectors/README.md)
 LANES = int(os.environ.get("FP16_LANES", 16))   # operations per beat in the benches
 N_RANDOM = int(os.environ.get("FP16_RANDOM", 1_000_000))
-N_STREAM = 2000                      # beats of the stream-discipline test
+N_STREAM = 2000                      # beats of the reset check
+
+
+def _full_rate_vectors(n):
+    """Every lane of every beat (the last one zero-padded), and each beat's latency."""
+    beats = -(-n // LANES)
+    return beats * LANES + beats
 
 
 @pytest.mark.parametrize("sim", simulators())
@@ -27,7 +33,8 @@ def test_fp16_unit(sim, op):
     unit = UNITS[op](lanes=LANES)
     run_bench(unit, "tb_fp16", sim,
               params={"op": op, "lanes": LANES, "n_random": N_RANDOM, "n_stream": N_STREAM},
-              expect_vectors=TESTFLOAT_CASES + N_RANDOM + N_STREAM * LANES)
+              expect_vectors=_full_rate_vectors(TESTFLOAT_CASES) + _full_rate_vectors(N_RANDOM)
+              + N_STREAM * LANES)
 
 
 # --- without a simulator: parameters, properties, Amaranth-simulator quick checks ----------
