@@ -1,19 +1,22 @@
-"""cocotb benches for the density baselines (FP16 and INT8 dot products): random dot products,
-directed extremes and stream discipline (gaps, backpressure, reset), all vs golden.baselines.
+"""cocotb benches for the density baselines (FP16 and INT8 dot products) on the stream bench
+of :mod:`streams`, all against golden.baselines: random dot products and directed extremes at
+full rate (each result ``latency`` cycles after its ``last`` beat), random ones with gaps and
+backpressure, and the reset check.
 
 Parameters (``FOURBIT_PARAMS``): ``kind`` (``"fp16"`` or ``"int8"``) and ``lanes``.
 """
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 from golden.baselines import fp16_dot, int8_dot
 from hdl.baselines import FP16DotProduct, Int8DotProduct
 
 from scoreboard import Scoreboard, params, rng
-from streams import Packer, StreamSink, StreamSource, reset, start_clock
+from streams import Stimulus, StreamBench, first_last
 
+RESET_DOTS = 200                 # dot products of the reset check
+RESET_PRE = 48                   # results out before it
 # fp16 codes worth meeting often: zeros, smallest/largest subnormal and normal, one, Inf,
 # the canonical quiet NaN and a signalling NaN.
 SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF,
@@ -63,77 +66,46 @@ def expected(dots, p):
     return out
 
 
-def beats(dots, packer):
-    a = np.concatenate([d[0] for d in dots])
-    b = np.concatenate([d[1] for d in dots])
-    first = np.concatenate([np.arange(len(d[0])) == 0 for d in dots]).astype(int)
-    last = np.concatenate([np.arange(len(d[0])) == len(d[0]) - 1 for d in dots]).astype(int)
-    return packer.pack(len(first), a=a, b=b, first=first, last=last)
+def stimulus(dots, p):
+    """The beats of ``dots`` and their golden results."""
+    first, last = first_last([len(a) for a, _ in dots])
+    beats = {"a": np.concatenate([a for a, _ in dots]),
+             "b": np.concatenate([b for _, b in dots]), "first": first, "last": last}
+    return Stimulus(beats, expected(dots, p), ends=last)
 
 
-def results(payloads, out_packer, p):
-    u = out_packer.unpack(payloads)
-    if p["kind"] == "fp16":
-        return [int(c) | int(f) << 16 for c, f in zip(u["result"], u["flags"])]
-    return [int(x) for x in u["result"]]
+def key(out):
+    if "flags" in out:
+        return out["result"] | (out["flags"] << 16)
+    return out["result"]
 
 
-def packers(p):
-    unit = unit_for(p)
-    out_layout = unit.output_layout() if p["kind"] == "fp16" else unit.output_layout(p["lanes"])
-    return unit, Packer(unit.input_layout(p["lanes"])), Packer(out_layout)
-
-
-async def run(dut, dots, p, r, *, valid_prob=1.0, ready_prob=1.0):
-    unit, pin, pout = packers(p)
-    sink = StreamSink(dut, rng=r, ready_prob=ready_prob).start()
-    src = StreamSource(dut, rng=r, valid_prob=valid_prob)
-    await src.send(beats(dots, pin))
-    n_beats = sum(len(d[0]) for d in dots)
-    await sink.wait_for(len(dots), timeout_cycles=unit.latency + 50 + 4 * n_beats)
-    await ClockCycles(dut.clk, 5)
-    sink.stop()
-    assert len(sink.received) == len(dots), f"{len(sink.received)} results for {len(dots)}"
-    return results(sink.received, pout, p)
-
-
-async def setup(dut):
-    start_clock(dut)
-    dut.rst.value = 0
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await reset(dut)
-
-
-def _name(test, p):
-    return f"{test}_{p['kind']}_{p['lanes']}"
+async def _bench(dut, test, salt):
+    p = params()
+    r = rng(dut._log, salt=salt)
+    bench = await StreamBench(dut, unit_for(p), key, r).setup()
+    return p, r, bench, Scoreboard(f"{test}_{p['kind']}_{p['lanes']}", dut._log)
 
 
 @cocotb.test()
 async def baseline_random(dut):
-    """Random lengths 1..512 beats (mostly short), full speed, then with gaps and
-    backpressure."""
-    p = params()
-    r = rng(dut._log, salt=11)
-    await setup(dut)
-    sb = Scoreboard(_name("baseline_random", p), dut._log)
+    """Random lengths 1..512 beats (mostly short) at full rate, then short ones with gaps
+    and backpressure."""
+    p, r, bench, sb = await _bench(dut, "baseline_random", salt=11)
     lengths = list(r.integers(1, 9, 200)) + list(r.integers(9, 65, 8)) + [512, 1]
-    dots = make_dots(r, p, lengths)
-    sb.compare(await run(dut, dots, p, r), expected(dots, p))
-    dots = make_dots(r, p, list(r.integers(1, 6, 80)))
-    sb.compare(await run(dut, dots, p, r, valid_prob=0.6, ready_prob=0.5), expected(dots, p))
-    sb.finish(expected_vectors=len(lengths) + 80, exhaustive=False)
+    await bench.full_rate(sb, stimulus(make_dots(r, p, lengths), p))
+    await bench.traffic(sb, stimulus(make_dots(r, p, list(r.integers(1, 6, 80))), p),
+                        valid_prob=0.6, ready_prob=0.5)
+    sb.finish(expected_vectors=2 * len(lengths) + 80, exhaustive=False)
 
 
 @cocotb.test()
 async def baseline_extremes(dut):
-    """fp16: overflow to Inf, subnormal products, exact cancellation, -0 sums, a long run
-    of 1 * 1 that stagnates in the fp16 accumulator, Inf - Inf, NaN. int8: every product
-    at its most positive and most negative for 2048 beats."""
-    p = params()
+    """At full rate. fp16: overflow to Inf, subnormal products, exact cancellation, -0
+    sums, a long run of 1 * 1 that stagnates in the fp16 accumulator, Inf - Inf, NaN. int8:
+    every product at its most positive and most negative for 2048 beats."""
+    p, r, bench, sb = await _bench(dut, "baseline_extremes", salt=12)
     n = p["lanes"]
-    r = rng(dut._log, salt=12)
-    await setup(dut)
 
     def const(nb, x, y):
         return (np.full((nb, n), x), np.full((nb, n), y))
@@ -148,39 +120,14 @@ async def baseline_extremes(dut):
     else:
         dots = [const(2048, -128, -128), const(2048, -128, 127), const(1, 127, 127)]
     dots += make_dots(r, p, [1, 2, 3])
-    sb = Scoreboard(_name("baseline_extremes", p), dut._log)
-    sb.compare(await run(dut, dots, p, r), expected(dots, p))
-    sb.finish(expected_vectors=len(dots), exhaustive=False)
+    await bench.full_rate(sb, stimulus(dots, p))
+    sb.finish(expected_vectors=2 * len(dots), exhaustive=False)
 
 
 @cocotb.test()
-async def baseline_stream_discipline(dut):
-    """Gaps and backpressure, then a reset in mid-stream: the results before it are an
-    in-order prefix of the first stream's, and after it exactly the second stream's."""
-    p = params()
-    r = rng(dut._log, salt=13)
-    await setup(dut)
-    unit, pin, pout = packers(p)
-    first = make_dots(r, p, list(r.integers(1, 6, 100)))
-    second = make_dots(r, p, list(r.integers(1, 6, 100)))
-    sb = Scoreboard(_name("baseline_stream", p), dut._log)
-    sink = StreamSink(dut, rng=r, ready_prob=0.6).start()
-    src = StreamSource(dut, rng=r, valid_prob=0.7)
-    task = cocotb.start_soon(src.send(beats(first, pin)))
-    await ClockCycles(dut.clk, 150)
-    task.cancel()
-    await reset(dut, cycles=3)
-    dut.i__valid.value = 0
-    before = results(sink.received, pout, p)
-    assert 0 < len(before) < len(first), f"reset should cut the stream, got {len(before)}"
-    sb.compare(before, expected(first, p)[:len(before)])
-    n0 = len(sink.received)
-    src = StreamSource(dut, rng=r, valid_prob=0.7)
-    await src.send(beats(second, pin))
-    await sink.wait_for(n0 + len(second), timeout_cycles=unit.latency + 100 + 40 * len(second))
-    await ClockCycles(dut.clk, 20)
-    sink.stop()
-    after = results(sink.received[n0:], pout, p)
-    assert len(after) == len(second), f"{len(after)} results after reset, sent {len(second)}"
-    sb.compare(after, expected(second, p))
-    sb.finish(expected_vectors=len(before) + len(second), exhaustive=False)
+async def baseline_reset(dut):
+    """The reset check over ``RESET_DOTS`` short dot products (1 to 5 beats)."""
+    p, r, bench, sb = await _bench(dut, "baseline_stream", salt=13)
+    dots = make_dots(r, p, list(r.integers(1, 6, RESET_DOTS)))
+    await bench.reset_check(sb, stimulus(dots, p), pre_results=RESET_PRE)
+    sb.finish(expected_vectors=RESET_DOTS, exhaustive=False)
