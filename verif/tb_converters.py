@@ -1,26 +1,23 @@
 """cocotb benches for the converters (``hdl.rescale``, ``hdl.fp4``, ``hdl.tracker``)
-against the golden model.
+against the golden model, on the stream bench of :mod:`streams`.
 
-Every bench has the same stream discipline (:func:`drive`):
+Each bench builds its sweep (a :class:`streams.Stimulus`: every input beat and the expected
+result of each, computed with NumPy up front) and runs three checks on it (:func:`run`):
 
-1. Before a mid-stream reset: the first beats of the sweep with random ``valid`` gaps and
-   random ``ready`` backpressure. After ``PRE_RESET_OUT`` results the sink stops, the source
-   keeps pushing until the pipeline is full, then the synchronous reset drops the beats in
-   flight. The ``PRE_RESET_OUT`` results are checked against the first inputs accepted.
-2. After the reset: the whole sweep, again with gaps and backpressure. The results must be
-   exactly the sweep's expectations, in order, each once (nothing left over from before the
-   reset, nothing extra after the last beat).
-3. Throughput: the first ``BURST_BEATS`` beats again with ``valid`` and ``ready`` held high;
-   the last result must be out ``BURST_BEATS + latency`` cycles after the first beat went in
-   (one beat per cycle), and the results are checked too.
+1. The reset check on the first ``RESET_RESULTS`` results: random ``valid`` gaps and
+   ``ready`` backpressure, a result left waiting on ``o.ready`` after ``PRE_RESET_OUT``
+   results, then the synchronous reset in mid-stream.
+2. The whole sweep with gaps and backpressure: exactly the sweep's expectations, in order,
+   each once.
+3. Full rate: the first ``BURST_BEATS`` results again with ``valid`` and ``ready`` held high,
+   one beat per cycle, each result ``latency`` cycles after its (last) beat.
 
-Expectations are computed with NumPy up front; results are compared as arrays at the end.
-Each vector is compared as one integer (result code and flag byte together).
+Results are compared as arrays at the end; each vector is compared as one integer (result
+code and flag byte together).
 """
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 import golden
 from golden.formats import FLAG_INVALID, FP4, FP16, INT_FORMATS
@@ -28,14 +25,12 @@ from golden.fp16 import is_nan
 from golden.gradscale import gradscale
 from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
-from scoreboard import Scoreboard, latency, params, rng
-from streams import Packer, StreamSink, StreamSource, reset, start_clock
+from scoreboard import Scoreboard, params, rng
+from streams import Stimulus, StreamBench
 
-PRE_RESET_OUT = 24        # results checked before the mid-stream reset
-PRE_RESET_EXTRA = 16      # further input beats offered while the output is stalled
-BURST_BEATS = 64          # full-rate beats of the throughput check
-EXTRA_CHECKED = PRE_RESET_OUT + BURST_BEATS   # results checked besides the sweep's
-FILL_CYCLES = 12          # cycles the stalled pipeline gets to fill before the reset
+RESET_RESULTS = 64        # results of the reset check (the sweep's first)
+PRE_RESET_OUT = 24        # of which delivered before the reset
+BURST_BEATS = 64          # results of the full-rate check (the sweep's first)
 VALID_PROB = 0.8
 READY_PROB = 0.75
 
@@ -69,73 +64,22 @@ def _key(code, flags, width):
     return np.asarray(code, np.int64) | (np.asarray(flags, np.int64) << width)
 
 
-async def drive(dut, pk_in, pk_out, beats, n_out, log, salt=0,
-                pre_beats=PRE_RESET_OUT + PRE_RESET_EXTRA):
-    """Run the two phases of the module docstring over the input field dict ``beats``
-    (arrays, one row per beat). Returns ``(pre_sent, outs)``: the number of input beats
-    accepted before the reset, and the unpacked results of each phase (``outs["pre"]``,
-    ``outs["sweep"]``, ``outs["burst"]``)."""
-    n_in = len(next(iter(beats.values())))
-    payloads = pk_in.pack(n_in, **beats)
-    gen = rng(log, salt)
-    start_clock(dut)
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await reset(dut)
-
-    # Phase 1: up to the mid-stream reset.
-    pre = payloads[:pre_beats]
-    src = StreamSource(dut, rng=gen, valid_prob=VALID_PROB)
-    sink = StreamSink(dut, rng=gen, ready_prob=READY_PROB).start()
-    task = cocotb.start_soon(src.send(pre))
-    await sink.wait_for(PRE_RESET_OUT, timeout_cycles=100 * len(pre) + 1000)
-    sink.stop()
-    dut.o__ready.value = 0                         # stall: the pipeline fills up
-    await ClockCycles(dut.clk, FILL_CYCLES)
-    task.cancel()
-    dut.i__valid.value = 0
-    await reset(dut)
-    pre_sent = len(src.sent)
-    assert src.sent == pre[:pre_sent]
-    pre_out = pk_out.unpack(sink.received)
-    log.info("reset with %d beats accepted and %d results out", pre_sent, len(sink.received))
-
-    # Phase 2: the whole sweep.
-    src = StreamSource(dut, rng=gen, valid_prob=VALID_PROB)
-    sink = StreamSink(dut, rng=gen, ready_prob=READY_PROB).start()
-    task = cocotb.start_soon(src.send(payloads))
-    await sink.wait_for(n_out, timeout_cycles=10 * n_in + 1000)
-    await task
-    await ClockCycles(dut.clk, 4 * FILL_CYCLES)
-    sink.stop()
-    assert len(sink.received) == n_out, f"{len(sink.received)} results, expected {n_out}"
-    assert len(src.sent) == n_in
-    sweep_out = pk_out.unpack(sink.received)
-
-    # Phase 3: full rate.
-    src = StreamSource(dut, rng=gen, valid_prob=1.0)
-    sink = StreamSink(dut, rng=gen, ready_prob=1.0).start()
-    task = cocotb.start_soon(src.send(payloads[:BURST_BEATS]))
-    bound = BURST_BEATS + latency() + 1
-    await sink.wait_for(BURST_BEATS, timeout_cycles=4 * bound)
-    log.info("full rate: %d results in %d cycles (latency %d)", BURST_BEATS, sink.cycles,
-             latency())
-    assert sink.cycles <= bound, f"{sink.cycles} cycles for {BURST_BEATS} beats: not one " \
-                                 f"beat per cycle"
-    await task
-    sink.stop()
-    outs = {"pre": pre_out, "sweep": sweep_out, "burst": pk_out.unpack(sink.received)}
-    return pre_sent, outs
+def vectors(results, lanes=1):
+    """Vectors checked by :func:`run` on a sweep of ``results`` results of ``lanes`` values
+    each (the full-rate check adds one latency per result)."""
+    return (RESET_RESULTS + results + BURST_BEATS) * lanes + BURST_BEATS
 
 
-def check(sb, pre_sent, outs, key, expected, **inputs):
-    """Compare every phase's results (``key`` turns unpacked results into one integer per
-    vector) with ``expected``, the sweep's expectations in order. Before the reset, more
-    beats must have gone in than came out: the reset dropped beats in flight."""
-    assert pre_sent > PRE_RESET_OUT, "the reset must drop beats in flight"
-    sb.compare(key(outs["pre"]), expected[:PRE_RESET_OUT])
-    sb.compare(key(outs["sweep"]), expected, **inputs)
-    sb.compare(key(outs["burst"]), expected[:BURST_BEATS])
+async def run(dut, unit, stim, key, name, *, exhaustive):
+    """The three checks of the module docstring on the sweep ``stim``."""
+    bench = await StreamBench(dut, unit, key, rng(dut._log, salt=1)).setup()
+    sb = Scoreboard(name, dut._log)
+    await bench.reset_check(sb, stim.head(RESET_RESULTS), pre_results=PRE_RESET_OUT,
+                            valid_prob=VALID_PROB, ready_prob=READY_PROB)
+    await bench.traffic(sb, stim, valid_prob=VALID_PROB, ready_prob=READY_PROB)
+    await bench.full_rate(sb, stim.head(BURST_BEATS))
+    lanes = stim.expected[0].size
+    sb.finish(expected_vectors=vectors(len(stim), lanes), exhaustive=exhaustive)
 
 
 @cocotb.test()
@@ -150,14 +94,10 @@ async def log_converter_exhaustive(dut):
     g = np.repeat([r[0] for r in rows], len(codes))
     ph = np.repeat([r[1] for r in rows], len(codes))
     c, fl = golden.to_fp4(x, g[:, None], ph[:, None], flags=True)
-    expected = _key(c, fl, FP4.BITS)
-    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, outs = await drive(dut, pk_in, pk_out, {"x": x, "g": g, "phase": ph}, len(x),
-                                 dut._log)
-    sb = Scoreboard("log_converter", dut._log)
-    check(sb, pre_sent, outs, lambda o: _key(o["c"], o["flags"], FP4.BITS), expected,
-          x=x, g=np.broadcast_to(g[:, None], x.shape), phase=np.broadcast_to(ph[:, None], x.shape))
-    sb.finish(expected_vectors=(EXTRA_CHECKED + len(x)) * lanes, exhaustive=True)
+    stim = Stimulus({"x": x, "g": g, "phase": ph}, _key(c, fl, FP4.BITS),
+                    inputs={"x": x, "g": g[:, None], "phase": ph[:, None]})
+    await run(dut, unit, stim, lambda o: _key(o["c"], o["flags"], FP4.BITS), "log_converter",
+              exhaustive=True)
 
 
 def _rescale_expected(x, s, fmt, u=None, r_bits=0):
@@ -192,13 +132,10 @@ async def rescale_exhaustive(dut):
         u = gen.integers(0, 1 << r_bits, x.shape)
         beats["u"] = u
     expected = _rescale_expected(x, np.broadcast_to(s[:, None], x.shape), unit.fmt, u, r_bits)
-    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, outs = await drive(dut, pk_in, pk_out, beats, len(x), dut._log)
+    stim = Stimulus(beats, expected, inputs={"x": x, "s": s[:, None]})
     w = INT_FORMATS[unit.fmt].bits
-    sb = Scoreboard(f"rescale_{unit.fmt}_{unit.rounding}", dut._log)
-    check(sb, pre_sent, outs, lambda o: _key(o["q"], o["flags"], w), expected,
-          x=x, s=np.broadcast_to(s[:, None], x.shape))
-    sb.finish(expected_vectors=(EXTRA_CHECKED + len(x)) * lanes, exhaustive=not r_bits)
+    await run(dut, unit, stim, lambda o: _key(o["q"], o["flags"], w),
+              f"rescale_{unit.fmt}_{unit.rounding}", exhaustive=not r_bits)
 
 
 @cocotb.test()
@@ -215,14 +152,10 @@ async def decoder_exhaustive(dut):
     g = np.array([r[0] for r in rows])
     ph = np.array([r[1] for r in rows])
     x, fl = golden.from_fp4(c, g[:, None], ph[:, None], flags=True)
-    expected = _key(x, fl, FP16.BITS)
-    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, outs = await drive(dut, pk_in, pk_out, {"c": c, "g": g, "phase": ph}, len(c),
-                                 dut._log)
-    sb = Scoreboard("fp4_decoder", dut._log)
-    check(sb, pre_sent, outs, lambda o: _key(o["x"], o["flags"], FP16.BITS), expected,
-          c=c, g=np.broadcast_to(g[:, None], c.shape), phase=np.broadcast_to(ph[:, None], c.shape))
-    sb.finish(expected_vectors=(EXTRA_CHECKED + len(c)) * lanes, exhaustive=True)
+    stim = Stimulus({"c": c, "g": g, "phase": ph}, _key(x, fl, FP16.BITS),
+                    inputs={"c": c, "g": g[:, None], "phase": ph[:, None]})
+    await run(dut, unit, stim, lambda o: _key(o["x"], o["flags"], FP16.BITS), "fp4_decoder",
+              exhaustive=True)
 
 
 def tracker_tensors(lanes, g_bits, gen):
@@ -287,11 +220,8 @@ async def tracker_tensors_test(dut):
                 | ((np.asarray(gp, np.int64) & mask) << 17)
                 | ((np.asarray(gd, np.int64) & mask) << (17 + gw)))
 
-    expected = key(tmax, tnan, paper, direct)
-    pk_in, pk_out = Packer(unit.i.payload.shape()), Packer(unit.o.payload.shape())
-    pre_sent, outs = await drive(dut, pk_in, pk_out, beats, len(tmax), dut._log)
-    sb = Scoreboard("range_tracker", dut._log)
-    check(sb, pre_sent, outs, lambda o: key(o["max"], o["nan"], o["g_paper"], o["g_direct"]),
-          expected, max=tmax, g=tg)
-    sb.finish(expected_vectors=EXTRA_CHECKED + len(tmax), exhaustive=False)
+    stim = Stimulus(beats, key(tmax, tnan, paper, direct), ends=beats["last"],
+                    inputs={"max": tmax, "g": tg})
+    await run(dut, unit, stim, lambda o: key(o["max"], o["nan"], o["g_paper"], o["g_direct"]),
+              "range_tracker", exhaustive=False)
 

@@ -1,15 +1,15 @@
 """The converters (``hdl.rescale``, ``hdl.fp4``, ``hdl.tracker``) on Icarus and Verilator:
-exhaustive sweeps against the golden model with random gaps, backpressure and a mid-stream
-reset; parameter checks."""
+exhaustive sweeps against the golden model with random gaps and backpressure, the reset check
+and the full-rate check (``tb_converters``); parameter checks."""
 
 import pytest
 from tb_converters import (
     BAD_SCALES,
-    EXTRA_CHECKED,
     LOG_G,
     RESCALE_SCALES,
     STOCHASTIC_SCALES,
     TRACKER_RANDOM_TENSORS,
+    vectors,
 )
 
 from golden.formats import FP4, FP16
@@ -31,7 +31,7 @@ def test_log_converter(sim):
     unit = LogConverter(lanes=LANES, g_bits=6)
     beats = len(LOG_G[6]) * 2 * CODES16 // LANES
     run_bench(unit, "tb_converters", sim, {"lanes": LANES, "g_bits": 6},
-              expect_vectors=(EXTRA_CHECKED + beats) * LANES,
+              expect_vectors=vectors(beats, LANES),
               extra_env=_filter("log_converter_exhaustive"))
 
 
@@ -42,7 +42,7 @@ def test_rescale_rne(sim, fmt):
     beats = len(RESCALE_SCALES) * CODES16 // LANES + len(BAD_SCALES)
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": fmt, "rounding": "rne", "r_bits": 0},
-              expect_vectors=(EXTRA_CHECKED + beats) * LANES,
+              expect_vectors=vectors(beats, LANES),
               extra_env=_filter("rescale_exhaustive"))
 
 
@@ -54,7 +54,7 @@ def test_rescale_stochastic(sim):
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": "int4", "rounding": "stochastic",
                "r_bits": STOCHASTIC_R_BITS},
-              expect_vectors=(EXTRA_CHECKED + beats) * LANES,
+              expect_vectors=vectors(beats, LANES),
               extra_env=_filter("rescale_exhaustive"))
 
 
@@ -64,7 +64,7 @@ def test_fp4_decoder(sim):
     unit = FP4Decoder(lanes=lanes, g_bits=6)
     beats = (1 << 6) * 2                       # every g of 6 bits x both phases
     run_bench(unit, "tb_converters", sim, {"lanes": lanes, "g_bits": 6},
-              expect_vectors=(EXTRA_CHECKED + beats) * lanes,
+              expect_vectors=vectors(beats, lanes),
               extra_env=_filter("decoder_exhaustive"))
 
 
@@ -74,7 +74,7 @@ def test_range_tracker(sim):
     unit = RangeTracker(lanes=lanes, g_bits=6)
     tensors = FP16.INF + 1 + TRACKER_RANDOM_TENSORS
     run_bench(unit, "tb_converters", sim, {"lanes": lanes, "g_bits": 6},
-              expect_vectors=EXTRA_CHECKED + tensors,
+              expect_vectors=vectors(tensors),
               extra_env=_filter("tracker_tensors_test"))
 
 
