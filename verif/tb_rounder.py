@@ -21,13 +21,21 @@ and on the last cycle it is on the outputs.
 
 import cocotb
 import numpy as np
+from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
 
 import golden
+from golden.formats import FP16
+from hdl.rounder import FLAGS_SHAPE, FP16Rounder
 
 from scoreboard import Scoreboard, params, rng
-from streams import start_clock
+from streams import Packer, start_clock
 
+# (width, exp_width, signed, stages): an exhaustive 12-bit one, the dot-product normalizer's
+# shape, the fp4 decoder's (a power of two: mag = 1); then pipelined: a rank at every register
+# point of the 41-bit shape, and the dot8 chunk rounder's shape with 4 ranks.
+CONFIGS = [(12, 6, False, 0), (41, 10, True, 0), (1, 10, False, 0),
+           (41, 10, True, len(FP16Rounder.points(41, True))), (20, 7, True, 4)]
 N_RANDOM = 200_000
 EXHAUSTIVE_LIMIT = 1 << 20
 E_LO, E_HI = -28, 17            # leading-one exponents worth dense coverage
@@ -120,19 +128,19 @@ def expected_vectors(configs, lanes):
 
 
 def _pack(values, bits, lanes):
-    """(steps * lanes,) non-negative ints below 2**bits -> one integer per step."""
-    v = np.asarray(values, dtype=np.uint64).reshape(-1, lanes)
-    b = ((v[..., None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-    packed = np.packbits(b.reshape(len(v), -1), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+    """(steps * lanes,) values -> one integer per step, lane 0 lowest."""
+    return Packer(data.ArrayLayout(bits, lanes)).pack(payload=np.reshape(values, (-1, lanes)))
 
 
-def _unpack(ints, nbytes, dtype):
-    buf = b"".join(int(x).to_bytes(nbytes, "little") for x in ints)
-    return np.frombuffer(buf, dtype).astype(np.int64)
+def _unpack(ints, bits, lanes):
+    return Packer(data.ArrayLayout(bits, lanes)).unpack(ints)["payload"].ravel()
 
 
-async def check_config(dut, k):
+@cocotb.test()
+@cocotb.parametrize(k=range(len(CONFIGS)))
+async def config(dut, k):
+    """Configuration ``k`` of the bank (exhaustive or random + corners); a pipelined one
+    clocked."""
     p = params()
     lanes = p["lanes"]
     w, ew, signed, stages = p["configs"][k]
@@ -161,6 +169,8 @@ async def check_config(dut, k):
     handles = {name_: getattr(dut, name_) for name_ in drive}
     res_h, flg_h = getattr(dut, f"c{k}_result"), getattr(dut, f"c{k}_flags")
     if stages:
+        start_clock(dut)
+        dut.rst.value = 0
         got_r, got_f, first_r, first_f = await _drive_pipelined(dut, k, stages, drive, handles)
     else:
         got_r, got_f = [], []
@@ -170,14 +180,14 @@ async def check_config(dut, k):
             await Timer(1, "ns")
             got_r.append(res_h.value.to_unsigned())
             got_f.append(flg_h.value.to_unsigned())
-    got_r = _unpack(got_r, 2 * lanes, "<u2")[:n]
-    got_f = _unpack(got_f, lanes, np.uint8)[:n]
+    got_r = _unpack(got_r, FP16.BITS, lanes)[:n]
+    got_f = _unpack(got_f, FLAGS_SHAPE.width, lanes)[:n]
     sb = Scoreboard(name, dut._log)
     want = want_r.astype(np.int64) | (want_f.astype(np.int64) << 16)
     sb.compare(got_r | (got_f << 16), want, sign=s, mag=m, exp=e)
     if stages:
-        first_r = _unpack(first_r, 2 * lanes, "<u2")[:n]
-        first_f = _unpack(first_f, lanes, np.uint8)[:n]
+        first_r = _unpack(first_r, FP16.BITS, lanes)[:n]
+        first_f = _unpack(first_f, FLAGS_SHAPE.width, lanes)[:n]
         sb.compare(first_r | (first_f << 16), want, sign=s, mag=m, exp=e)
     sb.finish(expected_vectors=vector_count(w, ew, signed, stages), exhaustive=full)
 
@@ -211,37 +221,3 @@ async def _drive_pipelined(dut, k, stages, drive, handles):
     rows = [[last[j][0] for j in range(steps)], [last[j][1] for j in range(steps)],
             [first[j][0] for j in range(steps)], [first[j][1] for j in range(steps)]]
     return rows
-
-
-@cocotb.test()
-async def config0(dut):
-    """First configuration of the bank (exhaustive or random + corners)."""
-    await check_config(dut, 0)
-
-
-@cocotb.test()
-async def config1(dut):
-    """Second configuration of the bank."""
-    await check_config(dut, 1)
-
-
-@cocotb.test()
-async def config2(dut):
-    """Third configuration of the bank."""
-    await check_config(dut, 2)
-
-
-@cocotb.test()
-async def config3(dut):
-    """Fourth configuration: pipelined, clocked."""
-    start_clock(dut)
-    dut.rst.value = 0
-    await check_config(dut, 3)
-
-
-@cocotb.test()
-async def config4(dut):
-    """Fifth configuration: pipelined, clocked."""
-    start_clock(dut)
-    dut.rst.value = 0
-    await check_config(dut, 4)

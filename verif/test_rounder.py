@@ -1,10 +1,11 @@
 """FP16Rounder against golden.round_fp16 on Icarus and Verilator: one bench build holding the
-rounder in five configurations (see tb_rounder), ``LANES`` copies of each: three
+rounder in the five configurations of ``tb_rounder.CONFIGS``, ``LANES`` copies of each: three
 combinational ones and two pipelined ones (``stages > 0``, ranks enabled by ``en``)."""
 
 import pytest
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from tb_rounder import CONFIGS, expected_vectors
 
 from golden.formats import FP16
 from hdl import FP16Rounder
@@ -13,11 +14,6 @@ from hdl.rounder import FLAGS_SHAPE
 from harness import run_bench, simulators
 
 LANES = 16
-# (width, exp_width, signed, stages): an exhaustive 12-bit one, the dot-product normalizer's
-# shape, the fp4 decoder's (a power of two: mag = 1); then pipelined: a rank at every register
-# point of the 41-bit shape, and the dot8 chunk rounder's shape with 4 ranks.
-CONFIGS = [(12, 6, False, 0), (41, 10, True, 0), (1, 10, False, 0),
-           (41, 10, True, len(FP16Rounder.points(41, True))), (20, 7, True, 4)]
 
 
 class RounderBank(wiring.Component):
@@ -68,7 +64,6 @@ class RounderBank(wiring.Component):
 
 @pytest.mark.parametrize("sim", simulators())
 def test_rounder(sim):
-    from tb_rounder import expected_vectors
     run_bench(RounderBank(), "tb_rounder", sim,
               params={"configs": CONFIGS, "lanes": LANES},
               expect_vectors=expected_vectors(CONFIGS, LANES))
