@@ -162,16 +162,23 @@ class Stimulus:
         One row per result (a scalar, or one value per lane), as the bench's ``key`` gives.
     ends : bool array, optional
         Per beat: this beat ends a result (default: every beat does).
+    starts : bool array, optional
+        Per beat: this beat starts a result (default: the beat after an end does). Needed
+        when results interleave (the interleaved dot unit): the reset check resumes only
+        where no result is open.
     inputs : dict of arrays, optional
         One row per result (broadcastable to ``expected``), logged with a mismatch.
     """
 
-    def __init__(self, beats, expected, *, ends=None, inputs=None):
+    def __init__(self, beats, expected, *, ends=None, starts=None, inputs=None):
         self.beats = {k: np.asarray(v) for k, v in beats.items()}
         self.n_beats = len(next(iter(self.beats.values())))
         self.expected = np.asarray(expected, np.int64)
         self.ends = (np.ones(self.n_beats, bool) if ends is None
                      else np.asarray(ends, bool).copy())
+        if starts is None:
+            starts = np.concatenate([[True], self.ends[:-1]]) if self.n_beats else []
+        self.starts = np.asarray(starts, bool).copy()
         self.inputs = {k: np.broadcast_to(v, self.expected.shape)
                        for k, v in (inputs or {}).items()}
         if len(self.ends) != self.n_beats or int(self.ends.sum()) != len(self.expected):
@@ -187,7 +194,7 @@ class Stimulus:
         """The first ``n`` results and their beats."""
         stop = int(np.flatnonzero(self.ends)[n - 1]) + 1 if n else 0
         return Stimulus({k: v[:stop] for k, v in self.beats.items()}, self.expected[:n],
-                        ends=self.ends[:stop],
+                        ends=self.ends[:stop], starts=self.starts[:stop],
                         inputs={k: v[:n] for k, v in self.inputs.items()})
 
 
@@ -209,6 +216,7 @@ class StreamBench:
         self.cycle = 0                    # rising edges since set-up
         self._rst = 0                     # rst, driven with the other inputs
         self._holding = False             # the source offers a beat it must hold
+        self.refused = 0                  # cycles an offered beat waited (traffic)
         self._driven = {}
 
     async def setup(self):
@@ -257,7 +265,8 @@ class StreamBench:
             assert not valid, f"cycle {self.cycle}: a result nobody sent"
 
     def _offer(self, payloads, sent, valid_prob):
-        """The source's beat this cycle: once offered, a beat is held until taken."""
+        """The source's beat this cycle: once offered, a beat is held until taken (a cycle
+        it waits counts in ``refused``)."""
         if sent < len(payloads) and not self._holding:
             self._holding = self.rng.random() < valid_prob
         return payloads[sent] if self._holding else None
@@ -272,21 +281,26 @@ class StreamBench:
         while (sent < len(payloads) and until is None) or len(got) < stop:
             assert self.cycle < limit, f"timed out: {sent} of {len(payloads)} beats in, " \
                                        f"{len(got)} of {stop} results out"
-            taken, _, out = await self._cycle(self._offer(payloads, sent, valid_prob),
-                                              self.rng.random() < ready_prob)
+            offer = self._offer(payloads, sent, valid_prob)
+            taken, _, out = await self._cycle(offer, self.rng.random() < ready_prob)
             if taken:
                 sent, self._holding = sent + 1, False
+            elif offer is not None:
+                self.refused += 1
             if out is not None:
                 got.append(out)
         return sent, got
 
     async def traffic(self, sb, stim, *, valid_prob=VALID_PROB, ready_prob=READY_PROB):
-        """Gaps and backpressure: every result of ``stim``, in order, once, nothing more."""
+        """Gaps and backpressure: every result of ``stim``, in order, once, nothing more.
+        Returns the cycles an offered beat waited (``i.ready`` low)."""
         self._holding = False
+        self.refused = 0
         _, got = await self._traffic(self.pin.pack(**stim.beats), len(stim), valid_prob,
                                      ready_prob)
         await self._drain()
         sb.compare(self._results(got), stim.expected, **stim.inputs)
+        return self.refused
 
     async def full_rate(self, sb, stim):
         """Back to back with ``o.ready`` high: one beat per cycle, and each result exactly
@@ -349,9 +363,11 @@ class StreamBench:
         in_flight = done - pre_results
         assert 1 <= in_flight <= self.latency, \
             f"{in_flight} results in flight at the reset (latency {self.latency})"
-        # The stream goes on with the first result none of whose beats went in.
-        resume = sent if sent == 0 or ends[sent - 1] else int(np.flatnonzero(ends[sent:])[0]) \
-            + sent + 1
+        # The stream goes on at the first beat (from the first not sent) where no result is
+        # open: every result started before it has ended before it.
+        open_ = np.cumsum(stim.starts.astype(np.int64) - ends)       # open after each beat
+        resume = sent if sent == 0 or open_[sent - 1] == 0 else \
+            int(np.flatnonzero(open_[sent - 1:] == 0)[0]) + sent
         first_after = int(ends[:resume].sum())
         dut._log.info("reset: %d beats in, %d results out, %d in flight, %d cut; %d results "
                       "after", sent, pre_results, in_flight, first_after - done,

@@ -1,0 +1,156 @@
+"""cocotb benches for the interleaved dot-product unit (``DotProduct`` with ``slots > 1``)
+on the stream bench of :mod:`streams`, against :func:`golden.dot`.
+
+Dot products are spread over the unit's slots by :func:`schedule`: round robin (a GEMM's
+order), random slot order, or bursts to one slot (which make the accumulator interlock
+wait). Every result carries its slot and is checked against the golden dot product of its
+own beats, in completion order (the order of the ``last`` beats: the unit is in order).
+
+- ``interleave_full_rate``: ``4 * slots`` dot products of one length, round robin, at full
+  rate: one beat per cycle (no interlock wait with ``slots >= loop_cycles``) and every result
+  ``latency`` cycles after its ``last`` beat.
+- ``interleave_traffic``: ragged lengths (1 .. 40 beats), random slot order and bursts,
+  ``g`` over -32 .. 31, random gaps and backpressure; the bursts must make the interlock wait
+  (counted in a run at full rate).
+- ``interleave_reset``: the stream bench's reset check on an interleaved stream: the stream
+  resumes at the first beat with no dot product open across it.
+
+Parameters (``FOURBIT_PARAMS``): ``lanes``, ``accumulator``, ``slots``, ``acc_stages``.
+"""
+
+import cocotb
+import numpy as np
+
+import golden
+from golden.formats import MODES
+from hdl.dot import DotProduct
+
+from scoreboard import Scoreboard, params, rng
+from streams import Stimulus, StreamBench
+
+PHASES = ("even", "odd")
+CONTEXT = ("mode", "a_signed", "b_signed", "phase")
+
+
+def unit_of(p):
+    return DotProduct(p["lanes"], p["accumulator"], slots=p["slots"],
+                      acc_stages=p["acc_stages"])
+
+
+def key(u):
+    return u["result"] | u["flags"] << 16 | u["slot"] << 24
+
+
+def make_dots(r, lanes, lengths, g_range=(-8, 8)):
+    """Random dot products: dicts with operand arrays (beats, lanes) and a context."""
+    dots = []
+    for nb in lengths:
+        d = {k: int(r.integers(0, 2)) for k in CONTEXT}
+        d["g"] = int(r.integers(g_range[0], g_range[1] + 1))
+        d["a"], d["b"] = r.integers(0, 16, (2, nb, lanes))
+        dots.append(d)
+    return dots
+
+
+def schedule(r, dots, slots, order):
+    """Interleave the beats of ``dots`` over ``slots``: ``(dot, beat, slot)`` per beat. A
+    slot takes its next dot product when the previous one ended; ``order`` picks each beat's
+    slot: ``"round_robin"``, ``"random"`` or ``"burst"`` (mostly the previous beat's)."""
+    queue = list(range(len(dots)))
+    active = {s: [queue.pop(0), 0] for s in range(min(slots, len(queue)))}
+    seq, cur = [], 0
+    while active:
+        live = sorted(active)
+        if order == "round_robin":
+            s = next((x for x in live if x >= cur), live[0])
+            cur = s + 1
+        elif order == "burst" and cur in active and r.random() < 0.8:
+            s = cur
+        else:
+            s = cur = int(r.choice(live))
+        d, b = active[s]
+        seq.append((d, b, s))
+        if b + 1 < len(dots[d]["a"]):
+            active[s][1] = b + 1
+        elif queue:
+            active[s] = [queue.pop(0), 0]
+        else:
+            del active[s]
+    return seq
+
+
+def stimulus(r, dots, slots, order, accumulator, lanes):
+    """The interleaved beats (context fields random on non-first beats: they must be
+    ignored) and the golden results in completion order."""
+    seq = schedule(r, dots, slots, order)
+    n = len(seq)
+    f = {k: np.zeros(n, np.int64) for k in CONTEXT + ("g", "first", "last", "slot")}
+    f["a"] = np.zeros((n, lanes), np.int64)
+    f["b"] = np.zeros((n, lanes), np.int64)
+    done = []
+    for j, (d, b, s) in enumerate(seq):
+        dot = dots[d]
+        first, last = b == 0, b + 1 == len(dot["a"])
+        for k in CONTEXT:
+            f[k][j] = dot[k] if first else r.integers(0, 2)
+        f["g"][j] = dot["g"] if first else r.integers(-32, 32)
+        f["first"][j], f["last"][j], f["slot"][j] = first, last, s
+        f["a"][j], f["b"][j] = dot["a"][b], dot["b"][b]
+        if last:
+            done.append((d, s))
+    expected = []
+    for d, s in done:
+        dot = dots[d]
+        code, fl = golden.dot(dot["a"].ravel(), dot["b"].ravel(), mode=MODES[dot["mode"]],
+                              x_signed=dot["a_signed"], w_signed=dot["b_signed"],
+                              phase=PHASES[dot["phase"]], g=dot["g"],
+                              accumulator=accumulator, lanes=lanes, flags=True)
+        expected.append(int(code) | int(fl) << 16 | s << 24)
+    return Stimulus(f, expected, ends=f["last"], starts=f["first"])
+
+
+async def bench(dut, salt):
+    unit = unit_of(params())
+    r = rng(dut._log, salt=salt)
+    return unit, r, await StreamBench(dut, unit, key, r).setup()
+
+
+@cocotb.test()
+async def interleave_full_rate(dut):
+    unit, r, sb_ = await bench(dut, 11)
+    dots = make_dots(r, unit.lanes, [24] * (4 * unit.slots))
+    stim = stimulus(r, dots, unit.slots, "round_robin", unit.accumulator, unit.lanes)
+    sb = Scoreboard(f"interleave_full_rate_{unit.module_name}", dut._log)
+    await sb_.full_rate(sb, stim)
+    sb.finish(expected_vectors=2 * len(stim), exhaustive=False)
+
+
+@cocotb.test()
+async def interleave_traffic(dut):
+    unit, r, sb_ = await bench(dut, 12)
+    sb = Scoreboard(f"interleave_traffic_{unit.module_name}", dut._log)
+    total = 0
+    for order in ("random", "burst"):
+        lengths = [int(x) for x in r.integers(1, 41, 6 * unit.slots)]
+        dots = make_dots(r, unit.lanes, lengths, g_range=(-32, 31))
+        stim = stimulus(r, dots, unit.slots, order, unit.accumulator, unit.lanes)
+        await sb_.traffic(sb, stim)
+        total += len(stim)
+    # Bursts at full rate: the results as always, and the interlock must have held beats.
+    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(2, 12, 3 * unit.slots)])
+    stim = stimulus(r, dots, unit.slots, "burst", unit.accumulator, unit.lanes)
+    waits = await sb_.traffic(sb, stim, valid_prob=1.0, ready_prob=1.0)
+    total += len(stim)
+    sb.finish(expected_vectors=total, exhaustive=False)
+    if unit.loop_cycles > 1:
+        assert waits > 0, "bursts to one slot never made the accumulator interlock wait"
+
+
+@cocotb.test()
+async def interleave_reset(dut):
+    unit, r, sb_ = await bench(dut, 13)
+    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(1, 20, 24 * unit.slots)])
+    stim = stimulus(r, dots, unit.slots, "random", unit.accumulator, unit.lanes)
+    sb = Scoreboard(f"interleave_reset_{unit.module_name}", dut._log)
+    await sb_.reset_check(sb, stim, pre_results=2 * unit.slots)
+    sb.finish(expected_vectors=len(stim), exhaustive=False)
