@@ -22,7 +22,7 @@ CONFIGS = [(8, "fp16", 16, 10), (2, "exact", 4, 0)]
 @pytest.mark.parametrize("lanes,accumulator,slots,acc_stages", CONFIGS)
 def test_interleave(sim, lanes, accumulator, slots, acc_stages):
     unit = DotProduct(lanes, accumulator, slots=slots, acc_stages=acc_stages)
-    # round robin: 4 * slots; random: 4 rounds of 6 * slots; reset: <= 8 * slots
+    # full rate: 2 rows x 4 * slots; traffic: 2 x 6 * slots + 3 * slots; reset: 24 * slots
     run_bench(unit, "tb_interleave", sim, {"lanes": lanes, "accumulator": accumulator,
                                            "slots": slots, "acc_stages": acc_stages})
 
