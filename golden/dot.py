@@ -1,4 +1,4 @@
-"""Dot products and GEMMs of the 4-bit datapath (SPEC section 5), in the hardware's order.
+"""Dot products and GEMMs of the 4-bit datapath (docs/numerics.md), in the hardware's order.
 
 A dot product of length K is fed to an N-lane unit as ``ceil(K / lanes)`` beats (the last one
 padded with zero codes). Each beat's lane products are summed exactly. Then:
@@ -88,7 +88,7 @@ def _gemm_fast(a, b, mode, a_signed, b_signed, exp, accumulator, lanes, plan=Non
     reference path). Every value below is an integer multiple of ``2**exp`` whose partial
     sums stay within ``2**24`` units, so float32 adds them without error in any order.
     ``exact``: a single cast to float16 (RNE, gradual underflow, overflow to Inf) is the one
-    rounding of SPEC 5 -- the same as ``round_fp16`` on the exact sum. ``fp16``: see
+    rounding of the contract -- the same as ``round_fp16`` on the exact sum. ``fp16``: see
     :func:`_gemm_fp16_acc` (``plan`` forces one of its loops, for the tests).
     """
     if not (_F32_EXP_RANGE[0] <= exp <= _F32_EXP_RANGE[1]):
@@ -253,7 +253,8 @@ def _fp16_u_fold(lanes, k, amax, bmax, exp):
 
 
 def _gemm_fp16_acc(av, bv, exp, lanes, amax, bmax, plan=None):
-    """fp16 accumulation (SPEC 5) on float32 buffers, bit-identical to the reference path.
+    """fp16 accumulation in the contract's order on float32 buffers, bit-identical to the
+    reference path.
 
     ``av`` (M, K) and ``bv`` (K, N): operand values in float32, ``2**exp`` folded into ``av``;
     every beat sum ``av[:, c:c+lanes] @ bv[c:c+lanes]`` is exact (checked by the caller:

@@ -1,5 +1,5 @@
 """Radix-4 fp4: the log converter (fp16 -> fp4), the decoder (fp4 -> fp16), and the
-shift-lane product fp4 x int4/uint4 (SPEC sections 1, 2.2 and 2.3)."""
+shift-lane product fp4 x int4/uint4 (docs/numerics.md: Formats, Log converter, fp4 -> fp16)."""
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def fp4_value(c):
 
 
 def to_fp4(x, g=0, phase="even", *, flags=False):
-    """Radix-4 log converter, SPEC 2.2: fp16 codes -> fp4 codes.
+    """Radix-4 log converter (docs/numerics.md): fp16 codes -> fp4 codes.
 
     ``y = x * 2**g`` (odd phase: ``/ 2``), exact on an unbounded exponent, then the nearest
     level in the linear domain, ties to the smaller magnitude, ``|y| > 64`` -> 64.
@@ -66,7 +66,7 @@ def to_fp4(x, g=0, phase="even", *, flags=False):
 
 
 def from_fp4(c, g=0, phase="even", *, flags=False):
-    """fp4 decoder, SPEC 2.3: fp4 codes -> fp16 codes of ``decode(c) * 2**phase * 2**-g``.
+    """fp4 decoder (docs/numerics.md): fp4 codes -> fp16 codes of ``decode(c) * 2**phase * 2**-g``.
 
     Exact, except where the power of two leaves fp16's range: it then rounds like every
     fp16 result (RNE; overflow -> +-Inf, below 2**-24 through ties-to-even to zero) and

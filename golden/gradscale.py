@@ -1,4 +1,4 @@
-"""GradScale, SPEC section 3: the per-layer gradient scale exponent ``g`` from ``max|x|``.
+"""GradScale (docs/numerics.md): the per-layer gradient scale exponent ``g`` from ``max|x|``.
 
 ``m = max|x| * 2**g`` is the tensor's largest magnitude after scaling. The fp4 range tops out
 at ``4**3 = 2**6``, so a well-scaled tensor has ``m`` in ``(2**5, 2**6]`` = ``(32, 64]``:

@@ -1,4 +1,4 @@
-"""Range-rescale, SPEC 2.1: fp16 -> int4 / int4_sym / uint4 with a fp16 scale."""
+"""Range-rescale (docs/numerics.md): fp16 -> int4 / int4_sym / uint4 with a fp16 scale."""
 
 import numpy as np
 

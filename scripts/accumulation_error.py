@@ -25,7 +25,7 @@ def measure(n_dots=400):
     rng = np.random.default_rng(SEED)
     rows = []
     for k in LENGTHS:
-        # Gradients: Gaussian, GradScale chosen so that max|x| lands in (32, 64] (SPEC 3);
+        # Gradients: Gaussian, GradScale chosen so that max|x| lands in (32, 64] (GradScale);
         # activations: uniform uint4 codes.
         grad = rng.standard_normal((n_dots, k)) * 1e-2
         g = int(np.floor(np.log2(64 / np.abs(grad).max())))

@@ -101,7 +101,7 @@ async def log_converter_exhaustive(dut):
 
 
 def _rescale_expected(x, s, fmt, u=None, r_bits=0):
-    """Golden expectations; a bad scale (golden raises) gives 0 + invalid (SPEC 2.1)."""
+    """Golden expectations; a bad scale (golden raises) gives 0 + invalid (docs/numerics.md)."""
     q = np.zeros(x.shape, np.int64)
     fl = np.full(x.shape, FLAG_INVALID, np.int64)
     for sc in np.unique(s):

@@ -1,4 +1,4 @@
-"""Radix-4 fp4: SPEC 2.2 worked examples, exhaustive properties, exact rational reference."""
+"""Radix-4 fp4: the contract's worked examples, exhaustive properties, exact rational reference."""
 
 from fractions import Fraction
 

@@ -1,4 +1,4 @@
-"""Range-rescale (SPEC 2.1): exhaustive over fp16 for several scales, stochastic rounding."""
+"""Range-rescale: exhaustive over fp16 for several scales, stochastic rounding."""
 
 from fractions import Fraction
 
