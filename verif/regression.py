@@ -42,14 +42,15 @@ def merge(run):
     (REPORTS / "regression.json").write_text(json.dumps({"tests": records}, indent=1) + "\n")
     lines = ["# Regression", "",
              "| unit | params | simulator | vectors | mismatches | exhaustive | seconds "
-             "| vectors/s | passed |",
-             "|---|---|---|---:|---:|---|---:|---:|---|"]
+             "| vectors/s | build s | passed |",
+             "|---|---|---|---:|---:|---|---:|---:|---:|---|"]
     for r in records:
         p = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         rate = r["vectors"] / r["seconds"] if r["seconds"] else 0
         lines.append(f"| {r['unit']} | {p} | {r['simulator']} | {r['vectors']} | "
                      f"{r['mismatches']} | {'yes' if r['exhaustive'] else 'no'} | "
-                     f"{r['seconds']:.1f} | {rate:,.0f} | {'yes' if r['passed'] else '**NO**'} |")
+                     f"{r['seconds']:.1f} | {rate:,.0f} | {r.get('build_seconds', 0):.1f} | "
+                     f"{'yes' if r['passed'] else '**NO**'} |")
     (REPORTS / "regression.md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(parts, ignore_errors=True)
     return records
