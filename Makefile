@@ -43,7 +43,7 @@ test-scripts: setup
 	$(PYTEST) scripts/tests -q -n $(JOBS)
 
 test-hdl: setup
-	$(PYTEST) verif -q -n $(JOBS)
+	$(PYTEST) verif -q -n $(JOBS) --maxschedchunk 1
 	@cat build/reports/regression.md
 
 # Error of fp16 versus exact accumulation against the exact value (golden model):

@@ -1,5 +1,5 @@
 """pytest set-up of the benches: one regression report per run (:mod:`regression`), merged
-at the end by the controller."""
+at the end by the controller, and the order the tests are handed out in."""
 
 import os
 import uuid
@@ -8,10 +8,23 @@ import regression
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a bench that runs for minutes (scheduled first)")
     # Set before xdist starts its workers, which inherit it: every record of this run lands
     # in one folder, merged by the controller alone.
     if not hasattr(config, "workerinput"):
         os.environ.setdefault("FOURBIT_RUN_ID", uuid.uuid4().hex[:12])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the ``slow`` benches, then the other benches (a ``sim`` parameter), then
+    everything else. With xdist handing out one test at a time (``--maxschedchunk 1``, as the
+    Makefile runs it) both workers then finish at about the same time."""
+    def rank(item):
+        if item.get_closest_marker("slow"):
+            return 0
+        return 1 if "sim" in getattr(getattr(item, "callspec", None), "params", {}) else 2
+
+    items.sort(key=rank)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -29,6 +29,8 @@ import subprocess
 import time
 from contextlib import contextmanager
 
+import pytest
+
 from hdl.toolchain import BUILD, REPORTS, ROOT, TIMESCALE, setup_verilator
 from hdl.toolchain import VERILATOR_WAIVERS as WAIVERS
 
@@ -45,14 +47,14 @@ DEFAULT_SEED = 20201206          # NeurIPS 2020; override with SEED=...
 VERILATOR_OPT = "-O0"
 
 
-def simulators():
-    """The simulators to run: both, or the one named by ``SIM``."""
+def simulators(*, slow=()):
+    """The simulators to run: both, or the one named by ``SIM``. Those in ``slow`` (a bench
+    that runs for minutes there) are marked ``slow``: ``conftest.py`` schedules them first."""
     sim = os.environ.get("SIM", "").strip()
-    if not sim:
-        return list(SIMULATORS)
-    if sim not in SIMULATORS:
+    if sim and sim not in SIMULATORS:
         raise ValueError(f"SIM must be one of {SIMULATORS}, not {sim!r}")
-    return [sim]
+    return [pytest.param(s, marks=pytest.mark.slow) if s in slow else s
+            for s in ([sim] if sim else SIMULATORS)]
 
 
 def seed():

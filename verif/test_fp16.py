@@ -27,7 +27,7 @@ def _full_rate_vectors(n):
     return beats * LANES + beats
 
 
-@pytest.mark.parametrize("sim", simulators())
+@pytest.mark.parametrize("sim", simulators(slow=("icarus",)))
 @pytest.mark.parametrize("op", sorted(UNITS))
 def test_fp16_unit(sim, op):
     unit = UNITS[op](lanes=LANES)
