@@ -13,7 +13,7 @@ import golden
 from golden.formats import MODES
 from hdl.dot import DotProduct
 
-from scoreboard import Scoreboard, params, rng
+from scoreboard import Scoreboard, cached, params, rng
 from streams import Stimulus, StreamBench, first_last
 
 PHASES = ("even", "odd")
@@ -44,7 +44,8 @@ def make_dots(r, lanes, lengths, *, g_range=(-8, 8), codes=None):
 
 def stimulus(dots, accumulator, lanes, r):
     """The beats of ``dots`` (context fields on non-first beats are random: they must be
-    ignored) and each dot product's golden ``result | flags << 16``."""
+    ignored) and each dot product's golden ``result | flags << 16`` (:func:`scoreboard.cached`:
+    the fp16 accumulator's golden model takes seconds on the long dot products)."""
     first, last = first_last([len(d["a"]) for d in dots])
     beats = {"a": np.concatenate([d["a"] for d in dots]),
              "b": np.concatenate([d["b"] for d in dots]), "first": first, "last": last}
@@ -52,13 +53,20 @@ def stimulus(dots, accumulator, lanes, r):
         ctx = np.repeat([d[k] for d in dots], [len(d["a"]) for d in dots])
         noise = r.integers(-32, 32, len(first)) if k == "g" else r.integers(0, 2, len(first))
         beats[k] = np.where(first == 1, ctx, noise)
-    expected = []
-    for d in dots:
-        code, fl = golden.dot(d["a"].ravel(), d["b"].ravel(), mode=MODES[d["mode"]],
-                              x_signed=d["a_signed"], w_signed=d["b_signed"],
-                              phase=PHASES[d["phase"]], g=d["g"], accumulator=accumulator,
-                              lanes=lanes, flags=True)
-        expected.append(int(code) | int(fl) << 16)
+
+    def golden_results():
+        out = []
+        for d in dots:
+            code, fl = golden.dot(d["a"].ravel(), d["b"].ravel(), mode=MODES[d["mode"]],
+                                  x_signed=d["a_signed"], w_signed=d["b_signed"],
+                                  phase=PHASES[d["phase"]], g=d["g"],
+                                  accumulator=accumulator, lanes=lanes, flags=True)
+            out.append(int(code) | int(fl) << 16)
+        return out
+
+    context = [[d[k] for k in CONTEXT + ("g",)] for d in dots]
+    expected = cached(golden_results, "dot", accumulator, lanes, beats["a"], beats["b"], last,
+                      np.array(context))
     return Stimulus(beats, expected, ends=last)
 
 
