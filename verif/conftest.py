@@ -18,11 +18,14 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Longest first: the ``slow`` benches, then the other benches (a ``sim`` parameter), then
     everything else. With xdist handing out one test at a time (``--maxschedchunk 1``, as the
-    Makefile runs it) both workers then finish at about the same time."""
+    Makefile runs it) both workers then finish at about the same time. The other benches run
+    Verilator first, Icarus after: a bench's two runs then rarely overlap, and the second
+    reads the expectations the first computed (``scoreboard.cached``)."""
     def rank(item):
         if item.get_closest_marker("slow"):
-            return 0
-        return 1 if "sim" in getattr(getattr(item, "callspec", None), "params", {}) else 2
+            return (0,)
+        sim = getattr(getattr(item, "callspec", None), "params", {}).get("sim")
+        return (2,) if sim is None else (1, sim != "verilator")
 
     items.sort(key=rank)
 
