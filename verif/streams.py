@@ -40,8 +40,7 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from scoreboard import latency
 
-__all__ = ["Packer", "Stimulus", "StreamBench", "first_last", "start_clock", "reset",
-           "StreamSource", "StreamSink"]
+__all__ = ["Packer", "Stimulus", "StreamBench", "first_last", "start_clock", "reset"]
 
 VALID_PROB = 0.7          # traffic: chance that an idle source offers its next beat
 READY_PROB = 0.6          # traffic: chance that the sink is ready in a cycle
@@ -381,83 +380,3 @@ class StreamBench:
         want[pre_results:first_after] = -1
         got = np.concatenate([self._results(got), lost, self._results(after)])
         sb.compare(got, want, **stim.inputs)
-
-
-class _Port:
-    """The stream port ``name`` (``i`` or ``o``) of ``dut``, for the free-running drivers."""
-
-    def __init__(self, dut, name, rng, seed):
-        self.clk = dut.clk
-        self.valid, self.ready, self.payload = (getattr(dut, f"{name}__{part}")
-                                                for part in ("valid", "ready", "payload"))
-        self.rng = rng or np.random.default_rng(seed)
-
-
-class StreamSource(_Port):
-    """A free-running source for benches that time their own traffic (the checks above
-    use :class:`StreamBench`): drives ``name`` with payload integers, inserting random idle
-    cycles between beats (``valid_prob``) and holding ``valid`` until a beat is taken.
-    ``sent`` lists the payloads the DUT accepted, in order."""
-
-    def __init__(self, dut, name="i", *, rng=None, valid_prob=1.0):
-        super().__init__(dut, name, rng, 0)
-        self.valid_prob = valid_prob
-        self.sent = []
-        self.valid.value = 0
-
-    async def send(self, payloads):
-        payloads = list(payloads)
-        i, holding = 0, False
-        while i < len(payloads):
-            await FallingEdge(self.clk)
-            if not holding:
-                holding = self.valid_prob >= 1.0 or self.rng.random() < self.valid_prob
-            self.valid.value = int(holding)
-            self.payload.value = payloads[i]
-            await ReadOnly()
-            if holding and self.ready.value:
-                self.sent.append(payloads[i])
-                i, holding = i + 1, False
-        await FallingEdge(self.clk)
-        self.valid.value = 0
-
-
-class StreamSink(_Port):
-    """A free-running sink (see :class:`StreamSource`): accepts beats from ``name``,
-    dropping ``ready`` at random (``ready_prob``); ``received`` lists their payloads."""
-
-    def __init__(self, dut, name="o", *, rng=None, ready_prob=1.0):
-        super().__init__(dut, name, rng, 1)
-        self.ready_prob = ready_prob
-        self.received = []
-        self.cycles = 0
-        self.ready.value = 0
-        self._task = None
-
-    def start(self):
-        self._task = cocotb.start_soon(self._run())
-        return self
-
-    def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _run(self):
-        while True:
-            await FallingEdge(self.clk)
-            r = self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob
-            self.ready.value = int(r)
-            await ReadOnly()
-            self.cycles += 1
-            if r and self.valid.value:
-                self.received.append(int(self.payload.value))
-
-    async def wait_for(self, n, timeout_cycles):
-        """Wait until ``n`` beats have arrived; fail after ``timeout_cycles`` clock cycles."""
-        for _ in range(timeout_cycles):
-            if len(self.received) >= n:
-                return
-            await RisingEdge(self.clk)
-        raise AssertionError(f"timed out: {len(self.received)} of {n} beats after "
-                             f"{timeout_cycles} cycles")
