@@ -68,44 +68,44 @@ class Int4LaneIsMultiply(wiring.Component):
         return m
 
 
-def _tree_width(lanes, narrow=False):
-    """``narrow=True`` is a mutant (the sum one bit narrower) that the prover must refute."""
-    class TreeWidth(wiring.Component):
+def _beat_harness(lanes, name, check):
+    """A harness over one free input beat of the ``lanes``-lane dot unit's adder tree
+    (:func:`beat_sum`, context straight from the beat): ``check(m, beat, sum, products,
+    operands)`` adds its assertions."""
+    class BeatHarness(wiring.Component):
         def __init__(self):
             super().__init__({"i": In(DotProduct.input_layout(lanes))})
 
         def elaborate(self, platform):
             m = Module()
-            beat = self.i
-            s, _, operands = beat_sum(m, beat, beat, lanes)  # context straight from the beat
-            wide = Signal(WIDE)
-            acc = Const(0, WIDE)
-            for p in operands:                             # a chain, not a tree
-                acc = (acc + p)[:32].as_signed()
-            m.d.comb += wide.eq(acc)
-            if narrow:
-                s = s[:-1].as_signed()
-            m.d.comb += Assert(s == wide)
+            check(m, self.i, *beat_sum(m, self.i, self.i, lanes))
             return m
-    return TreeWidth
+    BeatHarness.__name__ = BeatHarness.__qualname__ = name
+    return BeatHarness
+
+
+def _tree_width(lanes, narrow=False):
+    """``narrow=True`` is a mutant (the sum one bit narrower) that the prover must refute."""
+    def check(m, beat, s, products, operands):
+        wide = Signal(WIDE)
+        acc = Const(0, WIDE)
+        for p in operands:                             # a chain, not a tree
+            acc = (acc + p)[:32].as_signed()
+        m.d.comb += wide.eq(acc)
+        if narrow:
+            s = s[:-1].as_signed()
+        m.d.comb += Assert(s == wide)
+    return _beat_harness(lanes, "TreeWidth", check)
 
 
 def _tree_operands(lanes):
-    class TreeOperands(wiring.Component):
-        def __init__(self):
-            super().__init__({"i": In(DotProduct.input_layout(lanes))})
-
-        def elaborate(self, platform):
-            m = Module()
-            beat = self.i
-            _, products, operands = beat_sum(m, beat, beat, lanes)
-            backward = beat.mode == 1
-            negative = [beat.a[k][FP4.SIGN_BIT] for k in range(lanes)]
-            for k in range(lanes):
-                m.d.comb += Assert(operands[k] == products[k] - (backward & negative[k]))
-            m.d.comb += Assert(operands[lanes] == Mux(backward, sum(negative), 0))
-            return m
-    return TreeOperands
+    def check(m, beat, s, products, operands):
+        backward = beat.mode == 1
+        negative = [beat.a[k][FP4.SIGN_BIT] for k in range(lanes)]
+        for k in range(lanes):
+            m.d.comb += Assert(operands[k] == products[k] - (backward & negative[k]))
+        m.d.comb += Assert(operands[lanes] == Mux(backward, sum(negative), 0))
+    return _beat_harness(lanes, "TreeOperands", check)
 
 
 def _exact_acc_width(lanes):

@@ -49,21 +49,29 @@ def _log(m, x, g, phase):
     return log_level(m, bundle(m, log_decode(m, x, g, phase), "log_decode"))
 
 
-class LogMonotone(wiring.Component):
+class _LogHarness(wiring.Component):
+    """A log-converter harness: the shared ``g`` and phase; :meth:`log` converts a code."""
+
+    g: In(hdl.signed(G_BITS_MIN))
+    phase: In(1)
+
+    def log(self, m, x):
+        return _log(m, x, self.g, self.phase)
+
+
+class LogMonotone(_LogHarness):
     """Log converter: monotone in ``|x|`` (two instances, shared ``g`` and phase); never the
     code ``0b1000``; the sign kept on non-zero codes; odd symmetry; saturated only at 64;
     NaN gives ``0b0000`` with exactly ``invalid``."""
 
     x1: In(FP16.BITS)
     x2: In(FP16.BITS)
-    g: In(hdl.signed(G_BITS_MIN))
-    phase: In(1)
 
     def elaborate(self, platform):
         m = Module()
-        c1, f1 = _log(m, self.x1, self.g, self.phase)
-        c2, f2 = _log(m, self.x2, self.g, self.phase)
-        cn, fn = _log(m, self.x1 ^ FP16.SIGN_MASK, self.g, self.phase)
+        c1, f1 = self.log(m, self.x1)
+        c2, f2 = self.log(m, self.x2)
+        cn, fn = self.log(m, self.x1 ^ FP16.SIGN_MASK)
         m.d.comb += Assume(~_is_nan(self.x1) & ~_is_nan(self.x2))
         with m.If(self.x1[:_MAG15] <= self.x2[:_MAG15]):
             m.d.comb += Assert(c1[:_E] <= c2[:_E])
@@ -77,16 +85,14 @@ class LogMonotone(wiring.Component):
         return m
 
 
-class LogNaN(wiring.Component):
+class LogNaN(_LogHarness):
     """Log converter: every NaN code gives ``0b0000`` and exactly ``invalid``."""
 
     x: In(FP16.BITS)
-    g: In(hdl.signed(G_BITS_MIN))
-    phase: In(1)
 
     def elaborate(self, platform):
         m = Module()
-        c, f = _log(m, self.x, self.g, self.phase)
+        c, f = self.log(m, self.x)
         with m.If(_is_nan(self.x)):
             m.d.comb += Assert((c == FP4.ZERO) & (f == FLAG_INVALID))
         return m
