@@ -9,8 +9,8 @@ STAMP    := $(VENV)/.installed
 JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
-.PHONY: all setup verilog lint test test-all test-golden test-scripts test-hdl accuracy synth \
-        synth-smoke study bench clean
+.PHONY: all setup verilog lint test test-golden test-scripts test-hdl accuracy synth synth-smoke \
+        study bench clean
 
 all: verilog
 
@@ -30,17 +30,10 @@ verilog: setup
 lint: verilog
 	$(PY) -m scripts.lint
 
-# The whole regression: lint, then golden unit tests, the flows' smoke tests and every cocotb
-# bench on Icarus and Verilator in one pytest session (SIM=icarus or SIM=verilator narrows
-# it; WAVES=1 dumps waves into build/sim/), and the accumulation-error table. One session
-# keeps both cores busy to the end: verif/conftest.py orders the tests longest first and
-# xdist hands them out one at a time.
-test: lint test-all accuracy
-
-test-all: setup
-	$(PYTEST) golden/tests scripts/tests verif -q -n $(JOBS) --maxschedchunk 1 \
-		--import-mode=importlib
-	@cat build/reports/regression.md
+# The whole regression: lint, golden unit tests, the flows' smoke tests, then every cocotb
+# bench on Icarus and Verilator (SIM=icarus or SIM=verilator narrows it; WAVES=1 dumps waves
+# into build/sim/), and the accumulation-error table.
+test: lint test-golden test-scripts test-hdl accuracy
 
 test-golden: setup
 	$(PYTEST) golden/tests -q -n $(JOBS)

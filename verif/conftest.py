@@ -3,7 +3,6 @@ at the end by the controller, and the order the tests are handed out in."""
 
 import os
 import uuid
-from pathlib import Path
 
 import regression
 
@@ -18,28 +17,17 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """Longest first: the ``slow`` benches, then the other benches (a ``sim`` parameter), then
-    the rest of ``verif/`` (formal proofs, Amaranth-simulator checks), then the quick tests of
-    the other folders when the session has them (``make test``). With xdist handing out one
-    test at a time (``--maxschedchunk 1``, as the Makefile runs it) both workers then finish
-    at about the same time. Each worker holds the test it runs and the next one, so the slow
-    benches alternate with the others: two workers start two different slow ones. The other
-    benches run Verilator first, Icarus after: a bench's two runs then rarely overlap, and
-    the second reads the expectations the first computed (``scoreboard.cached``)."""
-    here = Path(__file__).parent
-
+    everything else. With xdist handing out one test at a time (``--maxschedchunk 1``, as the
+    Makefile runs it) both workers then finish at about the same time. The other benches run
+    Verilator first, Icarus after: a bench's two runs then rarely overlap, and the second
+    reads the expectations the first computed (``scoreboard.cached``)."""
     def rank(item):
         if item.get_closest_marker("slow"):
             return (0,)
         sim = getattr(getattr(item, "callspec", None), "params", {}).get("sim")
-        if sim is not None:
-            return (1, sim != "verilator")
-        return (2,) if here in Path(item.path).parents else (3,)
+        return (2,) if sim is None else (1, sim != "verilator")
 
-    ranked = sorted(items, key=rank)
-    slow = [item for item in ranked if rank(item) == (0,)]
-    rest = ranked[len(slow):]
-    items[:] = [x for k, item in enumerate(slow) for x in [item] + rest[k:k + 1]] \
-        + rest[len(slow):]
+    items.sort(key=rank)
 
 
 def pytest_sessionfinish(session, exitstatus):
