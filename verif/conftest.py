@@ -2,8 +2,10 @@
 at the end by the controller, and the order the tests are handed out in."""
 
 import os
+import shutil
 import uuid
 
+import harness
 import regression
 
 
@@ -33,3 +35,4 @@ def pytest_collection_modifyitems(config, items):
 def pytest_sessionfinish(session, exitstatus):
     if not hasattr(session.config, "workerinput"):
         regression.merge(os.environ["FOURBIT_RUN_ID"])
+        shutil.rmtree(harness.VERILOG_CACHE / os.environ["FOURBIT_RUN_ID"], ignore_errors=True)

@@ -40,6 +40,7 @@ __all__ = ["ROOT", "VERIF", "BUILD", "REPORTS", "WAIVERS", "SIMULATORS", "run_be
            "simulators", "seed"]
 
 VERIF = ROOT / "verif"
+VERILOG_CACHE = BUILD / "sim" / ".verilog"     # per pytest run, see _verilog
 SIMULATORS = ("icarus", "verilator")
 DEFAULT_SEED = 20201206          # NeurIPS 2020; override with SEED=...
 # Verilator models: their C++ is compiled at this level (OPT_FAST of verilated.mk, -Os by
@@ -121,6 +122,42 @@ def _verilator_make(waves, build_args):
             os.environ["MAKEFLAGS"] = saved
 
 
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (bool, int, float, str, type(None)))
+
+
+def _fingerprint(component):
+    """The component's class and plain-valued attributes (its constructor arguments)."""
+    attrs = {k: v for k, v in sorted(vars(component).items())
+             if _plain(v) and not k.startswith("_MustUse")}
+    return type(component).__module__, type(component).__qualname__, repr(attrs)
+
+
+def _verilog(component, unit, params):
+    """``hdl.gen.verilog(component, unit)``; within one pytest run (``FOURBIT_RUN_ID``) kept
+    in ``build/sim/.verilog/<run>/`` by unit, parameters and fingerprint, so that a bench's
+    run on the other simulator does not elaborate and convert the same design again."""
+    from hdl.gen import verilog
+
+    run = os.environ.get("FOURBIT_RUN_ID")
+    if not run:
+        return verilog(component, unit)
+    key = hashlib.sha256(repr((unit, json.dumps(params, sort_keys=True),
+                               _fingerprint(component))).encode()).hexdigest()[:32]
+    path = VERILOG_CACHE / run / f"{key}.v"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return path.read_text()
+        text = verilog(component, unit)
+        path.with_suffix(".tmp").write_text(text)
+        path.with_suffix(".tmp").replace(path)
+    return text
+
+
 def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
               extra_env=None, unit=None):
     """Build ``component`` for ``simulator``, run every cocotb test in ``tb_module`` on it,
@@ -133,12 +170,10 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
     """
     from cocotb_tools.runner import get_results, get_runner
 
-    from hdl.gen import verilog
-
     params = dict(params or {})
     unit = unit or component.module_name
     waves = os.environ.get("WAVES", "0") not in ("", "0")
-    text = verilog(component, unit)
+    text = _verilog(component, unit, params)
     build_dir = BUILD / "sim" / unit / simulator
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:
