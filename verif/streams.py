@@ -226,13 +226,17 @@ class StreamBench:
         dut.o__ready.value = 0
         await reset(dut)
         self._driven = {"rst": 0, "i__valid": 0, "o__ready": 0}
+        self._ports = {name: getattr(dut, name) for name in
+                       ("rst", "i__valid", "i__payload", "i__ready", "o__valid", "o__ready",
+                        "o__payload")}
+        self._fall = FallingEdge(dut.clk)
         return self
 
     def _drive(self, name, value):
         """Write ``value`` to port ``name`` unless it holds it already (a write costs a VPI
         call)."""
         if self._driven.get(name) != value:
-            getattr(self.dut, name).value = value
+            self._ports[name].value = value
             self._driven[name] = value
 
     async def _cycle(self, payload, ready, *, peek=False):
@@ -240,8 +244,8 @@ class StreamBench:
         and ``rst`` after the falling edge; sample as the next rising edge sees it. Returns
         ``(taken, o.valid, o.payload)``: the payload is read when a beat is delivered or
         ``peek``."""
-        dut = self.dut
-        await FallingEdge(dut.clk)
+        ports = self._ports
+        await self._fall
         self._drive("rst", self._rst)
         self._drive("i__valid", int(payload is not None))
         if payload is not None:
@@ -249,9 +253,9 @@ class StreamBench:
         self._drive("o__ready", int(ready))
         await ReadOnly()
         self.cycle += 1
-        taken = payload is not None and bool(dut.i__ready.value)
-        valid = bool(dut.o__valid.value)
-        out = dut.o__payload.value.to_unsigned() if valid and (ready or peek) else None
+        taken = payload is not None and bool(ports["i__ready"].value)
+        valid = bool(ports["o__valid"].value)
+        out = ports["o__payload"].value.to_unsigned() if valid and (ready or peek) else None
         return taken, valid, out
 
     def _results(self, payloads):
