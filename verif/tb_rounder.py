@@ -156,6 +156,12 @@ async def config(dut, k):
     n = len(m)
     if signed:
         s = np.where(m == 0, 0, s)                 # two's complement has one zero: +0
+    if not stages:
+        # A combinational rounder's outputs depend on its inputs alone, so the order of the
+        # vectors is free: sorted by exponent, sign and magnitude, consecutive steps toggle
+        # few input bits, which saves Icarus most of its event traffic.
+        order = np.lexsort((m, s, e))
+        s, m, e = s[order], m[order], e[order]
     want_r, want_f = golden.round_fp16(s, m.astype(np.uint64), e)
     pad = -n % lanes
     sp, mp, ep = (np.pad(x, (0, pad)) for x in (s, m, e))
@@ -174,9 +180,11 @@ async def config(dut, k):
         got_r, got_f, first_r, first_f = await _drive_pipelined(dut, k, stages, drive, handles)
     else:
         got_r, got_f = [], []
+        last = {}
         for step in range(len(drive[f"c{k}_exp"])):
             for name_, h in handles.items():
-                h.value = drive[name_][step]
+                if last.get(name_) != drive[name_][step]:       # unchanged: no write
+                    h.value = last[name_] = drive[name_][step]
             await Timer(1, "ns")
             got_r.append(res_h.value.to_unsigned())
             got_f.append(flg_h.value.to_unsigned())
