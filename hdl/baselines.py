@@ -2,18 +2,25 @@
 project's own cores, with the throughput of the 4-bit :class:`hdl.dot.DotProduct` (``lanes``
 multiply-accumulates per cycle) and the same stream contract (``first`` / ``last`` beats)."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import FP16
+from golden.baselines import FUSED_LSB_EXP
+from golden.formats import FLAG_INVALID, FP16
 
-from .fp16 import FP16AddCore, FP16MulCore
+from .fp16 import FP16AddCore, FP16MulCore, Operand
 from .params import FLAGS_SHAPE, lanes_pow2
 from .pipeline import Pipeline
+from .rounder import FP16Rounder
 
-__all__ = ["FP16DotProduct", "Int8DotProduct", "INT8_PRODUCT_SHAPE", "MAX_BEATS_LOG2"]
+__all__ = ["FP16DotProduct", "FusedFP16DotProduct", "Int8DotProduct", "INT8_PRODUCT_SHAPE",
+           "FUSED_PRODUCT_SHAPE", "MAX_BEATS_LOG2"]
 
+# A finite fp16 product in units of 2**-48 (FUSED_LSB_EXP): a 22-bit significand product
+# shifted left by (biased exponents) - 2 <= 58, below 2**80, with its sign: signed(81).
+FUSED_SHIFT_MAX = 2 * (FP16.EXP_MAX_FIELD - 1) - 2
+FUSED_PRODUCT_SHAPE = signed(2 * FP16.SIG_BITS + FUSED_SHIFT_MAX + 1)
 MAX_BEATS_LOG2 = 16          # the INT8 accumulator holds 2**16 beats exactly (as dot*_exact)
 INT8_BITS = 8
 # int8 x int8 lies in [-128 * 127, (-128)**2] = [-16256, 16384]: 16-bit two's complement.
@@ -156,6 +163,179 @@ class FP16DotProduct(_DotBaseline):
             last_in.eq(side.last),
         ]
         with m.If(pipe.en & pipe.valid[self.levels]):
+            m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
+            with m.If(side.last):
+                m.d.sync += [self.o.payload.result.eq(new_acc),
+                             self.o.payload.flags.eq(new_flags)]
+        return m
+
+
+class FusedFP16DotProduct(_DotBaseline):
+    """Fused FP16 dot products, ``lanes`` multiply-accumulates per cycle: the strongest FP16
+    baseline (one rounding per beat, like the 4-bit unit's).
+
+    The structure of :class:`hdl.dot.DotProduct` with fp16 operands: each beat carries
+    ``lanes`` pairs of fp16 codes; every lane forms its product EXACTLY (the 11 x 11-bit
+    significand product, the exponents summed) and aligns it into a fixed point with its LSB
+    at ``2**-48`` (:data:`golden.baselines.FUSED_LSB_EXP`), wide enough for every finite
+    fp16 product (:data:`FUSED_PRODUCT_SHAPE`, 81 bits signed); a balanced adder tree sums
+    the lanes EXACTLY (``81 + log2(lanes)`` bits); :class:`hdl.rounder.FP16Rounder` rounds
+    the exact beat sum ONCE to fp16 (RNE, subnormals, overflow to Inf, ``inexact |
+    underflow | overflow``, tininess after rounding); an fp16 accumulator
+    (:class:`FP16AddCore`) adds the rounded beat sums, the ``first`` beat loading it.
+    Special values per beat: any NaN operand or ``0 * Inf`` gives ``0x7E00``; Inf products
+    of both signs give ``0x7E00`` with ``invalid``; other Inf products give that Inf (no
+    flags); ``invalid`` also for a signalling NaN operand and ``0 * Inf``; an exact zero
+    beat sum is ``+0`` unless every product of the beat is ``-0`` (padding lanes are ``+0``
+    products). ``flags`` is the OR of every beat rounding's and every accumulator
+    addition's flags. Bit-exact with :func:`golden.baselines.fused_fp16_dot`; the contract
+    is ``docs/numerics.md``, Density baselines.
+
+    Pipeline (register ranks like :class:`FP16DotProduct`'s: after the products, after every
+    tree level, around the rounder, ``rounder_stages`` inside it)::
+
+        i --> [ lanes x (decode, 11 x 11 mul, specials) ] --> [ sign, align << 0..58 ] -->
+              [ tree level 1 ] --> ... --> [ tree level log2(lanes) ] -->
+              [ FP16Rounder (rounder_stages ranks) ] --> [ beat code, specials ] -->
+                                        o <-- [ out ] <-- acc <-- acc + beat
+
+    Timing: one beat per cycle, back-to-back dot products need no idle cycle. ``latency`` =
+    ``4 + log2(lanes) + rounder_stages`` cycles from the transfer of the ``last`` beat to
+    its result on ``o`` (``o.ready`` high), counted like :class:`hdl.dot.DotProduct`'s: 8
+    for 8 lanes. Backpressure stalls the whole pipeline without losing or repeating beats;
+    no beat is accepted during reset, and a reset drops the beats in flight.
+
+    Fmax: the accumulator loop, one combinational :class:`FP16AddCore` per cycle, as in
+    :class:`FP16DotProduct`; every other segment is shorter (the rounder, about as deep as
+    the adder, is cut once).
+
+    Parameters
+    ----------
+    lanes : int
+        Operand pairs per beat: a power of two from 1 to 64 (default 8).
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout))``
+        ``a``, ``b``: ``ArrayLayout(16, lanes)`` fp16 codes (lane 0 in the low bits);
+        ``first``, ``last``.
+    o : ``Out(stream.Signature(StructLayout))``
+        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
+    """
+
+    _code = FP16.BITS
+    _name = "fused_fp16_dot"
+    # Register ranks inside the beat rounder (balanced over its points): one cut makes the
+    # 84-bit rounder's halves shorter than the accumulator's adder, which sets Fmax.
+    rounder_stages = 1
+
+    output_layout = staticmethod(FP16DotProduct.output_layout)
+
+    @property
+    def levels(self):
+        """Adder-tree levels: log2(lanes)."""
+        return (self._lanes - 1).bit_length()
+
+    @property
+    def sum_width(self):
+        """Beat sum width: an aligned product (81 bits signed) times ``lanes``."""
+        return FUSED_PRODUCT_SHAPE.width + self.levels
+
+    @property
+    def latency(self):
+        # products, aligned, tree levels, rounder ranks, beat code, out
+        return 4 + self.levels + self.rounder_stages
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._lanes
+        depth = self.latency
+        beat, pipe, last_in = self._pipeline(m, depth)
+
+        # --- rank 0: exact significand products, exponent sums, the beat's special values -
+        lanes, any_nan, pos_inf, neg_inf, invalid, neg_zero = [], [], [], [], [], []
+        for k in range(n):
+            x, y = Operand(beat.a[k]), Operand(beat.b[k])
+            sign = x.sign ^ y.sign
+            zero_inf = (x.inf & y.zero) | (y.inf & x.zero)
+            nan = x.nan | y.nan | zero_inf
+            inf = (x.inf | y.inf) & ~nan
+            sig = Signal(2 * FP16.SIG_BITS, name=f"sig_product{k}")   # exact: 22 bits
+            # Weight of the product's LSB: (x.exp - 25) + (y.exp - 25) = shift - 48, so the
+            # shift into the 2**-48 fixed point is x.exp + y.exp - 2 (0 .. 58 when finite;
+            # Inf/NaN lanes shift garbage that the special values override).
+            shift = Signal(range(2 * FP16.EXP_MAX_FIELD - 1), name=f"shift{k}")
+            m.d.comb += [sig.eq(x.sig * y.sig), shift.eq(x.exp + y.exp - 2)]
+            lanes.append(pipe.rank(0, {"sig": sig, "shift": shift, "sign": sign},
+                                   f"product{k}"))
+            any_nan.append(nan)
+            pos_inf.append(inf & ~sign)
+            neg_inf.append(inf & sign)
+            invalid.append(x.snan | y.snan | zero_inf)
+            neg_zero.append((x.zero | y.zero) & sign)
+        inf_inf = Cat(*pos_inf).any() & Cat(*neg_inf).any()
+        side = pipe.rank(0, {
+            "first": beat.first, "last": beat.last,
+            "nan": Cat(*any_nan).any() | inf_inf,
+            "inf": Cat(*pos_inf, *neg_inf).any(),
+            "inf_sign": Cat(*neg_inf).any(),
+            "invalid": Cat(*invalid).any() | inf_inf,
+            "neg_zero": Cat(*neg_zero).all(),       # every product -0: a -0 beat sum
+        }, "s0_side")
+
+        # --- rank 1: signed and aligned into the 2**-48 fixed point ------------------------
+        w = FUSED_PRODUCT_SHAPE.width
+        values = []
+        for k, p in enumerate(lanes):
+            v = Signal(signed(2 * FP16.SIG_BITS + 1), name=f"signed{k}")
+            m.d.comb += v.eq(Mux(p.sign, -p.sig, p.sig))
+            aligned = Signal(FUSED_PRODUCT_SHAPE, name=f"aligned{k}")
+            m.d.comb += aligned.eq((v << p.shift)[:w].as_signed())
+            values.append(pipe.register(1, aligned, f"s1_v{k}"))
+        side = pipe.rank(1, side, "s1_side")
+
+        # --- ranks 2 .. 1 + levels: the exact adder tree (every + widens by a bit) ---------
+        rank_k = 1
+        while len(values) > 1:
+            rank_k += 1
+            values = [pipe.register(rank_k, values[j] + values[j + 1], f"s{rank_k}_v{j // 2}")
+                      for j in range(0, len(values), 2)]
+            side = pipe.rank(rank_k, side, f"s{rank_k}_side")
+        total = Signal(signed(self.sum_width), name="beat_sum")
+        m.d.comb += total.eq(values[0])
+
+        # --- the beat rounder (rounder_stages ranks), then the beat code -------------------
+        exp = Const(FUSED_LSB_EXP, signed(len(Const(FUSED_LSB_EXP))))
+        rnd = m.submodules.beat_rounder = FP16Rounder(
+            self.sum_width, len(exp), signed=True, stages=self.rounder_stages)
+        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(exp), rnd.en.eq(pipe.en)]
+        for _ in range(self.rounder_stages):
+            rank_k += 1
+            side = pipe.rank(rank_k, side, f"r{rank_k}_side")
+        inf = Cat(Const(FP16.INF, FP16.MAG_BITS), side.inf_sign)
+        code = Mux(side.nan, FP16.QNAN,
+                   Mux(side.inf, inf, Mux(side.neg_zero, FP16.SIGN_MASK, rnd.result)))
+        flags = (Mux(side.nan | side.inf | side.neg_zero, 0, rnd.flags)
+                 | Mux(side.invalid, FLAG_INVALID, 0))
+        rank_k += 1
+        beat_sum = pipe.register(rank_k, code, "beat_code")
+        beat_flags = pipe.register(rank_k, flags, "beat_flags")
+        side = pipe.rank(rank_k, {"first": side.first, "last": side.last}, "c_side")
+        assert rank_k == depth - 2
+
+        # --- accumulator: acc <- first ? beat : acc + beat (IEEE binary16, RNE); output ---
+        acc = Signal(FP16.BITS, reset_less=True)
+        acc_flags = Signal(FLAGS_SHAPE, reset_less=True)
+        add = m.submodules.accumulator = FP16AddCore()
+        new_acc = Signal(FP16.BITS)
+        new_flags = Signal(FLAGS_SHAPE)
+        m.d.comb += [
+            add.a.eq(acc), add.b.eq(beat_sum),
+            new_acc.eq(Mux(side.first, beat_sum, add.result)),
+            new_flags.eq(Mux(side.first, beat_flags, acc_flags | beat_flags | add.flags)),
+            last_in.eq(side.last),
+        ]
+        with m.If(pipe.en & pipe.valid[rank_k]):
             m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
             with m.If(side.last):
                 m.d.sync += [self.o.payload.result.eq(new_acc),

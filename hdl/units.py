@@ -5,7 +5,7 @@ Each entry is a factory returning a fresh component with its default parameters.
 
 from functools import partial
 
-from .baselines import FP16DotProduct, Int8DotProduct
+from .baselines import FP16DotProduct, FusedFP16DotProduct, Int8DotProduct
 from .dot import DotProduct
 from .fp4 import FP4Decoder, LogConverter
 from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
@@ -33,6 +33,7 @@ UNITS = [
     partial(DotProduct, 8, "fp16", slots=18, acc_stages=16, lane_stages=1),
     partial(DotProduct, 8, "exact", acc_stages=1, lane_stages=1),
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
+    FusedFP16DotProduct,                  # fused_fp16_dot8
     Int8DotProduct,                       # int8_dot8: the INT8 baseline
     RangeRescale,                         # rescale1_int4_rne
     partial(RangeRescale, rounding="stochastic", r_bits=8),

@@ -1,16 +1,17 @@
-"""cocotb benches for the density baselines (FP16 and INT8 dot products) on the stream bench
-of :mod:`streams`, all against golden.baselines: random dot products and directed extremes at
-full rate (each result ``latency`` cycles after its ``last`` beat), random ones with gaps and
-backpressure, and the reset check.
+"""cocotb benches for the density baselines (cascaded and fused FP16, and INT8 dot products)
+on the stream bench of :mod:`streams`, all against golden.baselines: random dot products and
+directed extremes at full rate (each result ``latency`` cycles after its ``last`` beat),
+random ones with gaps and backpressure, and the reset check.
 
-Parameters (``FOURBIT_PARAMS``): ``kind`` (``"fp16"`` or ``"int8"``) and ``lanes``.
+Parameters (``FOURBIT_PARAMS``): ``kind`` (``"fp16"``, ``"fused"`` or ``"int8"``) and
+``lanes``.
 """
 
 import cocotb
 import numpy as np
 
-from golden.baselines import fp16_dot, int8_dot
-from hdl.baselines import FP16DotProduct, Int8DotProduct
+from golden.baselines import fp16_dot, fused_fp16_dot, int8_dot
+from hdl.baselines import FP16DotProduct, FusedFP16DotProduct, Int8DotProduct
 
 from scoreboard import Scoreboard, params, rng
 from streams import Stimulus, StreamBench, first_last
@@ -23,15 +24,27 @@ SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xF
                      0x3C00, 0xBC00, 0x7C00, 0xFC00, 0x7E00, 0x7D00], dtype=np.int64)
 
 
+UNITS = {"fp16": FP16DotProduct, "fused": FusedFP16DotProduct, "int8": Int8DotProduct}
+GOLDEN = {"fp16": fp16_dot, "fused": fused_fp16_dot}
+
+
 def unit_for(p):
-    return (FP16DotProduct if p["kind"] == "fp16" else Int8DotProduct)(p["lanes"])
+    return UNITS[p["kind"]](p["lanes"])
+
+
+def is_fp16(p):
+    return p["kind"] in GOLDEN
 
 
 def fp16_operands(r, size, style):
     """fp16 codes: ``tame`` (|x| in 2**-7 .. 2**8, sums stay finite), ``mixed`` (tame with
-    specials sprinkled in), ``raw`` (any 16-bit code)."""
+    specials sprinkled in), ``raw`` (any 16-bit code), ``wide`` (finite, every exponent:
+    the fused unit's products from 2**-48 to overflow)."""
     if style == "raw":
         return r.integers(0, 1 << 16, size)
+    if style == "wide":
+        return (r.integers(0, 2, size) << 15) | (r.integers(0, 31, size) << 10) \
+            | r.integers(0, 1024, size)
     codes = (r.integers(0, 2, size) << 15) | (r.integers(8, 23, size) << 10) \
         | r.integers(0, 1024, size)
     if style == "mixed":
@@ -49,6 +62,10 @@ def make_dots(r, p, lengths):
         if p["kind"] == "fp16":
             style = ("tame", "mixed", "raw")[int(r.choice(3, p=[0.6, 0.3, 0.1]))]
             dots.append((fp16_operands(r, shape, style), fp16_operands(r, shape, style)))
+        elif p["kind"] == "fused":
+            style = ("tame", "mixed", "raw", "wide")[int(r.choice(4, p=[0.4, 0.25, 0.1,
+                                                                       0.25]))]
+            dots.append((fp16_operands(r, shape, style), fp16_operands(r, shape, style)))
         else:
             dots.append((r.integers(-128, 128, shape), r.integers(-128, 128, shape)))
     return dots
@@ -58,8 +75,8 @@ def expected(dots, p):
     """Golden result (fp16: code | flags << 16) for each dot product."""
     out = []
     for a, b in dots:
-        if p["kind"] == "fp16":
-            code, fl = fp16_dot(a.ravel(), b.ravel(), lanes=p["lanes"], flags=True)
+        if is_fp16(p):
+            code, fl = GOLDEN[p["kind"]](a.ravel(), b.ravel(), lanes=p["lanes"], flags=True)
             out.append(int(code) | int(fl) << 16)
         else:
             out.append(int8_dot(a.ravel(), b.ravel()))
@@ -102,21 +119,35 @@ async def baseline_random(dut):
 @cocotb.test()
 async def baseline_extremes(dut):
     """At full rate. fp16: overflow to Inf, subnormal products, exact cancellation, -0
-    sums, a long run of 1 * 1 that stagnates in the fp16 accumulator, Inf - Inf, NaN. int8:
-    every product at its most positive and most negative for 2048 beats."""
+    sums, a long run of 1 * 1 that stagnates in the fp16 accumulator, Inf - Inf, NaN; the
+    fused unit also Inf - Inf inside a beat, an overflowing beat that cancels, the smallest
+    products, a sticky bit below a tie. int8: every product at its most positive and most
+    negative for 2048 beats."""
     p, r, bench, sb = await _bench(dut, "baseline_extremes", salt=12)
     n = p["lanes"]
 
     def const(nb, x, y):
         return (np.full((nb, n), x), np.full((nb, n), y))
 
-    if p["kind"] == "fp16":
+    if is_fp16(p):
         alt = np.resize([0x3C00, 0xBC00], n)          # +1, -1, ... per lane
         dots = [const(3, 0x7BFF, 0x7BFF), const(4, 0x0001, 0x3800), const(2, 0x8000, 0x3C00),
                 (np.tile(alt, (5, 1)), np.full((5, n), 0x4500)),
                 const(2048, 0x3C00, 0x3C00), const(1, 0x7C00, 0x3C00),
                 (np.tile(alt, (1, 1)), np.full((1, n), 0x7C00)),
                 const(2, 0x7D00, 0x3C00), const(1, 0x0000, 0x7C00), const(3, 0x0400, 0x0400)]
+        if p["kind"] == "fused":
+            big = np.resize([0x7BFF, 0xFBFF], n)       # +-65504 per lane
+            tie = np.zeros(n, np.int64)
+            tie[0], tie[-1] = 0x6800, 0x0001           # 2048 + 1 + 2**-48: not a tie
+            tie_b = np.zeros(n, np.int64)
+            tie_b[0], tie_b[-1] = 0x3C00, 0x0001
+            if n > 1:
+                tie[1], tie_b[1] = 0x3C00, 0x3C00
+            dots += [(np.tile(alt, (2, 1)), np.tile(np.resize([0x7C00, 0x7C00], n), (2, 1))),
+                     (np.full((2, n), 0x7BFF), np.tile(big, (2, 1))),
+                     const(3, 0x0001, 0x0001), const(2, 0x8001, 0x0001),
+                     const(2, 0x8000, 0x3C00), (tie[None, :], tie_b[None, :])]
     else:
         dots = [const(2048, -128, -128), const(2048, -128, 127), const(1, 127, 127)]
     dots += make_dots(r, p, [1, 2, 3])

@@ -1,5 +1,6 @@
-"""The density baselines (FP16 and INT8 dot products) on Icarus and Verilator, their parameter
-checks, and quick checks of their golden models against exact references."""
+"""The density baselines (cascaded and fused FP16, and INT8 dot products) on Icarus and
+Verilator, their parameter checks, and quick checks of their golden models against exact
+references."""
 
 from fractions import Fraction
 
@@ -7,20 +8,21 @@ import numpy as np
 import pytest
 
 import golden
-from hdl.baselines import FP16DotProduct, Int8DotProduct
+from hdl.baselines import FP16DotProduct, FusedFP16DotProduct, Int8DotProduct
 
 from harness import run_bench, simulators
 
-UNITS = {"fp16": FP16DotProduct, "int8": Int8DotProduct}
+UNITS = {"fp16": FP16DotProduct, "fused": FusedFP16DotProduct, "int8": Int8DotProduct}
 
 
 @pytest.mark.parametrize("sim", simulators())
-@pytest.mark.parametrize("kind,lanes", [("fp16", 8), ("fp16", 1), ("int8", 8)])
+@pytest.mark.parametrize("kind,lanes", [("fp16", 8), ("fp16", 1), ("fused", 8),
+                                        ("fused", 1), ("int8", 8)])
 def test_baseline(sim, kind, lanes):
     run_bench(UNITS[kind](lanes), "tb_baselines", sim, {"kind": kind, "lanes": lanes})
 
 
-@pytest.mark.parametrize("cls", [FP16DotProduct, Int8DotProduct])
+@pytest.mark.parametrize("cls", [FP16DotProduct, FusedFP16DotProduct, Int8DotProduct])
 @pytest.mark.parametrize("lanes,exc,msg", [
     (0, ValueError, "lanes must be a power of two from 1 to 64, not 0"),
     (6, ValueError, "lanes must be a power of two from 1 to 64, not 6"),
@@ -36,6 +38,10 @@ def test_properties():
     f = FP16DotProduct()
     assert (f.lanes, f.levels, f.latency, f.module_name) == (8, 3, 5, "fp16_dot8")
     assert FP16DotProduct(1).latency == 2
+    u = FusedFP16DotProduct()
+    assert (u.lanes, u.levels, u.sum_width, u.rounder_stages, u.latency, u.module_name) == \
+        (8, 3, 84, 1, 8, "fused_fp16_dot8")
+    assert (FusedFP16DotProduct(1).latency, FusedFP16DotProduct(1).sum_width) == (5, 81)
     i = Int8DotProduct(16)
     assert (i.lanes, i.sum_width, i.acc_width, i.latency, i.module_name) == \
         (16, 20, 36, 3, "int8_dot16")
