@@ -26,7 +26,7 @@ from hdl import (
     RangeRescale,
     RangeTracker,
 )
-from hdl.baselines import FP16DotProduct, Int8DotProduct
+from hdl.baselines import FP16DotProduct, FusedFP16DotProduct, Int8DotProduct
 from hdl.pipeline import Pipeline
 
 
@@ -107,6 +107,7 @@ HARNESSES = {
     "stream_hold_dot_credit": (
         lambda: StreamHold(DotProduct(1, "exact", acc_stages=1, out_depth=2)), "prove", 6),
     "stream_hold_fp16_dot": (lambda: StreamHold(FP16DotProduct(2)), "prove", 3),
+    "stream_hold_fused_fp16_dot": (lambda: StreamHold(FusedFP16DotProduct(2)), "prove", 3),
     "stream_hold_int8_dot": (lambda: StreamHold(Int8DotProduct(2)), "prove", 3),
 }
 
