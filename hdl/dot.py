@@ -62,10 +62,12 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     ``stage(values, level) -> values`` and may return registered copies of the same shapes
     (the pipelined unit): with ``lane_stages = 1`` first on the lanes' halves (level 0: the
     forward partial products and the decoded fp4 fields, :mod:`hdl.lanes`), then on the
-    lanes' outputs (the forward products, the backward lanes in ones' complement, the count
-    of negative backward lanes and ``mode``, before the mode select), then on the partial
-    sums after each tree level. ``products`` are the selected lane products, ``operands``
-    the values the tree adds (lane values, then the carry count), whose sum is theirs.
+    lanes' outputs (the forward products, the backward lanes in ones' complement, their
+    sign bits and ``mode``, before the mode select), then on the partial sums of the lanes'
+    tree and of the sign bits' tree after each level (the last level joins them).
+    ``products`` are the selected lane products, ``operands`` the values the tree adds (lane
+    values, then the count of negative backward lanes: the sign tree's sum), whose sum is
+    theirs.
     """
     level = 0
     mode = ctx.mode
@@ -75,43 +77,52 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
         fwd = int4_partials(a, b, _lane_bit(ctx.a_signed, k), _lane_bit(ctx.b_signed, k))
         bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k))
         halves.append((fwd, bwd))
-    carries = Signal(range(lanes + 1), name="carries")
-    m.d.comb += carries.eq(sum(bwd["sign"] for _, bwd in halves))
     if stage and lane_stages:       # a rank inside the lanes
         flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
-        regs = iter(stage(flat + [carries, mode], level))
+        regs = iter(stage(flat + [mode], level))
         halves = [({key: next(regs) for key in fwd}, {key: next(regs) for key in bwd})
                   for fwd, bwd in halves]
-        carries, mode = next(regs), next(regs)
+        mode = next(regs)
         level += 1
-    fwd_p, bwd_x, products = [], [], []
+    fwd_p, bwd_x, signs, products = [], [], [], []
     for k, (fwd, bwd) in enumerate(halves):
         p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
         mag = Signal(FP4_PRODUCT_SHAPE, name=f"mag{k}")
         m.d.comb += [p.eq(int4_product(fwd)), mag.eq(fp4_magnitude(bwd))]
         # Backward lanes enter the tree in ones' complement: mag ^ sign = p - sign. The
-        # missing +1 of every negative lane is added once, as the count `carries`: no lane
-        # has a negation (a carry chain) of its own.
+        # missing +1 of every negative lane is added back by a tree of the sign bits beside
+        # the lanes' tree (joined at the last level): no lane has a negation (a carry chain)
+        # of its own, and no level counts more than two bits' sums.
         x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
         m.d.comb += x.eq(mag ^ bwd["sign"].replicate(len(x)))
         fwd_p.append(p)
         bwd_x.append(x)
+        signs.append(bwd["sign"])
         # The lane products themselves, for checking (the formal harness); unused in the sum.
         prod = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
         m.d.comb += prod.eq(Mux(mode == MODE_BACKWARD, Mux(bwd["sign"], -mag, mag), p))
         products.append(prod)
     if stage:           # the rank sits between the lanes and the mode select
-        regs = stage(fwd_p + bwd_x + [carries, mode], level)
-        fwd_p, bwd_x, carries, mode = regs[:lanes], regs[lanes:2 * lanes], regs[-2], regs[-1]
+        regs = stage(fwd_p + bwd_x + signs + [mode], level)
+        fwd_p, bwd_x, signs = regs[:lanes], regs[lanes:2 * lanes], regs[2 * lanes:3 * lanes]
+        mode = regs[-1]
     backward = mode == MODE_BACKWARD
     values = [Mux(backward, bwd_x[k], fwd_p[k]) for k in range(lanes)]
-    values.append(Mux(backward, carries, 0))
-    operands = values
-    while len(values) > 1:
-        values = _tree_level(values)
+    signs = [backward & s for s in signs]
+    # For checking only: the count of negative backward lanes, the one operand that the sign
+    # tree stands for (``operands``: the lane values, then this count).
+    carries = Signal(range(lanes + 1), name="carries")
+    m.d.comb += carries.eq(sum(signs))
+    operands = values + [carries]
+    while len(values) > 1 or signs:
+        if len(values) > 1:
+            values, signs = _tree_level(values), _tree_level(signs)
+        else:                                       # the last level joins the two trees
+            values, signs = [values[0] + signs[0]], []
         level += 1
         if stage:
-            values = stage(values, level)
+            regs = stage(values + signs, level)
+            values, signs = regs[:len(values)], regs[len(values):]
     total = Signal(signed(sum_width(lanes)), name="beat_sum")
     m.d.comb += total.eq(values[0])
     return total, products, operands

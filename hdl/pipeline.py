@@ -26,7 +26,7 @@ All: a synchronous reset empties every rank (and the FIFO), and while ``rst`` is
 primitive and on each unit by the ``stream_hold_*`` harnesses in ``verif/formal/streams.py``.
 """
 
-from amaranth.hdl import Const, Mux, ResetSignal, Shape, Signal, Value
+from amaranth.hdl import Cat, Const, Mux, ResetSignal, Shape, Signal, Value
 from amaranth.lib import data
 from amaranth.lib.fifo import SyncFIFOBuffered
 
@@ -131,10 +131,23 @@ class Pipeline:
             # path runs from i.valid through the counter's adder; room counts them in.
             took = o.valid & o.ready
             fresh = Signal(name=f"{name}_fresh")
+            # The comparisons of the count are registered too, computed from the count by
+            # equalities (no carry chain), so that i.ready starts at two flip-flops.
+            at_limit = Signal(name=f"{name}_at_limit")                   # owed >= N
+            near_limit = Signal(name=f"{name}_near_limit", init=credit == 1)  # >= N - 1
+            inc, dec = fresh & ~took, took & ~fresh
+
+            def at_least(k):                  # owed >= k; owed never exceeds N
+                return Const(1) if k <= 0 else Cat(owed == j for j in range(k, credit + 1)).any()
+
             m.d.sync += [fresh.eq(self.accept_signal(name) & result_in),
-                         owed.eq(owed + fresh - took)]
+                         owed.eq(owed + fresh - took),
+                         at_limit.eq(Mux(inc, at_least(credit - 1),
+                                         Mux(dec, 0, at_least(credit)))),
+                         near_limit.eq(Mux(inc, at_least(credit - 2),
+                                           Mux(dec, at_least(credit), at_least(credit - 1))))]
             self.fifo, self.owed, self.fresh = fifo, owed, fresh
-            full = Mux(fresh, owed >= credit - 1, owed >= credit)
+            full = Mux(fresh, near_limit, at_limit)
             room = ~result_in | ~full
             admit = room if admit is None else admit & room
             o_valid = fifo.r_rdy
