@@ -15,7 +15,8 @@ own beats, in completion order (the order of the ``last`` beats: the unit is in 
 - ``interleave_reset``: the stream bench's reset check on an interleaved stream: the stream
   resumes at the first beat with no dot product open across it.
 
-Parameters (``FOURBIT_PARAMS``): ``lanes``, ``accumulator``, ``slots``, ``acc_stages``.
+Parameters: ``lanes``, ``accumulator``, ``slots``, ``acc_stages``, ``lane_stages``,
+``out_depth`` (a one-slot unit runs the same tests, its beats without a slot field).
 """
 
 import cocotb
@@ -34,11 +35,17 @@ CONTEXT = ("mode", "a_signed", "b_signed", "phase")
 
 def unit_of(p):
     return DotProduct(p["lanes"], p["accumulator"], slots=p["slots"],
-                      acc_stages=p["acc_stages"])
+                      acc_stages=p["acc_stages"], lane_stages=p.get("lane_stages", 0),
+                      out_depth=p.get("out_depth", 0))
 
 
 def key(u):
-    return u["result"] | u["flags"] << 16 | u["slot"] << 24
+    return u["result"] | u["flags"] << 16 | (u["slot"] << 24 if "slot" in u else 0)
+
+
+def streams_of(unit):
+    """Dot products per schedule unit: one per slot, and at least 4 (a one-slot unit)."""
+    return max(unit.slots, 4)
 
 
 def make_dots(r, lanes, lengths, g_range=(-8, 8)):
@@ -98,6 +105,8 @@ def stimulus(r, dots, slots, order, accumulator, lanes):
         f["a"][j], f["b"][j] = dot["a"][b], dot["b"][b]
         if last:
             done.append((d, s))
+    if slots == 1:
+        del f["slot"]                         # a one-slot unit has no slot field
     expected = []
     for d, s in done:
         dot = dots[d]
@@ -118,7 +127,7 @@ async def bench(dut, salt):
 @cocotb.test()
 async def interleave_full_rate(dut):
     unit, r, sb_ = await bench(dut, 11)
-    dots = make_dots(r, unit.lanes, [24] * (4 * unit.slots))
+    dots = make_dots(r, unit.lanes, [24] * (4 * streams_of(unit)))
     stim = stimulus(r, dots, unit.slots, "round_robin", unit.accumulator, unit.lanes)
     sb = Scoreboard(f"interleave_full_rate_{unit.module_name}", dut._log)
     await sb_.full_rate(sb, stim)
@@ -131,13 +140,13 @@ async def interleave_traffic(dut):
     sb = Scoreboard(f"interleave_traffic_{unit.module_name}", dut._log)
     total = 0
     for order in ("random", "burst"):
-        lengths = [int(x) for x in r.integers(1, 41, 6 * unit.slots)]
+        lengths = [int(x) for x in r.integers(1, 41, 6 * streams_of(unit))]
         dots = make_dots(r, unit.lanes, lengths, g_range=(-32, 31))
         stim = stimulus(r, dots, unit.slots, order, unit.accumulator, unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
     # Bursts at full rate: the results as always, and the interlock must have held beats.
-    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(2, 12, 3 * unit.slots)])
+    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(2, 12, 3 * streams_of(unit))])
     stim = stimulus(r, dots, unit.slots, "burst", unit.accumulator, unit.lanes)
     waits = await sb_.traffic(sb, stim, valid_prob=1.0, ready_prob=1.0)
     total += len(stim)
@@ -149,8 +158,8 @@ async def interleave_traffic(dut):
 @cocotb.test()
 async def interleave_reset(dut):
     unit, r, sb_ = await bench(dut, 13)
-    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(1, 20, 24 * unit.slots)])
+    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(1, 20, 24 * streams_of(unit))])
     stim = stimulus(r, dots, unit.slots, "random", unit.accumulator, unit.lanes)
     sb = Scoreboard(f"interleave_reset_{unit.module_name}", dut._log)
-    await sb_.reset_check(sb, stim, pre_results=2 * unit.slots)
+    await sb_.reset_check(sb, stim, pre_results=2 * streams_of(unit))
     sb.finish(expected_vectors=len(stim), exhaustive=False)

@@ -13,18 +13,23 @@ from hdl.fp16 import FP16AddCore, FP16MulCore
 
 from harness import run_bench, simulators
 
-# (lanes, accumulator, slots, acc_stages): the engine's shape (fp16 adder cut 10 times,
-# 16 dot products in flight), and a narrow exact unit with a few slots.
-CONFIGS = [(8, "fp16", 16, 10), (2, "exact", 4, 0)]
+# (lanes, accumulator, slots, acc_stages, lane_stages, out_depth): the two fast units of
+# hdl.units (the fp16 adder cut 16 times with 18 dot products in flight and a rank inside
+# the lanes; the exact accumulator in two halves), and a narrow interleaved exact unit
+# whose ranks never stall (an output FIFO of 4 results, the credit mode of hdl.pipeline).
+CONFIGS = [(8, "fp16", 18, 16, 1, 0), (8, "exact", 1, 1, 1, 0), (2, "exact", 4, 0, 0, 4)]
 
 
 @pytest.mark.parametrize("sim", simulators())
-@pytest.mark.parametrize("lanes,accumulator,slots,acc_stages", CONFIGS)
-def test_interleave(sim, lanes, accumulator, slots, acc_stages):
-    unit = DotProduct(lanes, accumulator, slots=slots, acc_stages=acc_stages)
-    # full rate: 2 rows x 4 * slots; traffic: 2 x 6 * slots + 3 * slots; reset: 24 * slots
-    run_bench(unit, "tb_interleave", sim, {"lanes": lanes, "accumulator": accumulator,
-                                           "slots": slots, "acc_stages": acc_stages})
+@pytest.mark.parametrize("lanes,accumulator,slots,acc_stages,lane_stages,out_depth", CONFIGS)
+def test_interleave(sim, lanes, accumulator, slots, acc_stages, lane_stages, out_depth):
+    p = {"lanes": lanes, "accumulator": accumulator, "slots": slots, "acc_stages": acc_stages,
+         "lane_stages": lane_stages, "out_depth": out_depth}
+    unit = DotProduct(lanes, accumulator, slots=slots, acc_stages=acc_stages,
+                      lane_stages=lane_stages, out_depth=out_depth)
+    # full rate: 2 rows x 4 * S; traffic: 2 x 6 * S + 3 * S; reset: 24 * S dot products,
+    # S = max(slots, 4)
+    run_bench(unit, "tb_interleave", sim, p)
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
