@@ -2,7 +2,8 @@
 (:class:`FP4Decoder`) (docs/numerics.md, "Log converter" and "fp4 -> fp16").
 
 Stage functions (public, for the formal harnesses): :func:`log_decode`, :func:`log_level`,
-:func:`decode_fp4`.
+:func:`decode_fp4`; each takes a ``cut`` for its register points
+(:func:`hdl.rescale.point_cut`): ranks in the unit, wires in a harness.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal
@@ -10,10 +11,11 @@ from amaranth.lib import data
 
 from golden.formats import FP4, FP16
 
-from .fp16 import Operand, log2_fields
+from .fp16 import Operand
 from .params import FLAGS_SHAPE, ScaledStream, flag_byte, g_range
 from .pipeline import Pipeline
-from .rounder import FP16Rounder
+from .rescale import point_cut
+from .rounder import FP16Rounder, normalize
 
 __all__ = ["LogConverter", "FP4Decoder", "log_decode", "log_level", "decode_fp4"]
 
@@ -26,36 +28,77 @@ _MID_FRAC = ((FP4.MID_NUM << (FP16.FRAC_BITS + FP4.RADIX_LOG2 - 1 - FP4.MID_DEN_
              - (1 << FP16.FRAC_BITS))                               # 256
 
 
-def log_decode(m, x, g, phase):
+def log_decode(m, x, g, phase, cut=None):
     """Decode and normalize; ``e = floor(log2 |x * 2**g / 2**phase|)`` on an unbounded
-    exponent, ``frac`` the 10 bits below the leading one."""
+    exponent, ``frac`` the 10 bits below the leading one (a subnormal ``x`` normalized by
+    the shared :func:`hdl.rounder.normalize`, as :func:`hdl.fp16.log2_fields`). Register
+    points (``cut``, see :func:`hdl.rescale.point_cut`; default: none): ``norm_hi`` (after
+    the normalize shifts by 8 and 4), ``norm_lo`` (by 2 and 1; ``exp + g - phase`` beside
+    them), ``exp`` (``e`` and ``frac``). Returns the ``exp`` view: ``sign, nan, inf, zero, e,
+    frac``."""
+    cut = cut or point_cut(m)
     op = Operand(x)
-    ex, frac = log2_fields(m, op)
-    return {"sign": op.sign, "nan": op.nan, "inf": op.inf, "zero": op.zero,
-            "e": ex + g - phase, "frac": frac}
+    # floor(log2 |x|) + g - phase = exp - 15 - lz + g - phase: the g, phase and constant
+    # terms first (one add, beside the decode), exp next (beside the last shifts), lz last.
+    gp = Signal(range(g_range(len(g))[0] - 16, g_range(len(g))[1] - 14))
+    m.d.comb += gp.eq(g + Mux(phase, -(FP16.BIAS + 1), -FP16.BIAS))
+    carry = {"sign": op.sign, "nan": op.nan, "inf": op.inf, "zero": op.zero, "exp": op.exp,
+             "gp": gp}
+    points = {"norm4": "norm_hi", "norm1": "norm_lo"}
+
+    def norm_cut(name, v, lz_bits):
+        if name == "norm1":
+            g_lo, g_hi = g_range(len(g))
+            base = Signal(range(1 - FP16.BIAS - len(v) + g_lo - 1, FP16.EMAX + 2 + g_hi))
+            m.d.comb += base.eq(carry["exp"] + carry["gp"])
+            for key in ("exp", "gp"):
+                del carry[key]
+            carry["base"] = base
+        if name not in points:
+            return v, lz_bits
+        y = cut(points[name], {"v": v, "lz": Cat(*lz_bits), **carry})
+        carry.update({key: y[key] for key in carry})
+        return y.v, [y.lz[i] for i in range(len(lz_bits))]
+
+    norm, lz = normalize(m, op.sig, FP16.SIG_BITS, cut=norm_cut)
+    top = len(norm) - 1                             # the leading one lands here
+    e = Signal(carry["base"].shape())
+    m.d.comb += e.eq(carry["base"] - lz)
+    return cut("exp", {"sign": carry["sign"], "nan": carry["nan"], "inf": carry["inf"],
+                       "zero": carry["zero"], "e": e,
+                       "frac": norm[top - FP16.FRAC_BITS:top]})
 
 
-def log_level(m, d):
-    """The level: exponent parity and one compare against the 5/8 midpoint. Returns
-    ``(code, flags)``."""
+def log_level(m, d, cut=None):
+    """The level: exponent parity and one compare against the 5/8 midpoint. Register point
+    (``cut``; default: none): ``level`` (the compares of ``e`` and ``frac``, ``floor(e / 2)``);
+    the code and flags are a small add and selects after it. Returns ``(code, flags)``."""
+    cut = cut or point_cut(m)
     e, frac = d.e, d.frac
-    odd = e[0]
-    up = frac > _MID_FRAC                   # odd binade: above 5/4 * 2**e rounds up
-    level = (e >> 1) + FP4.EXP_BIAS + (odd & up)      # floor(e / 2) + 4 (+1)
-    top = d.inf | (e > _LEVEL_HI_LOG2)
-    ecode = Signal(FP4.EXP_BITS)
-    # e == -7: [2**-7, 2**-6) lies between 0 and 4**-3, midpoint 2**-7: up unless exact.
-    m.d.comb += ecode.eq(Mux(top, FP4.EXP_MAX,
-                             Mux(e == FP4.ZERO_MID_LOG2, frac != 0,
-                                 Mux(e < FP4.ZERO_MID_LOG2, 0, level[:FP4.EXP_BITS]))))
     number = ~d.nan & ~d.zero
-    exact = ~odd & (frac == 0) & (e >= _LEVEL_LO_LOG2) & (e <= _LEVEL_HI_LOG2)
+    top = d.inf | (e > _LEVEL_HI_LOG2)
+    x = cut("level", {
+        "sign": d.sign, "nan": d.nan, "inf": d.inf, "number": number, "top": top,
+        "half": (e >> 1)[:FP4.EXP_BITS],            # floor(e / 2), + 4 below (mod 8)
+        "odd_up": e[0] & (frac > _MID_FRAC),        # odd binade: above 5/4 * 2**e rounds up
+        # e == -7: [2**-7, 2**-6) lies between 0 and 4**-3, midpoint 2**-7: up unless exact.
+        "zmid": e == FP4.ZERO_MID_LOG2, "frac_nz": frac != 0,
+        "below": e < FP4.ZERO_MID_LOG2,
+        "exact": ~e[0] & (frac == 0) & (e >= _LEVEL_LO_LOG2) & (e <= _LEVEL_HI_LOG2),
+        "edge": (e == _LEVEL_HI_LOG2) & (frac != 0),
+    })
+    level = Signal(FP4.EXP_BITS)                     # floor(e / 2) + 4 (+1)
+    m.d.comb += level.eq(x.half + FP4.EXP_BIAS + x.odd_up)
+    ecode = Signal(FP4.EXP_BITS)
+    m.d.comb += ecode.eq(Mux(x.top, FP4.EXP_MAX,
+                             Mux(x.zmid, x.frac_nz, Mux(x.below, 0, level))))
+    number = x.number
     flags = flag_byte(
-        invalid=d.nan,
-        saturated=number & (top | ((e == _LEVEL_HI_LOG2) & (frac != 0))),
-        underflow=number & ~d.inf & (ecode == 0),
-        inexact=number & (d.inf | ~exact))
-    code = Mux(number & (ecode != 0), Cat(ecode, d.sign), FP4.ZERO)
+        invalid=x.nan,
+        saturated=number & (x.top | x.edge),
+        underflow=number & ~x.inf & (ecode == 0),
+        inexact=number & (x.inf | ~x.exact))
+    code = Mux(number & (ecode != 0), Cat(ecode, x.sign), FP4.ZERO)
     return code, flags
 
 
@@ -77,8 +120,22 @@ class LogConverter(ScaledStream):
     inexact``; zero results are always ``0b0000``. Bit-exact with :func:`golden.to_fp4`
     (``flags=True``).
 
-    Latency 2 (decode/normalize | level), one beat per cycle, full backpressure; a
-    synchronous reset drops the beats in flight.
+    Pipeline (``latency = 5``, one beat per cycle; every stage ends in a register rank)::
+
+        x, g, phase -> norm_hi -> norm_lo -> exp -> level -> out
+                       decode,    << 2, 1,   e =    compares  level + 1,
+                       << 8, 4    exp + g    base   of e and  code,
+                       g-phase-15 - phase-15 - lz   frac      flags
+
+    ``e`` is built in three short adds beside the normalize shifter (``g - phase - 15``,
+    then ``+ exp``, then ``- lz``); the level stage registers every compare of ``e`` and
+    ``frac`` and ``floor(e / 2)``, the output stage adds the round-up bit and selects. The
+    ranks advance in lockstep (``hdl.pipeline``): all load while the output is free, so a
+    stalled output stops the pipeline and ``i.ready`` drops at once; a synchronous reset
+    drops the beats in flight.
+
+    Timing (``make synth`` flow, LUT-only, seed 1; ``fp16_to_fp4_x1_g6``): 223 MHz on
+    ECP5-25 (speed 6), 62 MHz on iCE40 UP5K (the unpipelined unit of latency 2: 93 / 30).
 
     Parameters
     ----------
@@ -97,7 +154,10 @@ class LogConverter(ScaledStream):
         fp4 codes and flag bytes (``invalid | saturated | underflow | inexact``).
     """
 
-    latency = 2
+    #: The register points of :func:`log_decode` and :func:`log_level` that hold a rank, in
+    #: datapath order; the output register follows the last one.
+    register_points = ("norm_hi", "norm_lo", "exp", "level")
+    latency = property(lambda self: len(self.register_points) + 1)
 
     _name = "fp16_to_fp4"
 
@@ -107,12 +167,12 @@ class LogConverter(ScaledStream):
 
     def elaborate(self, platform):
         m = Module()
-        pipe = Pipeline(m, self.i, self.o, 2)
+        pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True)
         p = self.i.payload
         for k in range(self._lanes):
-            d = pipe.rank(0, log_decode(m, p.x[k], p.g, p.phase), f"lane{k}")
-            code, flags = log_level(m, d)
-            with m.If(pipe.take[1]):
+            cut = point_cut(m, pipe, self.register_points, suffix=str(k))
+            code, flags = log_level(m, log_decode(m, p.x[k], p.g, p.phase, cut), cut)
+            with m.If(pipe.en):
                 m.d.sync += [self.o.payload.c[k].eq(code), self.o.payload.flags[k].eq(flags)]
         return m
 
@@ -125,17 +185,22 @@ def _decoder_exp_shape(g_bits):
     return Shape.cast(range(lo, hi + 1))
 
 
-def decode_fp4(m, c, g, phase, g_bits, name):
+def decode_fp4(m, c, g, phase, g_bits, name, cut=None, stages=0, en=None):
     """``decode(c) * 2**phase * 2**-g`` as sign, magnitude 1, exponent, through the project's
-    one rounder (:class:`hdl.rounder.FP16Rounder`). Returns ``(code, flags)``."""
+    one rounder (:class:`hdl.rounder.FP16Rounder`). Register points: ``exp`` (``cut``, see
+    :func:`hdl.rescale.point_cut`; default: none), then ``stages`` ranks inside the rounder
+    (placed by it, loading on ``en``). Returns ``(code, flags)``."""
+    cut = cut or point_cut(m)
     e = c[:FP4.EXP_BITS]
     nonzero = e != 0
     exp = Signal(_decoder_exp_shape(g_bits), name=f"{name}_exp")
     m.d.comb += exp.eq((e - FP4.EXP_BIAS) * FP4.RADIX_LOG2 + phase - g)
-    rounder = FP16Rounder(1, exp.shape().width)
+    d = cut("exp", {"sign": c[FP4.SIGN_BIT] & nonzero, "mag": nonzero, "exp": exp})
+    rounder = FP16Rounder(1, exp.shape().width, stages=stages)
     m.submodules[f"{name}_rounder"] = rounder
-    m.d.comb += [rounder.sign.eq(c[FP4.SIGN_BIT] & nonzero), rounder.mag.eq(nonzero),
-                 rounder.exp.eq(exp)]
+    m.d.comb += [rounder.sign.eq(d.sign), rounder.mag.eq(d.mag), rounder.exp.eq(d.exp)]
+    if stages:
+        m.d.comb += rounder.en.eq(en)
     return rounder.result, rounder.flags
 
 
@@ -150,8 +215,19 @@ class FP4Decoder(ScaledStream):
     to zero, and anything smaller is zero (``underflow | inexact``). Both zero codes give
     ``+0``. Bit-exact with :func:`golden.from_fp4` (``flags=True``).
 
-    Latency 1 (exponent add and rounder, then the output register), one beat per cycle, full
-    backpressure; a synchronous reset drops the beat in flight.
+    Pipeline (``latency = 8``, one beat per cycle)::
+
+        c, g, phase -> exp -> [ FP16Rounder, 6 ranks: ecmp clamp denorm sticky round pack ]
+                       2(e-4) + phase - g                                        -> out
+
+    The exponent rank, then the shared rounder with ``ROUNDER_STAGES = 6`` of its own
+    register ranks (placed by :class:`hdl.rounder.FP16Rounder`'s balanced cuts), then the
+    output register. All ranks advance in lockstep (``hdl.pipeline``: the rounder's ranks
+    take the pipeline's one enable), so a stalled output stops the pipeline and ``i.ready``
+    drops at once; a synchronous reset drops the beats in flight.
+
+    Timing (``make synth`` flow, LUT-only, seed 1; ``fp4_to_fp16_x1_g6``): 239 MHz on
+    ECP5-25 (speed 6), 81 MHz on iCE40 UP5K (the unpipelined unit of latency 1: 80 / 30).
 
     Parameters
     ----------
@@ -170,7 +246,10 @@ class FP4Decoder(ScaledStream):
         fp16 codes and flag bytes (``overflow | underflow | inexact``).
     """
 
-    latency = 1
+    #: Register ranks inside the shared rounder (its own balanced placement).
+    ROUNDER_STAGES = 6
+    #: The exponent rank, the rounder's ranks, the output register.
+    latency = ROUNDER_STAGES + 2
 
     _name = "fp4_to_fp16"
 
@@ -180,11 +259,13 @@ class FP4Decoder(ScaledStream):
 
     def elaborate(self, platform):
         m = Module()
-        pipe = Pipeline(m, self.i, self.o, 1)
+        pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True)
         p = self.i.payload
         for k in range(self._lanes):
-            x, flags = decode_fp4(m, p.c[k], p.g, p.phase, self._g_bits, f"lane{k}")
-            with m.If(pipe.take[0]):
+            cut = point_cut(m, pipe, ("exp",), suffix=str(k))
+            x, flags = decode_fp4(m, p.c[k], p.g, p.phase, self._g_bits, f"lane{k}", cut,
+                                  self.ROUNDER_STAGES, pipe.en)
+            with m.If(pipe.en):
                 m.d.sync += [self.o.payload.x[k].eq(x), self.o.payload.flags[k].eq(flags)]
         return m
 

@@ -109,4 +109,6 @@ def test_module_names_and_latency():
     assert FP4Decoder(16, 7).module_name == "fp4_to_fp16_x16_g7"
     assert RangeTracker(2).module_name == "range_tracker_x2_g6"
     assert [u.latency for u in (RangeRescale(), LogConverter(), FP4Decoder(),
-                                RangeTracker())] == [2, 2, 1, 3]
+                                RangeTracker())] == [11, 5, 8, 8]
+    # The tracker's lane tree adds a rank per level.
+    assert [RangeTracker(n).latency for n in (2, 3, 16)] == [9, 10, 12]

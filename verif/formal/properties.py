@@ -159,7 +159,7 @@ def _round_monotone_harness(fmt, r_bits):
             for sign, p, q in ((self.sign1, self.p1, self.q1), (self.sign2, self.p2, self.q2)):
                 m.d.comb += Assume((q >= Q_LO) & (q <= Q_HI))
                 d = bundle(m, {"sign": sign, "nan": Const(0, 1), "inf": Const(0, 1),
-                               "prod": p, "q": q}, "d")
+                               "prod": p, "sh": (Q_HI - q)[:6]}, "d")
                 v, _ = rescale_round(m, d, u, Const(0), fmt, r_bits)
                 vals.append(v.as_signed() if f.signed else v)
                 # The exact value in units of 2**Q_LO: an 80-bit integer, no multiplier.
