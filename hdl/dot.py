@@ -16,7 +16,7 @@ from .lanes import (
     int4_product,
 )
 from .params import FLAGS_SHAPE, check_g_bits, g_range, integer, lanes_pow2, positive_int
-from .pipeline import Pipeline, bundle
+from .pipeline import Pipeline, bundle, rank
 from .rounder import FP16Rounder
 
 __all__ = ["DotProduct", "beat_sum", "sum_width", "exp_shape", "MODE_FORWARD",
@@ -426,7 +426,15 @@ class DotProduct(wiring.Component):
         ctx = Signal(ctx_layout)
         for name, _ in ctx_layout:
             m.d.comb += ctx[name].eq(Mux(beat.first, beat[name], held[name]))
-        store.write(m, slot_in, ctx, pipe.accept)
+        if self.loop_cycles > 1:
+            # The interlock keeps a slot's next beat out for at least one cycle after it took
+            # one, so the context can be written a cycle late, from registers: the path from
+            # the input through the interlock ends at one flip-flop, not at the write enable
+            # of every slot's context.
+            late = rank(m, 1, {"slot": slot_in, "ctx": ctx, "en": pipe.accept}, "context_w")
+            store.write(m, late.slot, late.ctx, late.en)
+        else:
+            store.write(m, slot_in, ctx, pipe.accept)
 
         # --- rank 0: operands and resolved context; rank 1 adds the exponent offset --------
         side = {"first": beat.first, "last": beat.last, "mode": ctx.mode, "phase": ctx.phase,

@@ -100,13 +100,15 @@ def _add_raw(m, a, b, cut):
     swap = Signal(name="swap")
     # Code order is magnitude order (finite values).
     m.d.comb += swap.eq(b[:FP16.MAG_BITS] > a[:FP16.MAG_BITS])
-    s = cut("swap", {"x": Mux(swap, b, a), "y": Mux(swap, a, b)})
-    x, y = Operand(s.x), Operand(s.y)
+    # The exponent difference both ways, beside the compare (not after the swap): the
+    # selected one is x.exp - y.exp >= 0, since |x| >= |y|.
+    ea, eb = Operand(a).exp, Operand(b).exp
+    dexp = Signal(range(FP16.EXP_MAX_FIELD), name="dexp")
+    m.d.comb += dexp.eq(Mux(swap, eb - ea, ea - eb))
+    s = cut("swap", {"x": Mux(swap, b, a), "y": Mux(swap, a, b), "dexp": dexp})
     wide = FP16.SIG_BITS + GUARD_BITS              # 14: significand + guard bits
-    dexp = Signal(range(FP16.EXP_MAX_FIELD), name="dexp")   # >= 0 since |x| >= |y|
-    m.d.comb += dexp.eq(x.exp - y.exp)
     shift = Signal(range(wide + 1), name="align_shift")     # beyond 14 everything is sticky
-    m.d.comb += shift.eq(Mux(dexp > wide, wide, dexp))
+    m.d.comb += shift.eq(Mux(s.dexp > wide, wide, s.dexp))
     s = cut("shamt", {"x": s.x, "y": s.y, "shift": shift})
     y = Operand(s.y)
     aligned = Signal(2 * wide, name="aligned")              # [kept | shifted out]

@@ -14,7 +14,15 @@ from .rescale import RangeRescale
 from .rounder import FP16Rounder
 from .tracker import RangeTracker
 
-__all__ = ["UNITS"]
+__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT"]
+
+# The fast 4-bit settings (``DotProduct`` keyword arguments), the ones the lanes sweep of
+# ``make synth`` measures at every width. fp16: a rank inside the lanes, the accumulator's
+# adder cut 16 times and 18 dot products interleaved; exact: the accumulator added in two
+# halves. Both: ranks that never stall (no enable fanning out to every register), results
+# queued in a 32-entry output FIFO (the credit mode of hdl.pipeline).
+FAST_FP16 = {"slots": 18, "acc_stages": 16, "lane_stages": 1, "out_depth": 32}
+FAST_EXACT = {"acc_stages": 1, "lane_stages": 1, "out_depth": 32}
 
 UNITS = [
     Int4MulLane,
@@ -27,11 +35,8 @@ UNITS = [
     FP16Multiplier,
     DotProduct,                           # dot8_fp16: the paper's datapath
     partial(DotProduct, 8, "exact"),
-    # The fast 4-bit units: a rank inside the lanes, the fp16 accumulator's adder cut 16
-    # times and 18 dot products interleaved (dot8_fp16_s18_a16_l1); the exact accumulator
-    # added in two halves (dot8_exact_a1_l1).
-    partial(DotProduct, 8, "fp16", slots=18, acc_stages=16, lane_stages=1),
-    partial(DotProduct, 8, "exact", acc_stages=1, lane_stages=1),
+    partial(DotProduct, 8, "fp16", **FAST_FP16),     # dot8_fp16_s18_a16_l1_q32
+    partial(DotProduct, 8, "exact", **FAST_EXACT),   # dot8_exact_a1_l1_q32
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
     FusedFP16DotProduct,                  # fused_fp16_dot8
     Int8DotProduct,                       # int8_dot8: the INT8 baseline

@@ -99,9 +99,9 @@ MAIN_TARGETS = ("ice40", "ecp5")        # every registered unit; ecp5_85 only in
 VARIANTS = ("lut-only", "dsp")
 
 # The units the density comparison is about: name -> multiply-accumulates per cycle.
-DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1": 8,
-             "dot8_exact_a1_l1": 8, "fp16_dot8": 8, "int8_dot8": 8}
-FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1", "exact": "dot8_exact_a1_l1"}
+DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1_q32": 8,
+             "dot8_exact_a1_l1_q32": 8, "fp16_dot8": 8, "fused_fp16_dot8": 8, "int8_dot8": 8}
+FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1_q32", "exact": "dot8_exact_a1_l1_q32"}
 FOURBIT_DOT = "dot8_fp16"
 FP16_DOT = "fp16_dot8"
 
@@ -119,19 +119,18 @@ def sweep_families():
     each at its fastest setting (the 4-bit ones are the fast units of ``hdl.units``)."""
     from hdl import baselines
     from hdl.dot import DotProduct
-    fams = {
+    from hdl.units import FAST_EXACT, FAST_FP16
+    return {
         "dot4_fp16": ("4-bit, fp16 accumulator (the paper's mode), interleaved",
-                      lambda n: DotProduct(n, "fp16", slots=18, acc_stages=16, lane_stages=1)),
+                      lambda n: DotProduct(n, "fp16", **FAST_FP16)),
         "dot4_exact": ("4-bit, exact accumulator",
-                       lambda n: DotProduct(n, "exact", acc_stages=1, lane_stages=1)),
+                       lambda n: DotProduct(n, "exact", **FAST_EXACT)),
         "fp16_cascaded": ("FP16, a rounded multiply and add per MAC",
                           lambda n: baselines.FP16DotProduct(n)),
+        "fp16_fused": ("FP16 fused: exact products, one rounding per beat",
+                       lambda n: baselines.FusedFP16DotProduct(n)),
         "int8": ("INT8, exact", lambda n: baselines.Int8DotProduct(n)),
     }
-    if hasattr(baselines, "FusedFP16DotProduct"):
-        fams["fp16_fused"] = ("FP16 fused: exact products, one rounding per beat",
-                              lambda n: baselines.FusedFP16DotProduct(n))
-    return fams
 
 
 def sweep_units():

@@ -14,10 +14,9 @@ from hdl.fp16 import FP16AddCore, FP16MulCore
 from harness import run_bench, simulators
 
 # (lanes, accumulator, slots, acc_stages, lane_stages, out_depth): the two fast units of
-# hdl.units (the fp16 adder cut 16 times with 18 dot products in flight and a rank inside
-# the lanes; the exact accumulator in two halves), and a narrow interleaved exact unit
-# whose ranks never stall (an output FIFO of 4 results, the credit mode of hdl.pipeline).
-CONFIGS = [(8, "fp16", 18, 16, 1, 0), (8, "exact", 1, 1, 1, 0), (2, "exact", 4, 0, 0, 4)]
+# hdl.units (FAST_FP16, FAST_EXACT: ranks that never stall, a 32-result output FIFO), and a
+# narrow interleaved exact unit with an output FIFO of 4 results.
+CONFIGS = [(8, "fp16", 18, 16, 1, 32), (8, "exact", 1, 1, 1, 32), (2, "exact", 4, 0, 0, 4)]
 
 
 @pytest.mark.parametrize("sim", simulators())
