@@ -1,12 +1,12 @@
 """The N-lane dot-product unit: multiply lanes, exact adder tree, normalizer, accumulator."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import ACCUMULATORS, FP4, FP16, G_BITS_MIN, INT4, MODES
 
-from .fp16 import FP16AddCore
+from .interleave import Interleaved, SlotStore
 from .lanes import (
     FP4_PRODUCT_SHAPE,
     INT4_PRODUCT_SHAPE,
@@ -15,8 +15,8 @@ from .lanes import (
     int4_partials,
     int4_product,
 )
-from .params import FLAGS_SHAPE, check_g_bits, g_range, integer, lanes_pow2, positive_int
-from .pipeline import Pipeline, bundle, rank
+from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2
+from .pipeline import rank
 from .rounder import FP16Rounder
 
 __all__ = ["DotProduct", "beat_sum", "sum_width", "exp_shape", "MODE_FORWARD",
@@ -128,35 +128,7 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     return total, products, operands
 
 
-class _SlotStore:
-    """Per-slot state of an interleaved unit: a register for one slot, else a memory
-    (``amaranth.lib.memory``: LUT RAM on FPGAs) with a combinational read port and a
-    synchronous write port. A slot's state is only read after its ``first`` beat wrote it."""
-
-    def __init__(self, m, name, shape, slots):
-        self._slots = slots
-        if slots == 1:
-            self._reg = Signal(shape, name=name)
-        else:
-            mem = m.submodules[name] = memory.Memory(shape=shape, depth=slots, init=[])
-            self._rd = mem.read_port(domain="comb")
-            self._wr = mem.write_port()
-
-    def read(self, m, addr):
-        if self._slots == 1:
-            return self._reg
-        m.d.comb += self._rd.addr.eq(addr)
-        return self._rd.data
-
-    def write(self, m, addr, value, en):
-        if self._slots == 1:
-            with m.If(en):
-                m.d.sync += self._reg.eq(value)
-        else:
-            m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(en)]
-
-
-class DotProduct(wiring.Component):
+class DotProduct(Interleaved, wiring.Component):
     """Dot products of 4-bit operands, ``lanes`` multiply-accumulates per cycle, fp16 out;
     up to ``slots`` independent dot products interleaved beat by beat.
 
@@ -272,22 +244,13 @@ class DotProduct(wiring.Component):
         self._lanes = lanes
         self._accumulator = accumulator
         self._g_bits = check_g_bits(g_bits)
-        self._slots = positive_int(slots, "slots")
         if accumulator == "exact" and acc_stages not in (0, 1):
             raise ValueError(f"acc_stages must be 0 or 1 with accumulator='exact' (1: the "
                              f"integer addition in two halves), not {acc_stages!r}")
-        acc_stages = integer(acc_stages, "acc_stages", 0, len(FP16AddCore.points()))
-        loop = acc_stages + 2 if acc_stages and accumulator == "fp16" else 1
-        if self._slots < loop:
-            raise ValueError(f"slots must be at least the accumulator loop's {loop} cycles "
-                             f"(acc_stages + 2 with a pipelined adder), so that round-robin "
-                             f"beats never wait, not {self._slots}; raise slots or lower "
-                             f"acc_stages")
-        self._acc_stages = acc_stages
+        self._setup_slots(slots, acc_stages, out_depth, fp16_loop=accumulator == "fp16")
         if lane_stages not in (0, 1):
             raise ValueError(f"lane_stages must be 0 or 1, not {lane_stages!r}")
         self._lane_stages = lane_stages
-        self._out_depth = integer(out_depth, "out_depth", 0)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes, self._g_bits, self._slots))),
             "o": Out(stream.Signature(self.output_layout(self._slots))),
@@ -332,27 +295,8 @@ class DotProduct(wiring.Component):
         return self._g_bits
 
     @property
-    def slots(self):
-        return self._slots
-
-    @property
-    def acc_stages(self):
-        return self._acc_stages
-
-    @property
-    def out_depth(self):
-        return self._out_depth
-
-    @property
     def lane_stages(self):
         return self._lane_stages
-
-    @property
-    def loop_cycles(self):
-        """Cycles of the fp16 accumulator loop: the least beat spacing within one slot."""
-        if self._accumulator == "exact" or not self._acc_stages:
-            return 1
-        return self._acc_stages + 2
 
     @property
     def sum_width(self):
@@ -412,16 +356,14 @@ class DotProduct(wiring.Component):
         # (fp16) or the accumulator rank (exact) passes on only the `last` beat of a dot
         # product; in fp16 mode the chunk rank waits while its slot has an add in flight.
         keep_rank = self.depth - 1 if fp16 else tree + 2 + self._acc_stages
-        last_in, admit = Signal(), Signal()
-        pipe = Pipeline(m, self.i, self.o, self.depth, lockstep=not self._out_depth,
-                        credit=self._out_depth, ends=beat.last,
-                        keep={keep_rank: last_in}, admit=admit if slotted else None)
+        last_in = Signal()
+        pipe, admit = self._pipeline(m, self.depth, keep_rank, last_in, beat.last)
 
         # --- context: taken from the `first` beat, held per slot for its dot product -------
         ctx_layout = data.StructLayout({"mode": 1, "a_signed": 1, "b_signed": 1,
                                         "phase": 1, "g": signed(self._g_bits)})
         slot_in = beat.slot if slotted else 0
-        store = _SlotStore(m, "context", ctx_layout, self._slots)
+        store = SlotStore(m, "context", ctx_layout, self._slots)
         held = store.read(m, slot_in)
         ctx = Signal(ctx_layout)
         for name, _ in ctx_layout:
@@ -441,7 +383,6 @@ class DotProduct(wiring.Component):
                 "g": ctx.g}
         if slotted:
             side["slot"] = beat.slot
-        self._sides = {}
         side = self._side(pipe, 0, side, "in_side")
         exp = Signal(exp_shape(self._g_bits))
         bias = -FP4.PRODUCT_FRAC
@@ -475,42 +416,6 @@ class DotProduct(wiring.Component):
             self._interlock(m, pipe, beat, admit)
         return m
 
-    def _interlock(self, m, pipe, beat, admit):
-        """Admit a beat only when no beat of its slot is fewer than ``loop_cycles`` ranks
-        ahead. The ranks move together, so a beat accepted now reaches the accumulator read
-        exactly as many ranks behind that beat as it is now, and the read must come after
-        that beat's write, ``loop_cycles`` ranks later. ``busy`` has a bit per slot: set when
-        the slot's beat enters rank 0, cleared when it leaves rank ``loop_cycles - 2``; with
-        at most one beat per slot in that window (``first`` beats wait too) one bit is
-        enough, and ``i.ready`` depends on the beat only through one read of ``busy``."""
-        window = self.loop_cycles - 1
-        if not window:
-            m.d.comb += admit.eq(1)
-            return
-        n = self._slots
-        busy = Signal(n)
-        leaving = self._sides[window - 1]
-        enter = Mux(pipe.accept, (Const(1, n) << beat.slot)[:n], 0)
-        leave = Mux(pipe.en & pipe.valid[window - 1], (Const(1, n) << leaving.slot)[:n], 0)
-        m.d.sync += busy.eq((busy | enter) & ~leave)
-        m.d.comb += admit.eq(~busy.bit_select(beat.slot, 1))
-
-    def _side(self, pipe, k, values, name):
-        """Rank ``k``'s side registers (first, last, slot, ...), remembered by rank."""
-        self._sides[k] = pipe.rank(k, values, name)
-        return self._sides[k]
-
-    def _carry(self, side):
-        """The per-beat values that ride along the tail ranks."""
-        keys = ("first", "last", "slot") if self._slots > 1 else ("first", "last")
-        return {k: side[k] for k in keys}
-
-    def _output(self, m, pipe, result, flags, side):
-        with m.If(pipe.en):
-            m.d.sync += [pipe.payload.result.eq(result), pipe.payload.flags.eq(flags)]
-            if self._slots > 1:
-                m.d.sync += pipe.payload.slot.eq(side.slot)
-
     def _fp16_tail(self, m, pipe, total, side, r0, last_in):
         # The beat sum rounded to fp16 (the paper's chunk rounding), R ranks.
         rnd = m.submodules.chunk_rounder = FP16Rounder(
@@ -524,30 +429,7 @@ class DotProduct(wiring.Component):
         chunk = pipe.register(c, rnd.result, "chunk")
         chunk_flags = pipe.register(c, rnd.flags, "chunk_flags")
         flow = self._side(pipe, c, flow, "c_side")
-        # The loop: acc[slot] read (registered into the chunk rank when the adder is
-        # pipelined), the adder's D ranks, acc[slot] written at their end.
-        acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": FLAGS_SHAPE})
-        accs = _SlotStore(m, "accumulators", acc_layout, self._slots)
-        # A first beat adds -0 (exact: the chunk itself) and starts from no flags.
-        reader = self._sides[c - 1] if self._acc_stages else flow
-        old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
-        operand = {"acc": Mux(reader["first"], FP16.SIGN_MASK, old.acc),
-                   "flags": Mux(reader["first"], 0, old.flags)}
-        if self._acc_stages:
-            operand = pipe.rank(c, operand, "acc_old")
-        add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
-        m.d.comb += [add.a.eq(operand["acc"]), add.b.eq(chunk)]
-        loop = {**self._carry(flow), "flags": operand["flags"] | chunk_flags}
-        for k in range(self._acc_stages):
-            loop = self._side(pipe, c + 1 + k, loop, f"a{k}_side")
-        if self._acc_stages:
-            m.d.comb += add.en.eq(pipe.en)
-        new = {"acc": add.result, "flags": loop["flags"] | add.flags}
-        end = c + self._acc_stages
-        accs.write(m, loop["slot"] if self._slots > 1 else 0, Cat(new["acc"], new["flags"]),
-                   pipe.en & pipe.valid[end])
-        m.d.comb += last_in.eq(loop["last"])
-        self._output(m, pipe, new["acc"], new["flags"], bundle(m, loop, "out_side"))
+        self._fp16_loop(m, pipe, chunk, chunk_flags, flow, c, last_in)
 
     def _exact_tail(self, m, pipe, total, side, r0, last_in):
         # Accumulator rank: acc[slot] <- (first ? 0 : acc[slot]) + sum, also registered
@@ -559,15 +441,15 @@ class DotProduct(wiring.Component):
         slot = side.slot if self._slots > 1 else 0
         enable = pipe.en & pipe.valid[r0 - 1]
         if not self._acc_stages:
-            accs = _SlotStore(m, "accumulators", signed(w), self._slots)
+            accs = SlotStore(m, "accumulators", signed(w), self._slots)
             new = Signal(signed(w))
             m.d.comb += new.eq(Mux(side.first, 0, accs.read(m, slot)) + total)
             accs.write(m, slot, new, enable)
             exp = side.exp
         else:
             lo_w = (w + 1) // 2
-            lows = _SlotStore(m, "accumulators_lo", lo_w, self._slots)
-            highs = _SlotStore(m, "accumulators_hi", signed(w - lo_w), self._slots)
+            lows = SlotStore(m, "accumulators_lo", lo_w, self._slots)
+            highs = SlotStore(m, "accumulators_hi", signed(w - lo_w), self._slots)
             lo = Signal(lo_w + 1)
             m.d.comb += lo.eq(Mux(side.first, 0, lows.read(m, slot))
                               + total.as_unsigned()[:lo_w])

@@ -1,0 +1,177 @@
+"""Interleaved accumulation, shared by the stream dot units (:class:`hdl.dot.DotProduct`
+and the FP16 baselines of :mod:`hdl.baselines`): per-slot state, the input interlock that
+keeps a slot's beat out while its previous addition is in flight, and the interleaved fp16
+accumulator loop (a pipelined :class:`hdl.fp16.FP16AddCore` and a memory of accumulators).
+
+A unit that mixes in :class:`Interleaved` calls :meth:`Interleaved._setup_slots` in its
+constructor, builds its :class:`hdl.pipeline.Pipeline` with :meth:`Interleaved._pipeline`,
+records its side ranks (``first``, ``last``, ``slot``) with :meth:`Interleaved._side`, and
+ends with :meth:`Interleaved._fp16_loop` (or its own accumulator) and
+:meth:`Interleaved._interlock`.
+"""
+
+from amaranth.hdl import Cat, Const, Mux, Signal
+from amaranth.lib import data, memory
+
+from golden.formats import FP16
+
+from .fp16 import FP16AddCore
+from .params import FLAGS_SHAPE, integer, positive_int
+from .pipeline import Pipeline, bundle
+
+__all__ = ["SlotStore", "Interleaved"]
+
+
+class SlotStore:
+    """Per-slot state of an interleaved unit: a register for one slot, else a memory
+    (``amaranth.lib.memory``: LUT RAM on FPGAs) with a combinational read port and a
+    synchronous write port. A slot's state is only read after its ``first`` beat wrote it."""
+
+    def __init__(self, m, name, shape, slots):
+        self._slots = slots
+        if slots == 1:
+            self._reg = Signal(shape, name=name)
+        else:
+            mem = m.submodules[name] = memory.Memory(shape=shape, depth=slots, init=[])
+            self._rd = mem.read_port(domain="comb")
+            self._wr = mem.write_port()
+
+    def read(self, m, addr):
+        if self._slots == 1:
+            return self._reg
+        m.d.comb += self._rd.addr.eq(addr)
+        return self._rd.data
+
+    def write(self, m, addr, value, en):
+        if self._slots == 1:
+            with m.If(en):
+                m.d.sync += self._reg.eq(value)
+        else:
+            m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(en)]
+
+
+class Interleaved:
+    """Mixin: ``slots`` independent accumulators fed beat by beat (see the module docstring).
+
+    Members set by :meth:`_setup_slots`: ``slots``, ``acc_stages`` (register ranks inside the
+    fp16 accumulator's adder), ``out_depth`` (0: lockstep ranks; N: credit mode with an
+    N-result output FIFO) and ``loop_cycles``.
+    """
+
+    def _setup_slots(self, slots, acc_stages, out_depth, *, fp16_loop=True):
+        """Check and keep the interleaving parameters; ``fp16_loop``: the accumulator is the
+        pipelined fp16 adder (its loop takes ``acc_stages + 2`` cycles when pipelined)."""
+        self._slots = positive_int(slots, "slots")
+        acc_stages = integer(acc_stages, "acc_stages", 0, len(FP16AddCore.points()))
+        self._fp16_loop_unit = fp16_loop
+        loop = acc_stages + 2 if acc_stages and fp16_loop else 1
+        if self._slots < loop:
+            raise ValueError(f"slots must be at least the accumulator loop's {loop} cycles "
+                             f"(acc_stages + 2 with a pipelined adder), so that round-robin "
+                             f"beats never wait, not {self._slots}; raise slots or lower "
+                             f"acc_stages")
+        self._acc_stages = acc_stages
+        self._out_depth = integer(out_depth, "out_depth", 0)
+
+    @staticmethod
+    def _slot_field(fields, slots):
+        """``fields`` with a ``slot`` field when ``slots > 1``, as a ``StructLayout``."""
+        if slots > 1:
+            fields = {**fields, "slot": range(slots)}
+        return data.StructLayout(fields)
+
+    @property
+    def slots(self):
+        return self._slots
+
+    @property
+    def acc_stages(self):
+        return self._acc_stages
+
+    @property
+    def out_depth(self):
+        return self._out_depth
+
+    @property
+    def loop_cycles(self):
+        """Cycles of the fp16 accumulator loop: the least beat spacing within one slot."""
+        if not self._fp16_loop_unit or not self._acc_stages:
+            return 1
+        return self._acc_stages + 2
+
+    def _pipeline(self, m, depth, keep_rank, last_in, ends):
+        """The unit's pipeline: lockstep, or credit mode with ``out_depth`` results queued;
+        rank ``keep_rank`` passes on only the beats with ``last_in``; an interlock
+        (:meth:`_interlock`) when ``slots > 1``. Returns ``(pipe, admit)``."""
+        admit = Signal(name="admit") if self._slots > 1 else None
+        pipe = Pipeline(m, self.i, self.o, depth, lockstep=not self._out_depth,
+                        credit=self._out_depth, ends=ends, keep={keep_rank: last_in},
+                        admit=admit)
+        self._sides = {}
+        return pipe, admit
+
+    def _interlock(self, m, pipe, beat, admit):
+        """Admit a beat only when no beat of its slot is fewer than ``loop_cycles`` ranks
+        ahead. The ranks move together, so a beat accepted now reaches the accumulator read
+        exactly as many ranks behind that beat as it is now, and the read must come after
+        that beat's write, ``loop_cycles`` ranks later. ``busy`` has a bit per slot: set when
+        the slot's beat enters rank 0, cleared when it leaves rank ``loop_cycles - 2``; with
+        at most one beat per slot in that window (``first`` beats wait too) one bit is
+        enough, and ``i.ready`` depends on the beat only through one read of ``busy``."""
+        window = self.loop_cycles - 1
+        if not window:
+            m.d.comb += admit.eq(1)
+            return
+        n = self._slots
+        busy = Signal(n)
+        leaving = self._sides[window - 1]
+        enter = Mux(pipe.accept, (Const(1, n) << beat.slot)[:n], 0)
+        leave = Mux(pipe.en & pipe.valid[window - 1], (Const(1, n) << leaving.slot)[:n], 0)
+        m.d.sync += busy.eq((busy | enter) & ~leave)
+        m.d.comb += admit.eq(~busy.bit_select(beat.slot, 1))
+
+    def _side(self, pipe, k, values, name):
+        """Rank ``k``'s side registers (first, last, slot, ...), remembered by rank."""
+        self._sides[k] = pipe.rank(k, values, name)
+        return self._sides[k]
+
+    def _carry(self, side):
+        """The per-beat values that ride along the tail ranks."""
+        keys = ("first", "last", "slot") if self._slots > 1 else ("first", "last")
+        return {k: side[k] for k in keys}
+
+    def _output(self, m, pipe, result, flags, side):
+        with m.If(pipe.en):
+            m.d.sync += [pipe.payload.result.eq(result), pipe.payload.flags.eq(flags)]
+            if self._slots > 1:
+                m.d.sync += pipe.payload.slot.eq(side.slot)
+
+    def _fp16_loop(self, m, pipe, chunk, chunk_flags, flow, c, last_in):
+        """The interleaved fp16 accumulator from rank ``c``, which holds the beat's fp16 sum
+        ``chunk`` with its ``chunk_flags`` and the side rank ``flow`` (recorded with
+        :meth:`_side`, as rank ``c - 1``'s). Drives the output rank."""
+        # The loop: acc[slot] read (registered into the chunk rank when the adder is
+        # pipelined), the adder's D ranks, acc[slot] written at their end.
+        acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": FLAGS_SHAPE})
+        accs = SlotStore(m, "accumulators", acc_layout, self._slots)
+        # A first beat adds -0 (exact: the chunk itself) and starts from no flags.
+        reader = self._sides[c - 1] if self._acc_stages else flow
+        old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
+        operand = {"acc": Mux(reader["first"], FP16.SIGN_MASK, old.acc),
+                   "flags": Mux(reader["first"], 0, old.flags)}
+        if self._acc_stages:
+            operand = pipe.rank(c, operand, "acc_old")
+        add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
+        m.d.comb += [add.a.eq(operand["acc"]), add.b.eq(chunk)]
+        loop = {**self._carry(flow), "flags": operand["flags"] | chunk_flags}
+        for k in range(self._acc_stages):
+            loop = self._side(pipe, c + 1 + k, loop, f"a{k}_side")
+        if self._acc_stages:
+            m.d.comb += add.en.eq(pipe.en)
+        new = {"acc": add.result, "flags": loop["flags"] | add.flags}
+        end = c + self._acc_stages
+        accs.write(m, loop["slot"] if self._slots > 1 else 0, Cat(new["acc"], new["flags"]),
+                   pipe.en & pipe.valid[end])
+        m.d.comb += last_in.eq(loop["last"])
+        self._output(m, pipe, new["acc"], new["flags"], bundle(m, loop, "out_side"))
+
