@@ -222,6 +222,12 @@ class FusedFP16DotProduct(_DotBaseline):
     addition's flags. Bit-exact with :func:`golden.baselines.fused_fp16_dot`; the contract
     is ``docs/numerics.md``, Density baselines.
 
+    Area (no DSPs): the 11 x 11 significand multipliers are radix 4 on carry chains
+    (:func:`sig_product`); lane 0 is negated before its shift, the other lanes enter the
+    tree in ones' complement and their ``+1`` is the carry-in of a tree adder (a tree has
+    one adder per lane but lane 0), so no lane has a negation of its own. The alignment
+    shifters (``22 -> 80`` bits, six levels) are the largest part.
+
     Pipeline (register ranks like :class:`FP16DotProduct`'s: after the products, after every
     tree level, around the rounder, ``rounder_stages`` inside it)::
 
