@@ -10,7 +10,8 @@ from golden.baselines import FUSED_LSB_EXP
 from golden.formats import FLAG_INVALID, FP16
 
 from .fp16 import FP16AddCore, FP16MulCore, Operand
-from .params import FLAGS_SHAPE, lanes_pow2
+from .interleave import Interleaved
+from .params import FLAGS_SHAPE, integer, lanes_pow2
 from .pipeline import Pipeline
 from .rounder import FP16Rounder
 
@@ -34,10 +35,14 @@ class _DotBaseline(wiring.Component):
 
     def __init__(self, lanes=8):
         self._lanes = lanes_pow2(lanes)
+        i_layout, o_layout = self._layouts()
         super().__init__({
-            "i": In(stream.Signature(self.input_layout(self._lanes))),
-            "o": Out(stream.Signature(self.output_layout(self._lanes))),
+            "i": In(stream.Signature(i_layout)),
+            "o": Out(stream.Signature(o_layout)),
         })
+
+    def _layouts(self):
+        return self.input_layout(self._lanes), self.output_layout(self._lanes)
 
     @classmethod
     def input_layout(cls, lanes):
@@ -68,50 +73,95 @@ class _DotBaseline(wiring.Component):
         return self.i.payload, pipe, last_in
 
 
-class FP16DotProduct(_DotBaseline):
-    """FP16 dot products, ``lanes`` multiply-accumulates per cycle: the density baseline.
+class FP16DotProduct(Interleaved, _DotBaseline):
+    """FP16 dot products, ``lanes`` multiply-accumulates per cycle: the cascaded baseline.
 
     What an FP16 system computes in place of :class:`hdl.dot.DotProduct`: each beat carries
     ``lanes`` pairs of fp16 codes; ``lanes`` :class:`FP16MulCore` form the rounded products,
     a balanced tree of :class:`FP16AddCore` sums pairs ``(2j, 2j + 1)`` level by level (each
     sum rounded), and an fp16 accumulator adds the beat sum (:class:`FP16AddCore`); the
-    ``first`` beat loads it. Every operation is IEEE binary16 with RNE, subnormals, Inf and
-    NaN; ``flags`` is the OR of the flags of every multiply and add of the dot product.
-    Bit-exact with :func:`golden.baselines.fp16_dot`.
+    ``first`` beat starts it (it adds the beat sum to ``-0``, which is exact). Every operation
+    is IEEE binary16 with RNE, subnormals, Inf and NaN; ``flags`` is the OR of the flags of
+    every multiply and add of the dot product. Bit-exact with
+    :func:`golden.baselines.fp16_dot`.
 
-    Pipeline (the same idea as the 4-bit unit's, with a register after every level so that
-    the Fmax comparison is fair)::
+    It gets the 4-bit unit's speed treatment, so that the throughput comparison is fair:
+    the multipliers and every tree adder can be pipelined (``mul_stages``, ``add_stages``
+    register ranks inside each core), and up to ``slots`` dot products interleave beat by
+    beat on a pipelined accumulator (``acc_stages``; the same :class:`hdl.interleave.
+    Interleaved` loop, interlock and slot field as :class:`hdl.dot.DotProduct`), with
+    ranks that never stall and a results FIFO when ``out_depth > 0``.
 
-        i --> [ lanes x mul ] --> [ add level 1 ] --> ... --> [ add level log2(lanes) ]
-                                                                     |
-                                        o <-- [ out ] <-- acc <-- acc + sum
+    Pipeline (``M``, ``A``, ``D``: ``mul_stages``, ``add_stages``, ``acc_stages``)::
+
+        i --> lanes x mul (M) | products | add level 1 (A) | ... | add level log2(lanes) (A)
+              | beat sum | acc[slot] + sum (D, the loop) | o
 
     Timing: one beat per cycle, back-to-back dot products need no idle cycle. ``latency`` =
-    ``2 + log2(lanes)`` cycles from the transfer of the ``last`` beat to its result on ``o``
-    (``o.ready`` high), counted like :class:`hdl.dot.DotProduct`'s: 5 for 8 lanes. Backpressure
-    stalls the whole pipeline without losing or repeating beats; no beat is accepted during
-    reset, and a reset drops the beats in flight.
+    ``M + 1 + log2(lanes) * (A + 1) + D + 1`` cycles (+ 2 with an output FIFO) from the
+    transfer of the ``last`` beat to its result on ``o``, counted like
+    :class:`hdl.dot.DotProduct`'s: 5 for the default 8 lanes. Backpressure stalls the whole
+    pipeline (``out_depth = 0``) or stops the input once ``out_depth`` results wait, without
+    losing or repeating beats; no beat is accepted during reset, and a reset drops the beats
+    in flight.
 
     Parameters
     ----------
     lanes : int
         Operand pairs per beat: a power of two from 1 to 64 (default 8).
+    slots, acc_stages, out_depth : int
+        As :class:`hdl.dot.DotProduct`'s (defaults 1, 0, 0): ``slots >= acc_stages + 2``
+        when ``acc_stages > 0``.
+    mul_stages, add_stages : int
+        Register ranks inside every multiplier and every tree adder (default 0; at most the
+        cores' register points: :meth:`FP16MulCore.points`, :meth:`FP16AddCore.points`).
 
     Members
     -------
     i : ``In(stream.Signature(StructLayout))``
         ``a``, ``b``: ``ArrayLayout(16, lanes)`` fp16 codes (lane 0 in the low bits);
-        ``first``, ``last``.
+        ``first``, ``last``; ``slot`` when ``slots > 1``.
     o : ``Out(stream.Signature(StructLayout))``
-        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
+        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``;
+        ``slot`` when ``slots > 1``.
     """
 
     _code = FP16.BITS
     _name = "fp16_dot"
 
-    @staticmethod
-    def output_layout(lanes=None):
-        return data.StructLayout({"result": FP16.BITS, "flags": FLAGS_SHAPE})
+    def __init__(self, lanes=8, *, slots=1, acc_stages=0, out_depth=0, mul_stages=0,
+                 add_stages=0):
+        self._setup_slots(slots, acc_stages, out_depth)
+        self._mul_stages = integer(mul_stages, "mul_stages", 0, len(FP16MulCore.points()))
+        self._add_stages = integer(add_stages, "add_stages", 0, len(FP16AddCore.points()))
+        if self._acc_stages and lanes == 1 and not self._mul_stages:
+            raise ValueError("a pipelined accumulator reads its slot a rank before the beat "
+                             "sum's rank: with lanes=1 that needs mul_stages >= 1")
+        super().__init__(lanes)
+
+    @classmethod
+    def input_layout(cls, lanes, slots=1):
+        """The input beat: ``| slot | last | first | b[lanes] | a[lanes] |`` (MSB to LSB;
+        ``slot`` when ``slots > 1``)."""
+        return cls._slot_field({"a": data.ArrayLayout(cls._code, lanes),
+                                "b": data.ArrayLayout(cls._code, lanes),
+                                "first": 1, "last": 1}, slots)
+
+    @classmethod
+    def output_layout(cls, lanes=None, slots=1):
+        return cls._slot_field({"result": FP16.BITS, "flags": FLAGS_SHAPE}, slots)
+
+    def _layouts(self):
+        return (self.input_layout(self._lanes, self._slots),
+                self.output_layout(self._lanes, self._slots))
+
+    @property
+    def module_name(self):
+        tail = f"_s{self._slots}" if self._slots > 1 else ""
+        for tag, v in (("a", self._acc_stages), ("m", self._mul_stages),
+                       ("t", self._add_stages), ("q", self._out_depth)):
+            tail += f"_{tag}{v}" if v else ""
+        return f"{self._name}{self._lanes}{tail}"
 
     @property
     def levels(self):
@@ -119,54 +169,69 @@ class FP16DotProduct(_DotBaseline):
         return (self._lanes - 1).bit_length()
 
     @property
+    def mul_stages(self):
+        return self._mul_stages
+
+    @property
+    def add_stages(self):
+        return self._add_stages
+
+    @property
+    def depth(self):
+        """Register ranks from the input to the output rank."""
+        return (self._mul_stages + 1 + self.levels * (self._add_stages + 1)
+                + self._acc_stages + 1)
+
+    @property
     def latency(self):
-        return 2 + self.levels
+        return self.depth + (2 if self._out_depth else 0)
 
     def elaborate(self, platform):
         m = Module()
-        n = self._lanes
-        # Lockstep ranks (hdl.pipeline): products, one per tree level, then the output rank.
-        beat, pipe, last_in = self._pipeline(m, self.levels + 2)
-
-        values, flags = [], []
-        for k in range(n):
-            mul = m.submodules[f"mul{k}"] = FP16MulCore()
-            m.d.comb += [mul.a.eq(beat.a[k]), mul.b.eq(beat.b[k])]
-            values.append(mul.result)
-            flags.append(mul.flags)
+        beat = self.i.payload
+        last_in = Signal()
+        pipe, admit = self._pipeline(m, self.depth, self.depth - 1, last_in, beat.last)
         side = {"first": beat.first, "last": beat.last}
-        for level in range(self.levels + 1):
-            flag_or = flags[0]
-            for x in flags[1:]:
-                flag_or = flag_or | x
-            side = pipe.rank(level, side, f"s{level}_side")
-            regs = [pipe.register(level, x, f"s{level}_x{k}") for k, x in enumerate(values)]
-            fl = pipe.register(level, flag_or, f"s{level}_flags")
-            values, flags = [], [fl]
-            for j in range(len(regs) // 2):
-                add = m.submodules[f"add{level + 1}_{j}"] = FP16AddCore()
-                m.d.comb += [add.a.eq(regs[2 * j]), add.b.eq(regs[2 * j + 1])]
-                values.append(add.result)
-                flags.append(add.flags)
-        beat_sum, beat_flags = regs[0], fl
+        if self._slots > 1:
+            side["slot"] = beat.slot
+        rank = 0
 
-        # Accumulator: acc <- first ? sum : acc + sum (IEEE binary16, RNE), and the output.
-        acc = Signal(FP16.BITS, reset_less=True)
-        acc_flags = Signal(FLAGS_SHAPE, reset_less=True)
-        add = m.submodules.accumulator = FP16AddCore()
-        new_acc = Signal(FP16.BITS)
-        new_flags = Signal(FLAGS_SHAPE)
-        m.d.comb += [
-            add.a.eq(acc), add.b.eq(beat_sum),
-            new_acc.eq(Mux(side.first, beat_sum, add.result)),
-            new_flags.eq(Mux(side.first, beat_flags, acc_flags | beat_flags | add.flags)),
-            last_in.eq(side.last),
-        ]
-        with m.If(pipe.en & pipe.valid[self.levels]):
-            m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
-            with m.If(side.last):
-                m.d.sync += [self.o.payload.result.eq(new_acc),
-                             self.o.payload.flags.eq(new_flags)]
+        def cores(core, stages, operands, name):
+            """One core per operand pair, ``stages`` ranks deep; their results and flags
+            once the side values have ridden along those ranks."""
+            nonlocal side, rank
+            out = []
+            for k, (x, y) in enumerate(operands):
+                c = m.submodules[f"{name}{k}"] = core(stages=stages)
+                m.d.comb += [c.a.eq(x), c.b.eq(y)]
+                if stages:
+                    m.d.comb += c.en.eq(pipe.en)
+                out.append(c)
+            for j in range(stages):
+                side = self._side(pipe, rank, side, f"{name}_p{j}_side")
+                rank += 1
+            flags = [c.flags for c in out]
+            if name != "mul":
+                flags.append(side["flags"])         # the flags of the levels before
+            flag_or = flags[0]
+            for f in flags[1:]:
+                flag_or = flag_or | f
+            side = self._side(pipe, rank, {**self._carry(side), "flags": flag_or},
+                              f"{name}_side")
+            regs = [pipe.register(rank, c.result, f"{name}_x{k}") for k, c in enumerate(out)]
+            rank += 1
+            return regs
+
+        values = cores(FP16MulCore, self._mul_stages,
+                       [(beat.a[k], beat.b[k]) for k in range(self._lanes)], "mul")
+        for level in range(1, self.levels + 1):
+            values = cores(FP16AddCore, self._add_stages,
+                           [(values[2 * j], values[2 * j + 1]) for j in range(len(values) // 2)],
+                           f"add{level}_")
+        c = rank - 1            # the beat sum's rank: the accumulator loop starts there
+        self._fp16_loop(m, pipe, values[0], side["flags"], side, c, last_in)
+        if admit is not None:
+            self._interlock(m, pipe, beat, admit)
         return m
 
 

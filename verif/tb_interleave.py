@@ -23,20 +23,31 @@ import cocotb
 import numpy as np
 
 import golden
+from golden.baselines import fp16_dot
 from golden.formats import MODES
+from hdl.baselines import FP16DotProduct
 from hdl.dot import DotProduct
 
 from scoreboard import Scoreboard, params, rng
 from streams import Stimulus, StreamBench
+from tb_baselines import fp16_operands
 
 PHASES = ("even", "odd")
 CONTEXT = ("mode", "a_signed", "b_signed", "phase")
 
 
 def unit_of(p):
+    if p.get("kind") == "fp16":             # the cascaded FP16 baseline, interleaved
+        return FP16DotProduct(p["lanes"], slots=p["slots"], acc_stages=p["acc_stages"],
+                              mul_stages=p["mul_stages"], add_stages=p["add_stages"],
+                              out_depth=p["out_depth"])
     return DotProduct(p["lanes"], p["accumulator"], slots=p["slots"],
                       acc_stages=p["acc_stages"], lane_stages=p.get("lane_stages", 0),
                       out_depth=p.get("out_depth", 0))
+
+
+def is_fp16(unit):
+    return isinstance(unit, FP16DotProduct)
 
 
 def key(u):
@@ -48,10 +59,16 @@ def streams_of(unit):
     return max(unit.slots, 4)
 
 
-def make_dots(r, lanes, lengths, g_range=(-8, 8)):
-    """Random dot products: dicts with operand arrays (beats, lanes) and a context."""
+def make_dots(r, lanes, lengths, g_range=(-8, 8), fp16=False):
+    """Random dot products: dicts with operand arrays (beats, lanes) and a context (4-bit),
+    or fp16 operand codes (tame, with specials, or any code) for the FP16 baseline."""
     dots = []
     for nb in lengths:
+        if fp16:
+            style = ("tame", "mixed", "raw")[int(r.choice(3, p=[0.6, 0.3, 0.1]))]
+            dots.append({"a": fp16_operands(r, (nb, lanes), style),
+                         "b": fp16_operands(r, (nb, lanes), style)})
+            continue
         d = {k: int(r.integers(0, 2)) for k in CONTEXT}
         d["g"] = int(r.integers(g_range[0], g_range[1] + 1))
         d["a"], d["b"] = r.integers(0, 16, (2, nb, lanes))
@@ -88,19 +105,24 @@ def schedule(r, dots, slots, order):
 
 def stimulus(r, dots, slots, order, accumulator, lanes):
     """The interleaved beats (context fields random on non-first beats: they must be
-    ignored) and the golden results in completion order."""
+    ignored) and the golden results in completion order. ``accumulator=None``: fp16 dot
+    products of the FP16 baseline (no context)."""
     seq = schedule(r, dots, slots, order)
     n = len(seq)
-    f = {k: np.zeros(n, np.int64) for k in CONTEXT + ("g", "first", "last", "slot")}
+    fp16 = accumulator is None
+    ctx = () if fp16 else CONTEXT + ("g",)
+    f = {k: np.zeros(n, np.int64) for k in ctx + ("first", "last", "slot")}
     f["a"] = np.zeros((n, lanes), np.int64)
     f["b"] = np.zeros((n, lanes), np.int64)
     done = []
     for j, (d, b, s) in enumerate(seq):
         dot = dots[d]
         first, last = b == 0, b + 1 == len(dot["a"])
-        for k in CONTEXT:
-            f[k][j] = dot[k] if first else r.integers(0, 2)
-        f["g"][j] = dot["g"] if first else r.integers(-32, 32)
+        for k in ctx:
+            if k == "g":
+                f[k][j] = dot["g"] if first else r.integers(-32, 32)
+            else:
+                f[k][j] = dot[k] if first else r.integers(0, 2)
         f["first"][j], f["last"][j], f["slot"][j] = first, last, s
         f["a"][j], f["b"][j] = dot["a"][b], dot["b"][b]
         if last:
@@ -110,6 +132,10 @@ def stimulus(r, dots, slots, order, accumulator, lanes):
     expected = []
     for d, s in done:
         dot = dots[d]
+        if fp16:
+            code, fl = fp16_dot(dot["a"].ravel(), dot["b"].ravel(), lanes=lanes, flags=True)
+            expected.append(int(code) | int(fl) << 16 | s << 24)
+            continue
         code, fl = golden.dot(dot["a"].ravel(), dot["b"].ravel(), mode=MODES[dot["mode"]],
                               x_signed=dot["a_signed"], w_signed=dot["b_signed"],
                               phase=PHASES[dot["phase"]], g=dot["g"],
@@ -124,11 +150,19 @@ async def bench(dut, salt):
     return unit, r, await StreamBench(dut, unit, key, r).setup()
 
 
+def dots_for(r, unit, lengths, **kw):
+    return make_dots(r, unit.lanes, lengths, fp16=is_fp16(unit), **kw)
+
+
+def accumulator_of(unit):
+    return None if is_fp16(unit) else unit.accumulator
+
+
 @cocotb.test()
 async def interleave_full_rate(dut):
     unit, r, sb_ = await bench(dut, 11)
-    dots = make_dots(r, unit.lanes, [24] * (4 * streams_of(unit)))
-    stim = stimulus(r, dots, unit.slots, "round_robin", unit.accumulator, unit.lanes)
+    dots = dots_for(r, unit, [24] * (4 * streams_of(unit)))
+    stim = stimulus(r, dots, unit.slots, "round_robin", accumulator_of(unit), unit.lanes)
     sb = Scoreboard(f"interleave_full_rate_{unit.module_name}", dut._log)
     await sb_.full_rate(sb, stim)
     sb.finish(expected_vectors=2 * len(stim), exhaustive=False)
@@ -141,13 +175,13 @@ async def interleave_traffic(dut):
     total = 0
     for order in ("random", "burst"):
         lengths = [int(x) for x in r.integers(1, 41, 6 * streams_of(unit))]
-        dots = make_dots(r, unit.lanes, lengths, g_range=(-32, 31))
-        stim = stimulus(r, dots, unit.slots, order, unit.accumulator, unit.lanes)
+        dots = dots_for(r, unit, lengths, g_range=(-32, 31))
+        stim = stimulus(r, dots, unit.slots, order, accumulator_of(unit), unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
     # Bursts at full rate: the results as always, and the interlock must have held beats.
-    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(2, 12, 3 * streams_of(unit))])
-    stim = stimulus(r, dots, unit.slots, "burst", unit.accumulator, unit.lanes)
+    dots = dots_for(r, unit, [int(x) for x in r.integers(2, 12, 3 * streams_of(unit))])
+    stim = stimulus(r, dots, unit.slots, "burst", accumulator_of(unit), unit.lanes)
     waits = await sb_.traffic(sb, stim, valid_prob=1.0, ready_prob=1.0)
     total += len(stim)
     sb.finish(expected_vectors=total, exhaustive=False)
@@ -158,8 +192,8 @@ async def interleave_traffic(dut):
 @cocotb.test()
 async def interleave_reset(dut):
     unit, r, sb_ = await bench(dut, 13)
-    dots = make_dots(r, unit.lanes, [int(x) for x in r.integers(1, 20, 24 * streams_of(unit))])
-    stim = stimulus(r, dots, unit.slots, "random", unit.accumulator, unit.lanes)
+    dots = dots_for(r, unit, [int(x) for x in r.integers(1, 20, 24 * streams_of(unit))])
+    stim = stimulus(r, dots, unit.slots, "random", accumulator_of(unit), unit.lanes)
     sb = Scoreboard(f"interleave_reset_{unit.module_name}", dut._log)
     await sb_.reset_check(sb, stim, pre_results=2 * streams_of(unit))
     sb.finish(expected_vectors=len(stim), exhaustive=False)

@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 
 import golden
 from golden.testfloat import load as load_testfloat
+from hdl.baselines import FP16DotProduct
 from hdl.dot import DotProduct
 from hdl.fp16 import FP16AddCore, FP16MulCore
 
@@ -28,6 +29,23 @@ def test_interleave(sim, lanes, accumulator, slots, acc_stages, lane_stages, out
                       lane_stages=lane_stages, out_depth=out_depth)
     # full rate: 2 rows x 4 * S; traffic: 2 x 6 * S + 3 * S; reset: 24 * S dot products,
     # S = max(slots, 4)
+    run_bench(unit, "tb_interleave", sim, p)
+
+
+# (lanes, slots, acc_stages, mul_stages, add_stages, out_depth): the cascaded FP16 baseline
+# with the same treatment (pipelined cores, interleaved accumulator, results FIFO), against
+# golden.baselines.fp16_dot.
+FP16_CONFIGS = [(4, 10, 8, 1, 2, 16)]
+
+
+@pytest.mark.parametrize("sim", simulators())
+@pytest.mark.parametrize("lanes,slots,acc_stages,mul_stages,add_stages,out_depth", FP16_CONFIGS)
+def test_interleave_fp16_baseline(sim, lanes, slots, acc_stages, mul_stages, add_stages,
+                                  out_depth):
+    p = {"kind": "fp16", "lanes": lanes, "slots": slots, "acc_stages": acc_stages,
+         "mul_stages": mul_stages, "add_stages": add_stages, "out_depth": out_depth}
+    unit = FP16DotProduct(lanes, slots=slots, acc_stages=acc_stages, mul_stages=mul_stages,
+                          add_stages=add_stages, out_depth=out_depth)
     run_bench(unit, "tb_interleave", sim, p)
 
 
