@@ -22,6 +22,9 @@ __all__ = ["FP16DotProduct", "FusedFP16DotProduct", "Int8DotProduct", "INT8_PROD
 # shifted left by (biased exponents) - 2 <= 58, below 2**80, with its sign: signed(81).
 FUSED_SHIFT_MAX = 2 * (FP16.EXP_MAX_FIELD - 1) - 2
 FUSED_PRODUCT_SHAPE = signed(2 * FP16.SIG_BITS + FUSED_SHIFT_MAX + 1)
+# Bits of the fused beat sum below 2**-26 (weights 2**-48 .. 2**-27): they reach the rounder
+# as one jam bit (FusedFP16DotProduct.elaborate).
+JAM_BITS = FP16.LSB_EXP - 2 - FUSED_LSB_EXP
 MAX_BEATS_LOG2 = 16          # the INT8 accumulator holds 2**16 beats exactly (as dot*_exact)
 INT8_BITS = 8
 # int8 x int8 lies in [-128 * 127, (-128)**2] = [-16256, 16384]: 16-bit two's complement.
@@ -344,6 +347,12 @@ class FusedFP16DotProduct(_DotBaseline):
         return FUSED_PRODUCT_SHAPE.width + self.levels
 
     @property
+    def rounder_width(self):
+        """Width of the beat rounder's input: the sum with its 22 bits below ``2**-26``
+        jammed into one (63 for 8 lanes)."""
+        return self.sum_width - JAM_BITS + 1
+
+    @property
     def latency(self):
         # products, aligned, tree levels, rounder ranks, beat code, out
         return 4 + self.levels + self.rounder_stages
@@ -434,10 +443,18 @@ class FusedFP16DotProduct(_DotBaseline):
         m.d.comb += total.eq(values[0])
 
         # --- the beat rounder (rounder_stages ranks), then the beat code -------------------
-        exp = Const(FUSED_LSB_EXP, signed(len(Const(FUSED_LSB_EXP))))
+        # The bits below 2**-26 enter the rounder only as a jam bit (their OR) at 2**-27:
+        # 2 * floor(S / 2**22) + (S mod 2**22 != 0), in two's complement for either sign,
+        # lies in the same open interval between multiples of 2**-26 as S (or equals S),
+        # and every rounding FP16Rounder makes, the tininess test included, is at 2**-25
+        # or coarser (two places above the jam bit) whenever it can matter: the result,
+        # its flags and zero are those of S, with a normalizer half as wide.
+        jammed = Signal(signed(self.rounder_width), name="beat_sum_jammed")
+        m.d.comb += jammed.eq(Cat(total[:JAM_BITS].any(), total[JAM_BITS:]))
+        exp = Const(FUSED_LSB_EXP + JAM_BITS - 1, signed(len(Const(FUSED_LSB_EXP))))
         rnd = m.submodules.beat_rounder = FP16Rounder(
-            self.sum_width, len(exp), signed=True, stages=self.rounder_stages)
-        m.d.comb += [rnd.value.eq(total), rnd.exp.eq(exp), rnd.en.eq(pipe.en)]
+            self.rounder_width, len(exp), signed=True, stages=self.rounder_stages)
+        m.d.comb += [rnd.value.eq(jammed), rnd.exp.eq(exp), rnd.en.eq(pipe.en)]
         for _ in range(self.rounder_stages):
             rank_k += 1
             side = pipe.rank(rank_k, side, f"r{rank_k}_side")

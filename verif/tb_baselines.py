@@ -144,6 +144,14 @@ async def baseline_extremes(dut):
             tie_b[0], tie_b[-1] = 0x3C00, 0x0001
             if n > 1:
                 tie[1], tie_b[1] = 0x3C00, 0x3C00
+            # around 2**-25, the tie between 0 and the smallest subnormal: the tie alone
+            # (to 0), plus and minus 2**-48 (the rounder's jam bit decides)
+            half = np.zeros((3, n), np.int64)
+            half_b = np.zeros((3, n), np.int64)
+            half[:, 0], half_b[:, 0] = 0x0001, 0x3800        # 2**-24 * 0.5
+            if n > 1:
+                half[1:, 1], half_b[1:, 1] = [0x0001, 0x8001], 0x0001
+            dots += [(half[k:k + 1], half_b[k:k + 1]) for k in range(3)]
             dots += [(np.tile(alt, (2, 1)), np.tile(np.resize([0x7C00, 0x7C00], n), (2, 1))),
                      (np.full((2, n), 0x7BFF), np.tile(big, (2, 1))),
                      const(3, 0x0001, 0x0001), const(2, 0x8001, 0x0001),
