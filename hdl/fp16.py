@@ -138,17 +138,48 @@ def _add_raw(m, a, b, cut):
     })
 
 
+def radix4_rows(x, y):
+    """The partial products of the unsigned ``x * y``, radix 4: one row per two bits of
+    ``x``, each ``0``, ``y``, ``2y`` or ``3y`` (``3y`` formed once), shifted into place. Their
+    sum is the product; the rows are what a register rank inside a multiplier holds."""
+    y3 = y + (y << 1)
+    rows = []
+    for i in range(0, len(x), 2):
+        d = x[i:i + 2]
+        if len(d) == 2:
+            row = Mux(d[1], Mux(d[0], y3, y << 1), Mux(d[0], y, 0))
+        else:
+            row = Mux(d[0], y, 0)
+        rows.append(row)
+    return rows
+
+
 def _mul_raw(m, a, b, cut):
-    """Exact product of the significands; exponents add. Register point: ``product``."""
+    """Exact product of the significands; exponents add. Register points: ``rows`` (the
+    six radix-4 partial products, :func:`radix4_rows`), ``pairs`` (added in pairs) and
+    ``product``."""
     x, y = Operand(a), Operand(b)
     zero_inf = (x.inf & y.zero) | (y.inf & x.zero)
-    return cut("product", {
+    s = cut("rows", {
+        **{f"row{k}": r for k, r in enumerate(radix4_rows(x.sig, y.sig))},
         "sign": x.sign ^ y.sign,
-        "mag": x.sig * y.sig,                       # 11 x 11 bits: exactly 22
         "exp": _fit(x.exp + y.exp - 2 * _LSB_BIAS, MUL_RAW),
         "nan": x.nan | y.nan | zero_inf,
         "inf": x.inf | y.inf,
         "invalid": x.snan | y.snan | zero_inf,
+    })
+    rows = [s[f"row{k}"] << (2 * k) for k in range((FP16.SIG_BITS + 1) // 2)]
+    side = {"sign": s.sign, "exp": s.exp, "nan": s.nan, "inf": s.inf, "invalid": s.invalid}
+    pairs = [rows[j] + rows[j + 1] for j in range(0, len(rows), 2)]    # 6 rows: 3 pairs
+    s = cut("pairs", {**{f"pair{k}": p for k, p in enumerate(pairs)}, **side})
+    pairs = [s[f"pair{k}"] for k in range(len(pairs))]
+    total = pairs[0]
+    for p in pairs[1:]:
+        total = total + p
+    return cut("product", {
+        "sign": s.sign,
+        "mag": total[:2 * FP16.SIG_BITS],           # 11 x 11 bits: exactly 22
+        "exp": s.exp, "nan": s.nan, "inf": s.inf, "invalid": s.invalid,
     })
 
 
@@ -285,7 +316,8 @@ class FP16MulCore(_FP16Core):
     _name = "fp16_mul_core"
     _raw_layout = MUL_RAW
     _raw = staticmethod(_mul_raw)
-    _own_points = [("product", 6)]       # decode and the 11 x 11 array
+    # decode and partial products; pairs of rows added; the three pairs added
+    _own_points = [("rows", 3), ("pairs", 2), ("product", 3)]
 
 
 class _FP16Stream(wiring.Component):
