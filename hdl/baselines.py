@@ -522,9 +522,29 @@ class Int8DotProduct(_DotBaseline):
         ``result``: the dot product, ``signed(acc_width)``.
     """
 
-    latency = 3
     _code = signed(INT8_BITS)
     _name = "int8_dot"
+
+    def __init__(self, lanes=8, *, tree_stages=False):
+        if tree_stages not in (False, True):
+            raise ValueError(f"tree_stages must be a bool, not {tree_stages!r}")
+        self._tree_stages = tree_stages
+        super().__init__(lanes)
+
+    @property
+    def tree_stages(self):
+        """A register rank after every adder-tree level (the fast setting), else one for the
+        whole tree."""
+        return self._tree_stages
+
+    @property
+    def module_name(self):
+        return f"{self._name}{self._lanes}" + ("_t" if self._tree_stages else "")
+
+    @property
+    def latency(self):
+        levels = (self._lanes - 1).bit_length()
+        return 2 + max(1, levels) if self._tree_stages else 3
 
     @classmethod
     def output_layout(cls, lanes):
@@ -552,25 +572,37 @@ class Int8DotProduct(_DotBaseline):
         m = Module()
         n = self._lanes
         # Lockstep ranks (hdl.pipeline): products, beat sum, then the output rank.
-        beat, pipe, last_in = self._pipeline(m, 3)
+        beat, pipe, last_in = self._pipeline(m, self.latency)
 
         # Rank 0: exact products (signed(8) x signed(8) -> signed(16), range above).
         side = pipe.rank(0, {"first": beat.first, "last": beat.last}, "s1_side")
         products = [pipe.register(0, beat.a[k] * beat.b[k], f"product{k}") for k in range(n)]
 
-        # Rank 1: the exact adder tree (Amaranth widens every + by a bit: no overflow).
-        side = pipe.rank(1, side, "s2_side")
+        # Rank 1 (or one rank per level with tree_stages): the exact adder tree (Amaranth
+        # widens every + by a bit: no overflow).
         values = list(products)
+        rank_k = 0
+
+        def stage(values):
+            nonlocal rank_k, side
+            rank_k += 1
+            side = pipe.rank(rank_k, side, f"s{rank_k + 1}_side")
+            return [pipe.register(rank_k, v, f"t{rank_k}_{k}") for k, v in enumerate(values)]
+
         while len(values) > 1:
             values = [values[k] + values[k + 1] for k in range(0, len(values), 2)]
-        beat_sum = pipe.register(1, values[0], "beat_sum")      # sum_width bits
+            if self._tree_stages:
+                values = stage(values)
+        if not rank_k:                  # the whole tree in one rank (or a one-lane unit)
+            values = stage(values)
+        beat_sum = values[0]                                    # sum_width bits
 
-        # Rank 2: accumulator and output register.
+        # The last rank: accumulator and output register.
         acc = Signal(signed(self.acc_width), reset_less=True)
         new_acc = Signal(signed(self.acc_width))
         m.d.comb += [new_acc.eq(Mux(side.first, beat_sum, acc + beat_sum)),  # wraps past 2**16
                      last_in.eq(side.last)]
-        with m.If(pipe.en & pipe.valid[1]):
+        with m.If(pipe.en & pipe.valid[rank_k]):
             m.d.sync += acc.eq(new_acc)
             with m.If(side.last):
                 m.d.sync += self.o.payload.result.eq(new_acc)

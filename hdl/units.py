@@ -14,7 +14,7 @@ from .rescale import RangeRescale
 from .rounder import FP16Rounder
 from .tracker import RangeTracker
 
-__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT"]
+__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED"]
 
 # The fast 4-bit settings (``DotProduct`` keyword arguments), the ones the lanes sweep of
 # ``make synth`` measures at every width. fp16: a rank inside the lanes, the accumulator's
@@ -23,6 +23,10 @@ __all__ = ["UNITS", "FAST_FP16", "FAST_EXACT"]
 # queued in a 32-entry output FIFO (the credit mode of hdl.pipeline).
 FAST_FP16 = {"slots": 18, "acc_stages": 16, "lane_stages": 1, "out_depth": 32}
 FAST_EXACT = {"acc_stages": 1, "lane_stages": 1, "out_depth": 32}
+# The cascaded FP16 baseline with the same treatment: every multiplier and tree adder cut at
+# each of its 16 register points, the accumulator as the fp16 unit's, 18 slots, a FIFO.
+FAST_FP16_CASCADED = {"slots": 18, "acc_stages": 16, "mul_stages": 16, "add_stages": 16,
+                      "out_depth": 32}
 
 UNITS = [
     Int4MulLane,
@@ -38,8 +42,10 @@ UNITS = [
     partial(DotProduct, 8, "fp16", **FAST_FP16),     # dot8_fp16_s18_a16_l1_q32
     partial(DotProduct, 8, "exact", **FAST_EXACT),   # dot8_exact_a1_l1_q32
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
+    partial(FP16DotProduct, 8, **FAST_FP16_CASCADED),   # fp16_dot8_s18_a16_m16_t16_q32
     FusedFP16DotProduct,                  # fused_fp16_dot8
     Int8DotProduct,                       # int8_dot8: the INT8 baseline
+    partial(Int8DotProduct, 8, tree_stages=True),       # int8_dot8_t: a rank per tree level
     RangeRescale,                         # rescale1_int4_rne
     partial(RangeRescale, rounding="stochastic", r_bits=8),
     LogConverter,                         # fp16_to_fp4_x1_g6

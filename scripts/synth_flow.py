@@ -9,8 +9,9 @@ Targets (:data:`TARGETS`, pip YoWASP tools from :mod:`hdl.toolchain`, one job at
     ecp5_85 ECP5 LFE5U-85F, speed 6    (the same)                            nextpnr-ecp5 --85k
 
 ``ecp5_85`` serves only the lanes sweep (:data:`SWEEP`), for the units too big for the 25F.
-A job whose LUT4 count (unit and harness) exceeds the device's ``capacity_lut4`` skips
-nextpnr: it has a LUT4 count and no Fmax (``error``: does not fit).
+A job whose LUT4 count (unit and harness) exceeds the device's ``capacity_lut4``, or the
+flow's place-and-route budget (:data:`PNR_BUDGET_LUT4`), skips nextpnr: it has a LUT4 count
+and no Fmax (``error`` says which).
 
 A target is one entry of :data:`TARGETS`: device, yosys command, nextpnr tool and arguments,
 the nextpnr target frequency, and the cell types that ``synth_count`` counts.
@@ -100,16 +101,21 @@ VARIANTS = ("lut-only", "dsp")
 
 # The units the density comparison is about: name -> multiply-accumulates per cycle.
 DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1_q32": 8,
-             "dot8_exact_a1_l1_q32": 8, "fp16_dot8": 8, "fused_fp16_dot8": 8, "int8_dot8": 8}
+             "dot8_exact_a1_l1_q32": 8, "fp16_dot8": 8, "fp16_dot8_s18_a16_m16_t16_q32": 8,
+             "fused_fp16_dot8": 8, "int8_dot8": 8, "int8_dot8_t": 8}
 FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1_q32", "exact": "dot8_exact_a1_l1_q32"}
 FOURBIT_DOT = "dot8_fp16"
 FP16_DOT = "fp16_dot8"
 
 # --- the lanes sweep: each design family at every width ------------------------------------
 SWEEP_LANES = (8, 16, 32, 64)
-# Devices per width: the UP5K at every width (nextpnr only where it fits), the ECP5-25 up to
+# Devices per width: the UP5K up to 32 lanes (nextpnr only where it fits), the ECP5-25 up to
 # 16 lanes, the ECP5-85 from 32 (a 32-lane FP16 dot does not fit the 25F).
-SWEEP_TARGETS = {"ice40": SWEEP_LANES, "ecp5": (8, 16), "ecp5_85": (32, 64)}
+SWEEP_TARGETS = {"ice40": (8, 16, 32), "ecp5": (8, 16), "ecp5_85": (32, 64)}
+# Place and route is skipped above this many LUT4 (the flow's time budget on a 2-core
+# machine: a 64-lane FP16 dot, about 65k LUT4, would take nextpnr most of an hour); such a
+# job has its LUT4 count and no Fmax.
+PNR_BUDGET_LUT4 = 40000
 # The width the README recommends for the 4-bit unit: the ratios of synth.json are quoted there.
 RECOMMENDED_LANES = 32
 
@@ -119,17 +125,18 @@ def sweep_families():
     each at its fastest setting (the 4-bit ones are the fast units of ``hdl.units``)."""
     from hdl import baselines
     from hdl.dot import DotProduct
-    from hdl.units import FAST_EXACT, FAST_FP16
+    from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_CASCADED
     return {
         "dot4_fp16": ("4-bit, fp16 accumulator (the paper's mode), interleaved",
                       lambda n: DotProduct(n, "fp16", **FAST_FP16)),
         "dot4_exact": ("4-bit, exact accumulator",
                        lambda n: DotProduct(n, "exact", **FAST_EXACT)),
-        "fp16_cascaded": ("FP16, a rounded multiply and add per MAC",
-                          lambda n: baselines.FP16DotProduct(n)),
-        "fp16_fused": ("FP16 fused: exact products, one rounding per beat",
+        "fp16_cascaded": ("FP16, a rounded multiply and add per MAC, interleaved",
+                          lambda n: baselines.FP16DotProduct(n, **FAST_FP16_CASCADED)),
+        "fp16_fused": ("FP16 fused: exact products, one rounding per beat (not interleaved)",
                        lambda n: baselines.FusedFP16DotProduct(n)),
-        "int8": ("INT8, exact", lambda n: baselines.Int8DotProduct(n)),
+        "int8": ("INT8, exact, a rank per tree level",
+                 lambda n: baselines.Int8DotProduct(n, tree_stages=True)),
     }
 
 
@@ -373,6 +380,8 @@ def _run_tools(work, key, name, text, top, target, variant):
         run["error"] = f"yosys: {_last_error(out)}"
     elif (used := _lut4_used(work, t, name)) > t["capacity_lut4"]:
         run["error"] = f"does not fit: {used} LUT4 > {t['capacity_lut4']}"
+    elif used > PNR_BUDGET_LUT4:
+        run["error"] = f"not placed: {used} LUT4 > the flow's budget of {PNR_BUDGET_LUT4}"
     else:
         cmd = [toolchain.tool(t["nextpnr"], override=False), *t["pnr_args"], "--json",
                "netlist.json", "--report", "report.json", "--seed", str(SEED),

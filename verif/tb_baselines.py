@@ -3,8 +3,8 @@ on the stream bench of :mod:`streams`, all against golden.baselines: random dot 
 directed extremes at full rate (each result ``latency`` cycles after its ``last`` beat),
 random ones with gaps and backpressure, and the reset check.
 
-Parameters (``FOURBIT_PARAMS``): ``kind`` (``"fp16"``, ``"fused"`` or ``"int8"``) and
-``lanes``.
+Parameters (``FOURBIT_PARAMS``): ``kind`` (``"fp16"``, ``"fused"`` or ``"int8"``),
+``lanes``, and ``tree_stages`` (INT8: a rank per tree level).
 """
 
 import cocotb
@@ -29,6 +29,8 @@ GOLDEN = {"fp16": fp16_dot, "fused": fused_fp16_dot}
 
 
 def unit_for(p):
+    if p.get("tree_stages"):
+        return Int8DotProduct(p["lanes"], tree_stages=True)
     return UNITS[p["kind"]](p["lanes"])
 
 

@@ -22,6 +22,13 @@ def test_baseline(sim, kind, lanes):
     run_bench(UNITS[kind](lanes), "tb_baselines", sim, {"kind": kind, "lanes": lanes})
 
 
+@pytest.mark.parametrize("sim", simulators())
+def test_baseline_int8_tree_stages(sim):
+    """The fast INT8 baseline: a register rank after every tree level."""
+    run_bench(Int8DotProduct(8, tree_stages=True), "tb_baselines", sim,
+              {"kind": "int8", "lanes": 8, "tree_stages": True})
+
+
 @pytest.mark.parametrize("cls", [FP16DotProduct, FusedFP16DotProduct, Int8DotProduct])
 @pytest.mark.parametrize("lanes,exc,msg", [
     (0, ValueError, "lanes must be a power of two from 1 to 64, not 0"),
