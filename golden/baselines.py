@@ -19,14 +19,11 @@ holds ``2**16`` beats exactly).
 import numpy as np
 
 from . import _check
-from .formats import FLAG_INVALID, FP16
+from .formats import FLAG_INVALID, FP16, FUSED_LSB_EXP
 from .fp16 import decode_fp16, fp16_add, fp16_mul, is_nan, is_snan, round_fp16
 
 __all__ = ["fp16_dot", "fused_fp16_dot", "int8_dot", "FUSED_LSB_EXP"]
 
-# Every finite fp16 product is an integer multiple of 2**-48 (two subnormal LSBs, 2**-24
-# each): the fused unit's fixed point. Its largest product is below 2**22 * 2**10.
-FUSED_LSB_EXP = 2 * FP16.LSB_EXP
 # round_fp16 takes magnitudes below 2**62; an exact beat sum (up to 2**(80 + log2(lanes)) in
 # units of 2**-48) keeps its top _KEEP_BITS bits and a sticky bit below them.
 _KEEP_BITS = 60

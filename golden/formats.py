@@ -28,7 +28,7 @@ __all__ = [
     "FP4", "FP16", "PHASES",
     "FLAG_INEXACT", "FLAG_UNDERFLOW", "FLAG_OVERFLOW", "FLAG_INVALID", "FLAG_SATURATED",
     "FLAG_NAMES", "G_RANGE", "G_BITS_MIN", "G_BITS_MAX", "GRADSCALE_HI_LOG2",
-    "GRADSCALE_LO_LOG2", "ROUNDINGS", "R_BITS_MAX", "MODES", "ACCUMULATORS",
+    "GRADSCALE_LO_LOG2", "ROUNDINGS", "R_BITS_MAX", "MODES", "ACCUMULATORS", "FUSED_LSB_EXP",
 ]
 
 
@@ -133,3 +133,7 @@ R_BITS_MAX = 32
 # Dot products: forward (int x int) or backward (fp4 x int); fp16 (the paper) or exact sums.
 MODES = ("forward", "backward")
 ACCUMULATORS = ("fp16", "exact")
+
+# The fused FP16 baseline's fixed point: every finite fp16 product is an integer multiple of
+# 2**-48 (two subnormal LSBs, 2**-24 each); its largest product is below 2**22 * 2**10.
+FUSED_LSB_EXP = 2 * FP16.LSB_EXP

@@ -6,10 +6,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.baselines import FUSED_LSB_EXP
-from golden.formats import FLAG_INVALID, FP16
+from golden.formats import FLAG_INVALID, FP16, FUSED_LSB_EXP
 
-from .fp16 import FP16AddCore, FP16MulCore, Operand
+from .fp16 import FP16AddCore, FP16MulCore, Operand, radix4_rows
 from .interleave import Interleaved
 from .params import FLAGS_SHAPE, integer, lanes_pow2
 from .pipeline import Pipeline
@@ -253,14 +252,8 @@ def sig_product(m, x, y, name):
     the ``ceil(len(x) / 2)`` rows summed by a balanced tree of kept carry-chain adders. For
     11 x 11 bits on ECP5 (yosys, no DSP) about 200 LUT4 where ``x * y`` takes about 540."""
     y3 = _keep(m, y + (y << 1), f"{name}_y3")
-    rows = []
-    for i in range(0, len(x), 2):
-        d = x[i:i + 2]
-        if len(d) == 2:
-            row = Mux(d[1], Mux(d[0], y3, y << 1), Mux(d[0], y, 0))
-        else:
-            row = Mux(d[0], y, 0)
-        rows.append(_keep(m, row, f"{name}_pp{i // 2}") << i)
+    rows = [_keep(m, row, f"{name}_pp{k}") << (2 * k)
+            for k, row in enumerate(radix4_rows(x, y, y3))]
     level = 0
     while len(rows) > 1:
         rows = [_keep(m, rows[j] + rows[j + 1], f"{name}_sum{level}_{j // 2}")
@@ -276,7 +269,7 @@ class FusedFP16DotProduct(_DotBaseline):
     The structure of :class:`hdl.dot.DotProduct` with fp16 operands: each beat carries
     ``lanes`` pairs of fp16 codes; every lane forms its product EXACTLY (the 11 x 11-bit
     significand product, the exponents summed) and aligns it into a fixed point with its LSB
-    at ``2**-48`` (:data:`golden.baselines.FUSED_LSB_EXP`), wide enough for every finite
+    at ``2**-48`` (:data:`golden.formats.FUSED_LSB_EXP`), wide enough for every finite
     fp16 product (:data:`FUSED_PRODUCT_SHAPE`, 81 bits signed); a balanced adder tree sums
     the lanes EXACTLY (``81 + log2(lanes)`` bits); :class:`hdl.rounder.FP16Rounder` rounds
     the exact beat sum ONCE to fp16 (RNE, subnormals, overflow to Inf, ``inexact |

@@ -138,11 +138,13 @@ def _add_raw(m, a, b, cut):
     })
 
 
-def radix4_rows(x, y):
+def radix4_rows(x, y, y3=None):
     """The partial products of the unsigned ``x * y``, radix 4: one row per two bits of
-    ``x``, each ``0``, ``y``, ``2y`` or ``3y`` (``3y`` formed once), shifted into place. Their
-    sum is the product; the rows are what a register rank inside a multiplier holds."""
-    y3 = y + (y << 1)
+    ``x`` (row ``k`` weighs ``4**k``), each ``0``, ``y``, ``2y`` or ``3y`` (``y3``: formed once,
+    here unless given). Their sum is the product; the rows are what a register rank inside a
+    multiplier holds."""
+    if y3 is None:
+        y3 = y + (y << 1)
     rows = []
     for i in range(0, len(x), 2):
         d = x[i:i + 2]
