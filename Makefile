@@ -52,8 +52,9 @@ accuracy: setup
 	$(PY) -m scripts.accumulation_error > /dev/null
 	@echo "accumulation error: build/reports/accumulation.md"
 
-# Synthesis of every unit for iCE40 UP5K and ECP5-25 (yosys + nextpnr, cached per unit):
-# build/reports/synth.{json,md,png}. About 22 min of tool time from an empty cache.
+# Synthesis of every unit for iCE40 UP5K and ECP5-25, then the lanes sweep (each design at
+# 8..64 lanes, ECP5-85 for the wide ones) and the gate proxy (yosys + nextpnr, cached per
+# job): build/reports/synth.{json,md,png} and synth_ratios.png. Long: see the README.
 synth: setup
 	$(PY) -m scripts.synth
 

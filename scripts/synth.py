@@ -14,6 +14,7 @@ Usage (from the work tree; ``make synth`` runs the first)::
     python -m scripts.synth --unit dot8_fp16 --target ecp5 [--variant dsp] [--force]
     python -m scripts.synth --list
     python -m scripts.synth --sweep-only | --no-sweep  # the lanes sweep alone, or without it
+    python -m scripts.synth --cached-only             # the report from what is cached
 """
 
 import argparse
@@ -43,6 +44,8 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="ignore the cache")
     ap.add_argument("--no-sweep", action="store_true", help="only the registered units")
     ap.add_argument("--sweep-only", action="store_true", help="only the lanes sweep")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="run no tool: report the cached results, mark the others not run")
     ap.add_argument("--list", action="store_true", help="list the jobs and exit")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite build/reports")
     args = ap.parse_args(argv)
@@ -64,13 +67,14 @@ def main(argv=None):
             print(f"{name} {target} {variant}")
         return 0
     results, seconds = run_flow(job_list, force=args.force, progress=sys.stderr.isatty()
-                                or os.environ.get("TQDM", "1") != "0")
+                                or os.environ.get("TQDM", "1") != "0",
+                                cached_only=args.cached_only)
     gates = {}
     if not args.no_sweep and not args.target and not args.variant:
         # The gate proxy of every sweep unit (yosys alone, cached like the jobs).
         for unit in sorted(sweep_units().values(), key=lambda u: u.lanes):
             if not args.unit or unit.module_name in args.unit:
-                g = gates[unit.module_name] = gates_one(unit)
+                g = gates[unit.module_name] = gates_one(unit, cached_only=args.cached_only)
                 print(f"{unit.module_name:<24} gates {g['gates']!s:>7}  ff {g['ff']!s:>6}"
                       + (f"  {g['error']}" if g.get("error") else ""), flush=True)
     print(f"{len(results)} jobs in {seconds:.0f} s")
@@ -80,6 +84,8 @@ def main(argv=None):
         summary = summarize(results, seconds, gates)
         write_reports(summary)
         print((REPORTS / "synth.md").read_text())
+    if args.cached_only:
+        return 0
     return 1 if any(r.get("error") and r["lut4"] is None for r in results) else 0
 
 

@@ -113,9 +113,9 @@ SWEEP_LANES = (8, 16, 32, 64)
 # 16 lanes, the ECP5-85 from 32 (a 32-lane FP16 dot does not fit the 25F).
 SWEEP_TARGETS = {"ice40": (8, 16, 32), "ecp5": (8, 16), "ecp5_85": (32, 64)}
 # Place and route is skipped above this many LUT4 (the flow's time budget on a 2-core
-# machine: a 64-lane FP16 dot, about 65k LUT4, would take nextpnr most of an hour); such a
-# job has its LUT4 count and no Fmax.
-PNR_BUDGET_LUT4 = 40000
+# machine: a 16-lane FP16 dot, about 16k LUT4, already takes nextpnr-ecp5 about 10 minutes);
+# such a job has its LUT4 count and no Fmax.
+PNR_BUDGET_LUT4 = 20000
 # The width the README recommends for the 4-bit unit: the ratios of synth.json are quoted there.
 RECOMMENDED_LANES = 32
 
@@ -299,7 +299,7 @@ def job_key(text, top, module, target, variant):
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
+def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False, cached_only=False):
     """Synthesize, place and route one unit; returns its result dict.
 
     The tools run only when the job's key changed (or ``force``); the result is always
@@ -318,7 +318,10 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
     work = Path(build) / name / f"{target}-{variant}"
     run = _cached_run(work, key) if not force else None
     cached = run is not None
-    if run is None:
+    if run is None and cached_only:
+        run = {"error": "not run (no cached result of this version: run without --cached-only)"}
+        work = work / "none"                     # nothing to parse
+    elif run is None:
         run = _run_tools(work, key, name, text, top, target, variant)
     result = {
         "unit": name, "target": target, "device": TARGETS[target]["device"],
@@ -330,7 +333,8 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False):
     if run.get("error"):
         result["error"] = run["error"]
     parse(work, name, TARGETS[target], result)
-    (work / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    if work.exists():
+        (work / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     result["cached"] = cached
     return result
 
@@ -414,7 +418,7 @@ def gates_script(module):
     ])
 
 
-def gates_one(unit, *, build=BUILD, force=False):
+def gates_one(unit, *, build=BUILD, force=False, cached_only=False):
     """The gate proxy of one unit: ``{"unit", "gates", "ff", "cells"}``. ``gates`` counts the
     combinational cells of the gate library (and inverters); flip-flops are counted apart
     (``ff``) and left out of ``gates``: the proxy compares logic, not state. Cached like
@@ -426,6 +430,8 @@ def gates_one(unit, *, build=BUILD, force=False):
     key = hashlib.sha256(json.dumps([text, script, tool_versions()]).encode()).hexdigest()
     work = Path(build) / name / "gates"
     run = _cached_run(work, key) if not force else None
+    if run is None and cached_only:
+        return {"unit": name, "gates": None, "ff": None, "error": "not run"}
     if run is None or not (work / "gates.json").exists():
         work.mkdir(parents=True, exist_ok=True)
         (work / "unit.v").write_text(text)
@@ -472,14 +478,14 @@ def jobs(selected_units=None, targets=None, variants=None):
     return out
 
 
-def run_flow(job_list, *, force=False, progress=True):
+def run_flow(job_list, *, force=False, progress=True, cached_only=False):
     from tqdm import tqdm
     results = []
     start = time.perf_counter()
     bar = tqdm(job_list, unit="job", disable=not progress, dynamic_ncols=True)
     for name, unit, target, variant in bar:
         bar.set_description(f"{name} {target} {variant}")
-        r = synth_one(unit, target, variant, force=force)
+        r = synth_one(unit, target, variant, force=force, cached_only=cached_only)
         results.append(r)
         spent = (r.get("yosys_s") or 0) + (r.get("nextpnr_s") or 0)
         tag = "cached" if r.get("cached") else f"{spent:.0f} s"
