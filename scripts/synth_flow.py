@@ -113,9 +113,9 @@ SWEEP_LANES = (8, 16, 32, 64)
 # 16 lanes, the ECP5-85 from 32 (a 32-lane FP16 dot does not fit the 25F).
 SWEEP_TARGETS = {"ice40": (8, 16, 32), "ecp5": (8, 16), "ecp5_85": (32, 64)}
 # Place and route is skipped above this many LUT4 (the flow's time budget on a 2-core
-# machine: a 16-lane FP16 dot, about 16k LUT4, already takes nextpnr-ecp5 about 10 minutes);
+# machine: a 16-lane FP16 dot, about 16k LUT4, took nextpnr-ecp5 over 15 minutes here);
 # such a job has its LUT4 count and no Fmax.
-PNR_BUDGET_LUT4 = 20000
+PNR_BUDGET_LUT4 = 15000
 # The width the README recommends for the 4-bit unit: the ratios of synth.json are quoted there.
 RECOMMENDED_LANES = 32
 
