@@ -496,15 +496,21 @@ class Int8DotProduct(_DotBaseline):
 
         i --> [ lanes x mul ] --> [ adder tree ] --> acc <-- acc + sum --> [ out ] --> o
 
+    With ``tree_stages`` the adder tree has a rank after every level (``int8_dot8_t``).
+
     Timing: one beat per cycle, back-to-back dot products need no idle cycle. ``latency`` =
-    3 cycles from the transfer of the ``last`` beat to its result on ``o`` (``o.ready``
-    high), counted like :class:`hdl.dot.DotProduct`'s. Backpressure stalls the pipeline
-    without losing or repeating beats; no beat is accepted during reset.
+    3 cycles (``2 + log2(lanes)`` with ``tree_stages``, at least 3) from the transfer of the
+    ``last`` beat to its result on ``o`` (``o.ready`` high), counted like
+    :class:`hdl.dot.DotProduct`'s. Backpressure stalls the pipeline without losing or
+    repeating beats; no beat is accepted during reset.
 
     Parameters
     ----------
     lanes : int
         Operand pairs per beat: a power of two from 1 to 64 (default 8).
+    tree_stages : bool
+        A register rank after every adder-tree level (default ``False``: one rank for the
+        whole tree).
 
     Members
     -------
