@@ -312,7 +312,7 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False, cac
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
     name = unit.module_name
-    text = verilog(unit)
+    text = verilog(unit, raw=True)          # the synthesizer runs its own proc and opt
     top, info = harness(name, ports(text, name))
     key = job_key(text, top, name, target, variant)
     work = Path(build) / name / f"{target}-{variant}"
@@ -425,7 +425,7 @@ def gates_one(unit, *, build=BUILD, force=False, cached_only=False):
     :func:`synth_one`."""
     from hdl.gen import verilog
     name = unit.module_name
-    text = verilog(unit)
+    text = verilog(unit, raw=True)          # the synthesizer runs its own proc and opt
     script = gates_script(name)
     key = hashlib.sha256(json.dumps([text, script, tool_versions()]).encode()).hexdigest()
     work = Path(build) / name / "gates"
@@ -469,7 +469,7 @@ def jobs(selected_units=None, targets=None, variants=None):
     for name, unit in units().items():
         if selected_units and name not in selected_units:
             continue
-        mul = has_multiplier(verilog(unit))
+        mul = has_multiplier(verilog(unit, raw=True))
         for target in targets or MAIN_TARGETS:
             for variant in variants or VARIANTS:
                 if variant == "dsp" and not mul and not variants:
