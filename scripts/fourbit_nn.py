@@ -33,11 +33,12 @@ Master weights, biases, PACT clips, the loss and the optimizer are float32/float
 import numpy as np
 
 import golden
-from golden.formats import FP16
+from golden.formats import FLAG_SATURATED, FP16, G_BITS_MIN
 from golden.fp16 import is_nan
 
 SAWB_C1, SAWB_C2 = 12.68, 12.80          # SAWB coefficients for 4 bits (Sun et al. 2020)
 FP16_MAX = 65504.0
+G_LIMITS = (-(1 << (G_BITS_MIN - 1)), (1 << (G_BITS_MIN - 1)) - 1)     # -32 .. 31
 
 
 # ---------------------------------------------------------------------------- quantizers
@@ -77,8 +78,8 @@ def tracker_max(dy16):
 
 
 def gradscale(max_code, g, rule):
-    """``golden.gradscale`` for one tensor, as a Python int."""
-    return int(golden.gradscale(max_code, g, rule))
+    """``golden.gradscale`` for one tensor, as a Python int in :data:`G_LIMITS`."""
+    return int(golden.gradscale(max_code, g, rule, g_min=G_LIMITS[0], g_max=G_LIMITS[1]))
 
 
 def radix2_fp4_split(dy16, g):
@@ -143,7 +144,12 @@ class GemmLayer:
         self.g = None
         self.overflows = 0
         self.grad_elems = 0                      # non-zero fp16 gradient elements seen ...
-        self.grad_flushed = 0                    # ... and how many became fp4 zero (even copy)
+        self.grad_flushed = 0                    # ... how many became fp4 zero (even copy)
+        self.grad_saturated = 0                  # ... and how many saturated (even copy)
+        # Per phase copy ("even", "odd"): sums of (quantized - exact) and of |exact| over
+        # the gradient elements, for the relative bias of that copy (not for radix2).
+        self.bias_sum = {"even": 0.0, "odd": 0.0}
+        self.abs_sum = {"even": 0.0, "odd": 0.0}
         self.g_trace = []
 
     # -- input activation (belongs to the consuming layer: its precision decides) --------
@@ -170,6 +176,28 @@ class GemmLayer:
         z, clip = self._act_cache
         self.dalpha = np.float32(np.sum(dy[z >= clip]))
         return dy * ((z > 0) & (z < clip))
+
+    def _bias(self, dy16, codes, copy, phase):
+        """Adds the decoded fp4 copy's error against the fp16 gradient to the bias sums."""
+        exact = golden.fp16_to_float(dy16)
+        q = golden.fp16_to_float(golden.from_fp4(codes, self.g, phase))
+        ok = np.isfinite(exact)
+        self.bias_sum[copy] += float(np.sum((q - exact)[ok]))
+        self.abs_sum[copy] += float(np.sum(np.abs(exact[ok])))
+
+    def diagnostics(self):
+        """Per-layer gradient statistics (None where the layer is not 4-bit)."""
+        if self.prec != "4bit" or not self.grad_elems:
+            return None
+        return {
+            "flushed_frac": self.grad_flushed / self.grad_elems,
+            "saturated_frac": (None if self.recipe.radix2
+                               else self.grad_saturated / self.grad_elems),
+            "rel_bias": {c: (self.bias_sum[c] / self.abs_sum[c]
+                             if self.abs_sum[c] and not self.recipe.radix2 else None)
+                         for c in ("even", "odd")},
+            "g_min": min(self.g_trace), "g_max": max(self.g_trace), "g_final": self.g,
+        }
 
     # -- GEMM ------------------------------------------------------------------------------
     def forward(self, x, s_x):
@@ -220,9 +248,12 @@ class GemmLayer:
             dx = (golden.fp16_add(self._bgemm(ev, wt, True, "even"),
                                   self._bgemm(od, wt, True, "odd")) if need_dx else None)
         else:
-            even = golden.to_fp4(dy16, self.g, "even")
+            even, flags = golden.to_fp4(dy16, self.g, "even", flags=True)
             odd = golden.to_fp4(dy16, self.g, "odd") if r.tpr else even
             even_for_stats = even
+            self.grad_saturated += int(np.count_nonzero(flags & FLAG_SATURATED))
+            self._bias(dy16, even, "even", "even")
+            self._bias(dy16, odd, "odd", "odd" if r.tpr else "even")
             dwt = self._bgemm(np.ascontiguousarray(even.T), self._x, False, "even")
             dx = (self._bgemm(odd, wt, True, "odd" if r.tpr else "even")
                   if need_dx else None)
@@ -296,7 +327,7 @@ class MLP:
     sizes = (64, 128, 64, 10)
 
     def __init__(self, recipe, rng):
-        precs = _precisions(recipe, 3)
+        precs = _precisions(recipe, len(self.sizes) - 1)
         self.layers = [GemmLayer(k, n, rng, p, recipe, pact=i > 0)
                        for i, (k, n, p) in enumerate(zip(self.sizes[:-1], self.sizes[1:],
                                                          precs, strict=True))]
@@ -315,6 +346,12 @@ class MLP:
             d = layer.backward(d, need_dx=i > 0)
             if i > 0:
                 d = layer.activation_backward(d)
+
+
+class DeepMLP(MLP):
+    """16 -> 64 -> 64 -> 64 -> 64 -> 10: five GEMM layers, no normalisation (the teacher task)."""
+
+    sizes = (16, 64, 64, 64, 64, 10)
 
 
 class CNN:

@@ -99,3 +99,85 @@ def test_training_steps_reduce_loss(config, model):
         if layer.prec == "4bit":
             assert layer.g is not None and len(layer.g_trace) == 12
             assert layer.overflows == 0
+
+
+def test_gradscale_stays_in_the_register_range():
+    """A dead layer (max|dY| = 0) raises g every step under the paper rule; it stops at the
+    top of the smallest g register instead of leaving the golden model's range."""
+    assert nn.G_LIMITS == (-32, 31)
+    g = 0
+    for _ in range(40):
+        g = nn.gradscale(np.uint16(0), g, "paper")
+    assert g == 31
+    assert nn.gradscale(golden.fp16_from_float(60000.0), 31, "paper") == 30   # and back
+
+
+def test_paired_ci():
+    m, lo, hi = study.paired_ci([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / np.sqrt(3)                      # t(0.975, 2) * sd / sqrt(n)
+    assert m == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert study.paired_ci([0.5]) == [0.5, None, None]
+
+
+def test_task_summary_pairs_by_seed_and_model():
+    runs = [{"task": "t", "config": c, "model": "m", "seed": s, "test_acc": acc,
+             "layer_diagnostics": [None]}
+            for s, (full, abl) in enumerate([(80.0, 70.0), (81.0, 72.0), (79.0, 69.5)])
+            for c, acc in (("4bit", full), ("naive", abl))]
+    ts = study.task_summary(runs, "t", ["4bit", "naive"], ["m"])
+    assert ts["4bit"] == 80.0 and ts["naive"] == pytest.approx(70.5) and ts["fp32"] is None
+    m, lo, hi = ts["paired_ci"]["naive"]
+    assert m == pytest.approx(9.5) and lo > 0 and hi > m
+    assert "4bit" not in ts["paired_ci"] and ts["diagnostics"] == {}
+
+
+def test_teacher_task():
+    xtr, xte, ytr, yte = study.load_teacher()
+    hp = study.TEACHER_HPARAMS
+    assert xtr.shape == (hp["n"] * 3 // 4, hp["inputs"]) and len(xte) == hp["n"] // 4
+    assert len(ytr) == len(xtr) and len(yte) == len(xte)
+    # Inputs sit on the uint4 grid: the first layer's quantization (clip 1) is exact.
+    codes, _ = nn.quantize_activations(xtr[:500], 1.0)
+    np.testing.assert_array_equal(codes, np.rint(xtr[:500] * 15))
+    counts = np.bincount(np.concatenate([ytr, yte]), minlength=hp["classes"])
+    assert counts.min() > 0.05 * hp["n"]                       # about equal classes
+    again = study.load_teacher()
+    np.testing.assert_array_equal(again[0], xtr)               # generated, reproducibly
+
+
+@pytest.mark.parametrize("config", ["4bit", "naive", "no_tpr"])
+def test_deep_mlp_steps_and_diagnostics(config):
+    xtr, _, ytr, _ = study.load_teacher()
+    rng = np.random.default_rng(0)
+    net = study.MODELS["deep_mlp"](study.CONFIGS[config], rng)
+    assert [la.w.shape for la in net.layers][0] == (16, 64) and len(net.layers) == 5
+    state, losses = {}, []
+    for _ in range(12):
+        losses.append(study.train_step(net, xtr[:64], ytr[:64], 0.05, state,
+                                       study.TEACHER_HPARAMS))
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    for layer in net.layers:
+        d = layer.diagnostics()
+        assert 0 <= d["flushed_frac"] <= 1 and d["g_min"] <= d["g_final"] <= d["g_max"]
+        if config == "naive":                                  # radix-2: no phases to compare
+            assert d["saturated_frac"] is None and d["rel_bias"]["even"] is None
+            assert d["g_min"] == d["g_max"] == 6               # fixed g
+        else:
+            assert 0 <= d["saturated_frac"] <= 1
+            assert abs(d["rel_bias"]["even"]) < 1 and abs(d["rel_bias"]["odd"]) < 1
+            if config == "no_tpr":
+                assert d["rel_bias"]["odd"] == d["rel_bias"]["even"]
+
+
+def test_study_cli_runs_both_tasks(tmp_path):
+    """The whole flow on one epoch, one seed, two configurations (two worker processes)."""
+    import json
+    study.main(["--epochs", "1", "--seeds", "2", "--configs", "fp32,4bit",
+                "--models", "mlp,deep_mlp", "--out", str(tmp_path)])
+    rep = json.loads((tmp_path / "study.json").read_text())
+    assert set(rep["tasks"]) == {"digits", "teacher"} and "summary" in rep
+    t = rep["tasks"]["teacher"]
+    assert t["metric"] and t["fp32"] is not None and t["4bit"] is not None
+    assert t["paired_ci"]["fp32"][1] is not None and len(rep["runs"]) == 8
+    assert (tmp_path / "study.md").read_text().count("## Task `teacher`") == 1
+    assert (tmp_path / "study_curves.png").exists()
