@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:  make  &&  make test
-# Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | clean
+# Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | mutate | clean
 # The flows are the package scripts/, run as modules from here: python -m scripts.<name>.
 
 PYTHON   ?= python3
@@ -10,7 +10,7 @@ JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
 .PHONY: all setup verilog lint test test-golden test-scripts test-hdl accuracy synth synth-smoke \
-        study bench clean
+        study bench mutate clean
 
 all: verilog
 
@@ -67,6 +67,12 @@ synth-smoke: setup
 # `make test`, whose flow tests run a one-epoch version).
 study: setup
 	$(PY) -m scripts.study
+
+# Mutation score of the benches (verif/mutation.py): 200 Yosys mutants per unit, each under
+# the unit's own bench on Icarus, survivors checked for equivalence (about 10 minutes):
+# build/reports/mutation.{json,md}. `make test` runs a smoke version (verif/test_mutation.py).
+mutate: setup
+	PYTHONPATH=.:verif $(PY) -m mutation
 
 # Golden 4-bit GEMM speed against NumPy fp32 matmul.
 bench: setup

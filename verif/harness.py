@@ -168,13 +168,33 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
     to ``FOURBIT_RESULT``. ``expect_vectors``, when given, is the exact total the tests must
     have checked. Returns the summed result dict.
     """
+    record = bench(component, tb_module, simulator, params, expect_vectors=expect_vectors,
+                   extra_env=extra_env, unit=unit)
+    regression.add(record)
+    n_tests, n_failed, vectors = record["cocotb_tests"], record["cocotb_failed"], record["vectors"]
+    assert n_tests > 0, f"{tb_module}: no cocotb test ran"
+    assert n_failed == 0, f"{tb_module}: {n_failed} of {n_tests} cocotb tests failed (see log)"
+    assert vectors > 0, f"{tb_module}: no vector was checked"
+    if expect_vectors is not None:
+        assert vectors == expect_vectors, f"{tb_module}: checked {vectors} vectors, " \
+                                          f"expected {expect_vectors}"
+    assert record["mismatches"] == 0, f"{tb_module}: {record['mismatches']} mismatches"
+    return record
+
+
+def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
+          extra_env=None, unit=None, verilog=None, build_dir=None):
+    """:func:`run_bench` without the report and the assertions: build, run, return the
+    record (``passed`` says whether it passed). ``verilog``: simulate this text instead of
+    the component's own (a mutant, :mod:`mutation`), in ``build_dir``; the simulator's
+    output then goes to ``build_dir/sim.log``."""
     from cocotb_tools.runner import get_results, get_runner
 
     params = dict(params or {})
     unit = unit or component.module_name
     waves = os.environ.get("WAVES", "0") not in ("", "0")
-    text = _verilog(component, unit, params)
-    build_dir = BUILD / "sim" / unit / simulator
+    text = verilog if verilog is not None else _verilog(component, unit, params)
+    build_dir = build_dir or BUILD / "sim" / unit / simulator
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -224,9 +244,16 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
             **(extra_env or {}),
         }
         start = time.perf_counter()
-        xml = runner.test(hdl_toplevel=unit, test_module=tb_module, build_dir=build_dir,
-                          test_dir=build_dir, extra_env=env, waves=waves,
-                          results_xml=str(build_dir / "results.xml"))
+        xml = build_dir / "results.xml"
+        xml.unlink(missing_ok=True)
+        try:
+            runner.test(hdl_toplevel=unit, test_module=tb_module, build_dir=build_dir,
+                        test_dir=build_dir, extra_env=env, waves=waves, results_xml=str(xml),
+                        **({"log_file": build_dir / "sim.log"} if verilog is not None else {}))
+        except SystemExit:
+            # Under pytest the runner exits when a test failed; its results file stays, and
+            # get_results below reads it (or raises when the simulator left none).
+            pass
         seconds = time.perf_counter() - start
         n_tests, n_failed = get_results(xml)
         rows = _read_results(result_file)
@@ -239,15 +266,7 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
         "mismatches": mismatches, "exhaustive": bool(rows) and all(r["exhaustive"] for r in rows),
         "seconds": round(seconds, 3), "build_seconds": round(build_seconds, 3),
         "passed": passed, "kind": "unit",
-        "seed": seed(), "cocotb_tests": n_tests,
+        "seed": seed(), "cocotb_tests": n_tests, "cocotb_failed": n_failed,
         "checks": {r["name"]: r["vectors"] for r in rows},
     }
-    regression.add(record)
-    assert n_tests > 0, f"{tb_module}: no cocotb test ran"
-    assert n_failed == 0, f"{tb_module}: {n_failed} of {n_tests} cocotb tests failed (see log)"
-    assert vectors > 0, f"{tb_module}: no vector was checked"
-    if expect_vectors is not None:
-        assert vectors == expect_vectors, f"{tb_module}: checked {vectors} vectors, " \
-                                          f"expected {expect_vectors}"
-    assert mismatches == 0, f"{tb_module}: {mismatches} mismatches"
     return record
