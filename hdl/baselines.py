@@ -67,7 +67,7 @@ class _DotBaseline(wiring.Component):
     def module_name(self):
         return f"{self._name}{self._lanes}"
 
-    def _pipeline(self, m, depth):
+    def _lockstep_pipeline(self, m, depth):
         """``(beat, pipe, last_in)``: drive ``last_in`` with the ``last`` flag of the beat
         entering the output rank (``depth - 1``)."""
         last_in = Signal()
@@ -354,7 +354,7 @@ class FusedFP16DotProduct(_DotBaseline):
         m = Module()
         n = self._lanes
         depth = self.latency
-        beat, pipe, last_in = self._pipeline(m, depth)
+        beat, pipe, last_in = self._lockstep_pipeline(m, depth)
 
         # --- rank 0: exact significand products, exponent sums, the beat's special values -
         lanes, any_nan, pos_inf, neg_inf, invalid, neg_zero = [], [], [], [], [], []
@@ -571,7 +571,7 @@ class Int8DotProduct(_DotBaseline):
         m = Module()
         n = self._lanes
         # Lockstep ranks (hdl.pipeline): products, beat sum, then the output rank.
-        beat, pipe, last_in = self._pipeline(m, self.latency)
+        beat, pipe, last_in = self._lockstep_pipeline(m, self.latency)
 
         # Rank 0: exact products (signed(8) x signed(8) -> signed(16), range above).
         side = pipe.rank(0, {"first": beat.first, "last": beat.last}, "s1_side")

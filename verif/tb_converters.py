@@ -53,10 +53,35 @@ TRACKER_RANDOM_TENSORS = 1500
 TRACKER_MAX_BEATS = 6
 
 
-def _all_codes(lanes):
-    """Every fp16 code once, as ``(65536 // lanes, lanes)``."""
+# Corner codes that every lane of a multi-lane converter must see (a sweep of all codes in
+# order gives lane k only the codes = k mod lanes: only lane 0 would see +-0, +-Inf or an
+# exact power of two). Zeros, infinities, quiet and signalling NaNs, the subnormal ends,
+# the smallest normal, the largest finite, exact levels and powers of two, ties of the
+# integer rescale (x.5) and of the log converter's midpoints, and values past saturation.
+FP16_CORNERS = (
+    0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0xFC01,
+    0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF,
+    0x3C00, 0xBC00, 0x3400, 0x4000, 0x4400, 0x5400, 0x5800,
+    0x3800, 0xB800, 0x3E00, 0xBE00, 0x4100, 0x4780, 0xC780, 0x4BC0,
+    0x4500, 0x3A00, 0x4800, 0xC800, 0x4C00, 0x5640, 0xD640,
+)
+
+
+def sweep_beats(lanes):
+    """Beats of one sweep of :func:`_sweep_codes`."""
+    return (1 << FP16.BITS) // lanes + len(FP16_CORNERS)
+
+
+def _sweep_codes(lanes):
+    """Every fp16 code once, as ``(65536 // lanes, lanes)``, then ``len(FP16_CORNERS)`` beats
+    in which lane ``k`` of beat ``j`` gets corner ``(j + k) mod len(FP16_CORNERS)``: every
+    lane sees every corner."""
     assert (1 << FP16.BITS) % lanes == 0, "lanes must divide 65536"
-    return np.arange(1 << FP16.BITS, dtype=np.int64).reshape(-1, lanes)
+    n = len(FP16_CORNERS)
+    corners = np.asarray(FP16_CORNERS, np.int64)[(np.arange(n)[:, None]
+                                                  + np.arange(lanes)[None, :]) % n]
+    return np.concatenate([np.arange(1 << FP16.BITS, dtype=np.int64).reshape(-1, lanes),
+                           corners])
 
 
 def _key(code, flags, width):
@@ -84,11 +109,11 @@ async def run(dut, unit, stim, key, name, *, exhaustive):
 
 @cocotb.test()
 async def log_converter_exhaustive(dut):
-    """Every fp16 code x both phases x the g values of ``LOG_G``."""
+    """Every fp16 code (and the lane corners) x both phases x the g values of ``LOG_G``."""
     p = params()
     unit = LogConverter(p["lanes"], p["g_bits"])
     lanes = unit.lanes
-    codes = _all_codes(lanes)
+    codes = _sweep_codes(lanes)
     rows = [(g, ph) for g in LOG_G[unit.g_bits] for ph in (0, 1)]
     x = np.concatenate([codes] * len(rows))
     g = np.repeat([r[0] for r in rows], len(codes))
@@ -115,13 +140,13 @@ def _rescale_expected(x, s, fmt, u=None, r_bits=0):
 
 @cocotb.test()
 async def rescale_exhaustive(dut):
-    """Every fp16 code x ``RESCALE_SCALES`` (RNE) or ``STOCHASTIC_SCALES`` with random
-    ``u``, then one beat of random codes per invalid scale."""
+    """Every fp16 code (and the lane corners) x ``RESCALE_SCALES`` (RNE) or
+    ``STOCHASTIC_SCALES`` with random ``u``, then one beat of random codes per invalid scale."""
     p = params()
     unit = RangeRescale(p["lanes"], p["fmt"], p["rounding"], p["r_bits"])
     lanes, r_bits = unit.lanes, unit.r_bits
     gen = rng(None, salt=7)
-    codes = _all_codes(lanes)
+    codes = _sweep_codes(lanes)
     scales = STOCHASTIC_SCALES if r_bits else RESCALE_SCALES
     x = np.concatenate([codes] * len(scales)
                        + [gen.integers(0, 1 << FP16.BITS, (len(BAD_SCALES), lanes))])
@@ -147,8 +172,10 @@ async def decoder_exhaustive(dut):
     lo, hi = -(1 << (unit.g_bits - 1)), (1 << (unit.g_bits - 1)) - 1
     rows = [(g, ph) for g in range(lo, hi + 1) for ph in (0, 1)]
     assert lanes % (1 << FP4.BITS) == 0, "lanes must be a multiple of 16"
-    # One beat per (g, phase), every code in it (repeated when lanes > 16).
-    c = np.tile(np.arange(1 << FP4.BITS), (len(rows), lanes // (1 << FP4.BITS)))
+    # One beat per (g, phase), every code in it (repeated when lanes > 16), rotated by one
+    # lane per beat: every lane sees every code.
+    n = 1 << FP4.BITS
+    c = (np.arange(lanes)[None, :] - np.arange(len(rows))[:, None]) % n
     g = np.array([r[0] for r in rows])
     ph = np.array([r[1] for r in rows])
     x, fl = golden.from_fp4(c, g[:, None], ph[:, None], flags=True)

@@ -9,6 +9,7 @@ from tb_converters import (
     RESCALE_SCALES,
     STOCHASTIC_SCALES,
     TRACKER_RANDOM_TENSORS,
+    sweep_beats,
     vectors,
 )
 
@@ -17,7 +18,6 @@ from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
 from harness import run_bench, simulators
 
-CODES16 = 1 << FP16.BITS
 LANES = 32                       # values per beat in the bench instances
 STOCHASTIC_R_BITS = 8
 
@@ -29,7 +29,7 @@ def _filter(test):
 @pytest.mark.parametrize("sim", simulators())
 def test_log_converter(sim):
     unit = LogConverter(lanes=LANES, g_bits=6)
-    beats = len(LOG_G[6]) * 2 * CODES16 // LANES
+    beats = len(LOG_G[6]) * 2 * sweep_beats(LANES)
     run_bench(unit, "tb_converters", sim, {"lanes": LANES, "g_bits": 6},
               expect_vectors=vectors(beats, LANES),
               extra_env=_filter("log_converter_exhaustive"))
@@ -39,7 +39,7 @@ def test_log_converter(sim):
 @pytest.mark.parametrize("sim", simulators())
 def test_rescale_rne(sim, fmt):
     unit = RangeRescale(lanes=LANES, fmt=fmt)
-    beats = len(RESCALE_SCALES) * CODES16 // LANES + len(BAD_SCALES)
+    beats = len(RESCALE_SCALES) * sweep_beats(LANES) + len(BAD_SCALES)
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": fmt, "rounding": "rne", "r_bits": 0},
               expect_vectors=vectors(beats, LANES),
@@ -50,7 +50,7 @@ def test_rescale_rne(sim, fmt):
 def test_rescale_stochastic(sim):
     unit = RangeRescale(lanes=LANES, fmt="int4", rounding="stochastic",
                         r_bits=STOCHASTIC_R_BITS)
-    beats = len(STOCHASTIC_SCALES) * CODES16 // LANES + len(BAD_SCALES)
+    beats = len(STOCHASTIC_SCALES) * sweep_beats(LANES) + len(BAD_SCALES)
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": "int4", "rounding": "stochastic",
                "r_bits": STOCHASTIC_R_BITS},
