@@ -21,7 +21,6 @@ The ports keep their names and so do the registers; signals that only name slice
 do not survive (waveforms show ports, registers and the signals that drive logic).
 """
 
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -54,8 +53,7 @@ def verilog(component, name=None, *, raw=False):
         script = "; ".join(["read_rtlil in.il", *PASSES, "write_verilog -norename -noattr out.v"])
         Path(work, "in.il").write_text(text)
         # The project's pinned Yosys (YoWASP): Amaranth's built-in one has no splitnets.
-        r = subprocess.run([toolchain.tool("yosys", override=False), "-q", "-p", script],
-                           cwd=work, capture_output=True, text=True)
+        r = toolchain.yosys(work, "-p", script)
         if r.returncode:
             raise RuntimeError(f"yosys failed on {name}: {(r.stderr or r.stdout).strip()}")
         return Path(work, "out.v").read_text()

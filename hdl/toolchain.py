@@ -19,12 +19,13 @@ installed editable (``pip install -e``), so this file stays in ``<root>/hdl/``.
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 __all__ = ["ROOT", "BUILD", "REPORTS", "VERILATOR_WAIVERS", "TIMESCALE", "VENV_BIN", "Tool",
-           "TOOLS", "setup_verilator", "tool", "tool_env", "z3"]
+           "TOOLS", "setup_verilator", "tool", "tool_env", "yosys", "z3"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"                       # everything generated
@@ -93,6 +94,14 @@ def tool_env():
     """A copy of ``os.environ`` with the venv's ``bin`` first on ``PATH``: a tool started in
     it (sby) finds the other YoWASP tools and the ``z3-solver`` wheel's ``z3``."""
     return dict(os.environ, PATH=str(VENV_BIN) + os.pathsep + os.environ.get("PATH", ""))
+
+
+def yosys(cwd, *args):
+    """Run the project's Yosys (the venv's YoWASP build; the ``YOSYS`` override is for sby)
+    as ``yosys -q *args`` in ``cwd``; returns the ``CompletedProcess``, output captured as
+    text. YoWASP sees only ``cwd``: name files relative to it."""
+    return subprocess.run([tool("yosys", override=False), "-q", *args], cwd=cwd,
+                          capture_output=True, text=True)
 
 
 def z3(env=None):

@@ -177,9 +177,9 @@ class GemmLayer:
         self.dalpha = np.float32(np.sum(dy[z >= clip]))
         return dy * ((z > 0) & (z < clip))
 
-    def _bias(self, dy16, codes, copy, phase):
-        """Adds the decoded fp4 copy's error against the fp16 gradient to the bias sums."""
-        exact = golden.fp16_to_float(dy16)
+    def _bias(self, exact, codes, copy, phase):
+        """Adds the decoded fp4 copy's error against the fp16 gradient values ``exact``
+        (finite ones only) to the bias sums."""
         q = golden.fp16_to_float(golden.from_fp4(codes, self.g, phase))
         ok = np.isfinite(exact)
         self.bias_sum[copy] += float(np.sum((q - exact)[ok]))
@@ -252,8 +252,9 @@ class GemmLayer:
             odd = golden.to_fp4(dy16, self.g, "odd") if r.tpr else even
             even_for_stats = even
             self.grad_saturated += int(np.count_nonzero(flags & FLAG_SATURATED))
-            self._bias(dy16, even, "even", "even")
-            self._bias(dy16, odd, "odd", "odd" if r.tpr else "even")
+            exact = golden.fp16_to_float(dy16)
+            self._bias(exact, even, "even", "even")
+            self._bias(exact, odd, "odd", "odd" if r.tpr else "even")
             dwt = self._bgemm(np.ascontiguousarray(even.T), self._x, False, "even")
             dx = (self._bgemm(odd, wt, True, "odd" if r.tpr else "even")
                   if need_dx else None)

@@ -29,7 +29,6 @@ and a bounded equivalence check; they are not in :data:`UNITS` yet.
 import argparse
 import json
 import shutil
-import subprocess
 import time
 import warnings
 
@@ -49,9 +48,9 @@ UNITS = {
 }
 
 
-def _yosys(work, script):
-    r = subprocess.run([toolchain.tool("yosys", override=False), "-q", "-p", script],
-                       cwd=work, capture_output=True, text=True)
+def _yosys(work, *args):
+    """:func:`hdl.toolchain.yosys`, raising on failure."""
+    r = toolchain.yosys(work, *args)
     if r.returncode:
         raise RuntimeError(f"yosys in {work}: {(r.stderr or r.stdout).strip()[-800:]}")
     return r
@@ -65,8 +64,8 @@ def mutants(unit, n, seed=SEED, work=None):
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "unit.v").write_text(verilog(unit))
-    _yosys(work, f"read_verilog unit.v; prep -top {top}; "
-                 f"mutate -list {n} -seed {seed} -o mutants.ys")
+    _yosys(work, "-p", f"read_verilog unit.v; prep -top {top}; "
+                       f"mutate -list {n} -seed {seed} -o mutants.ys")
     lines = [ln for ln in (work / "mutants.ys").read_text().splitlines()
              if ln.startswith("mutate ")]
     lines = list(dict.fromkeys(lines))                   # the same fault once
@@ -75,10 +74,7 @@ def mutants(unit, n, seed=SEED, work=None):
         script.append(f"design -load original; {line}; opt_clean; "
                       f"write_verilog -noattr m{k}.v")
     (work / "write.ys").write_text("\n".join(script) + "\n")
-    r = subprocess.run([toolchain.tool("yosys", override=False), "-q", "-s", "write.ys"],
-                       cwd=work, capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(f"yosys in {work}: {(r.stderr or r.stdout).strip()[-800:]}")
+    _yosys(work, "-s", "write.ys")
     return [(_describe(line), work / f"m{k}.v") for k, line in enumerate(lines)]
 
 
@@ -101,9 +97,7 @@ def equivalent(unit, mutant_path):
               f"design -copy-from gate -as gate gate; "
               f"miter -equiv -flatten -make_assert gold gate miter; hierarchy -top miter; "
               f"sat -verify -prove-asserts miter")
-    r = subprocess.run([toolchain.tool("yosys", override=False), "-q", "-p", script],
-                       cwd=work, capture_output=True, text=True)
-    return r.returncode == 0
+    return toolchain.yosys(work, "-p", script).returncode == 0
 
 
 def classify(name, unit, mutant_path, k):

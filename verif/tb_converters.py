@@ -58,9 +58,11 @@ TRACKER_MAX_BEATS = 6
 # exact power of two). Zeros, infinities, quiet and signalling NaNs, the subnormal ends,
 # the smallest normal, the largest finite, exact levels and powers of two, ties of the
 # integer rescale (x.5) and of the log converter's midpoints, and values past saturation.
+_NEG = FP16.SIGN_MASK
 FP16_CORNERS = (
-    0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0xFC01,
-    0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF,
+    0x0000, _NEG, FP16.INF, _NEG | FP16.INF, FP16.QNAN, _NEG | FP16.QNAN,
+    FP16.INF | 1, _NEG | FP16.INF | 1,                       # signalling NaNs
+    0x0001, _NEG | 0x0001, 0x03FF, 0x0400, FP16.MAX_FINITE, _NEG | FP16.MAX_FINITE,
     0x3C00, 0xBC00, 0x3400, 0x4000, 0x4400, 0x5400, 0x5800,
     0x3800, 0xB800, 0x3E00, 0xBE00, 0x4100, 0x4780, 0xC780, 0x4BC0,
     0x4500, 0x3A00, 0x4800, 0xC800, 0x4C00, 0x5640, 0xD640,

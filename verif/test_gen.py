@@ -8,7 +8,6 @@ is proved is the text on disk, not Yosys's internal form.
 """
 
 import re
-import subprocess
 
 import pytest
 from amaranth.hdl import Value
@@ -50,8 +49,7 @@ def _prove(name, component, mutate=None):
               + "equiv_make gold gate equiv\nhierarchy -top equiv\n"
               + "equiv_simple -seq 2\nequiv_induct -seq 2\nequiv_status -assert\n")
     (work / "equiv.ys").write_text(script)
-    run = subprocess.run([toolchain.tool("yosys", override=False), "-q", "-l", "equiv.log",
-                          "-s", "equiv.ys"], cwd=work, capture_output=True, text=True)
+    run = toolchain.yosys(work, "-l", "equiv.log", "-s", "equiv.ys")
     log = (work / "equiv.log").read_text() if (work / "equiv.log").exists() else run.stderr
     found = re.search(r"Found (\d+) \$equiv cells", log)
     proved = run.returncode == 0 and "Equivalence successfully proven!" in log
