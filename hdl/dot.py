@@ -10,7 +10,7 @@ from .interleave import Interleaved, SlotStore
 from .lanes import (
     FP4_PRODUCT_SHAPE,
     INT4_PRODUCT_SHAPE,
-    fp4_magnitude,
+    fp4_ones,
     fp4_partials,
     int4_partials,
     int4_product,
@@ -53,7 +53,7 @@ def sum_width(lanes):
 
 
 def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
-    """The lanes and the exact adder tree: ``(sum, products, operands)`` of one beat.
+    """The lanes and the exact adder tree: ``(sum, operands)`` of one beat.
 
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness
     (``a_signed``, ``b_signed``: one bit for every lane, or one bit per lane).
@@ -61,13 +61,12 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     ``verif/formal/datapath.py``). ``stage``, when given, is called as
     ``stage(values, level) -> values`` and may return registered copies of the same shapes
     (the pipelined unit): with ``lane_stages = 1`` first on the lanes' halves (level 0: the
-    forward partial products and the decoded fp4 fields, :mod:`hdl.lanes`), then on the
-    lanes' outputs (the forward products, the backward lanes in ones' complement, their
-    sign bits and ``mode``, before the mode select), then on the partial sums of the lanes'
-    tree and of the sign bits' tree after each level (the last level joins them).
-    ``products`` are the selected lane products, ``operands`` the values the tree adds (lane
-    values, then the count of negative backward lanes: the sign tree's sum), whose sum is
-    theirs.
+    forward partial products and the backward half shift, :mod:`hdl.lanes`), then on the
+    lane values after the mode select and the backward lanes' sign bits, then on the partial
+    sums of the lanes' tree and of the sign bits' tree after each level (the last level
+    joins them). ``operands`` are the values the tree adds (the lane values, then the count
+    of negative backward lanes: the sign tree's sum), whose sum is the beat sum; each lane
+    value is its product, less 1 for a negative backward lane (ones' complement).
     """
     level = 0
     mode = ctx.mode
@@ -84,31 +83,23 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
                   for fwd, bwd in halves]
         mode = next(regs)
         level += 1
-    fwd_p, bwd_x, signs, products = [], [], [], []
-    for k, (fwd, bwd) in enumerate(halves):
-        p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
-        mag = Signal(FP4_PRODUCT_SHAPE, name=f"mag{k}")
-        m.d.comb += [p.eq(int4_product(fwd)), mag.eq(fp4_magnitude(bwd))]
-        # Backward lanes enter the tree in ones' complement: mag ^ sign = p - sign. The
-        # missing +1 of every negative lane is added back by a tree of the sign bits beside
-        # the lanes' tree (joined at the last level): no lane has a negation (a carry chain)
-        # of its own, and no level counts more than two bits' sums.
-        x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
-        m.d.comb += x.eq(mag ^ bwd["sign"].replicate(len(x)))
-        fwd_p.append(p)
-        bwd_x.append(x)
-        signs.append(bwd["sign"])
-        # The lane products themselves, for checking (the formal harness); unused in the sum.
-        prod = Signal(FP4_PRODUCT_SHAPE, name=f"product{k}")
-        m.d.comb += prod.eq(Mux(mode == MODE_BACKWARD, Mux(bwd["sign"], -mag, mag), p))
-        products.append(prod)
-    if stage:           # the rank sits between the lanes and the mode select
-        regs = stage(fwd_p + bwd_x + signs + [mode], level)
-        fwd_p, bwd_x, signs = regs[:lanes], regs[lanes:2 * lanes], regs[2 * lanes:3 * lanes]
-        mode = regs[-1]
     backward = mode == MODE_BACKWARD
-    values = [Mux(backward, bwd_x[k], fwd_p[k]) for k in range(lanes)]
-    signs = [backward & s for s in signs]
+    values, signs = [], []
+    for k, (fwd, bwd) in enumerate(halves):
+        # Backward lanes enter the tree in ones' complement (p - sign, hdl.lanes.fp4_ones).
+        # The missing +1 of every negative lane is added back by a tree of the sign bits
+        # beside the lanes' tree (joined at its last level): no lane has a negation (a carry
+        # chain) of its own, and no level counts more than two bits' sums. The mode select
+        # sits in the lane, before the rank: one register per value bit, not two.
+        p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
+        x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
+        v = Signal(FP4_PRODUCT_SHAPE, name=f"lane{k}")
+        m.d.comb += [p.eq(int4_product(fwd)), x.eq(fp4_ones(bwd)), v.eq(Mux(backward, x, p))]
+        values.append(v)
+        signs.append(backward & bwd["sign"])
+    if stage:           # the rank between the lanes and the tree
+        regs = stage(values + signs, level)
+        values, signs = regs[:lanes], regs[lanes:]
     # For checking only: the count of negative backward lanes, the one operand that the sign
     # tree stands for (``operands``: the lane values, then this count).
     carries = Signal(range(lanes + 1), name="carries")
@@ -125,7 +116,7 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
             values, signs = regs[:len(values)], regs[len(values):]
     total = Signal(signed(sum_width(lanes)), name="beat_sum")
     m.d.comb += total.eq(values[0])
-    return total, products, operands
+    return total, operands
 
 
 class DotProduct(Interleaved, wiring.Component):
@@ -179,14 +170,15 @@ class DotProduct(Interleaved, wiring.Component):
     Pipeline (``|`` = a register rank; all ranks load together, see :mod:`hdl.pipeline`)::
 
         both:   i -> context select | operands, per-lane signedness | lane halves (only
-                with lane_stages = 1) | int4 and fp4 lanes |
-                mode select, tree level 1 | tree level 2 | ... | tree level L | sum ->
+                with lane_stages = 1) | int4 and fp4 lanes, mode select |
+                tree level 1 | tree level 2 | ... | tree level L | sum ->
         fp16:   -> chunk FP16Rounder (R ranks) | chunk code, slot |
                 acc[slot] read -> FP16AddCore (D ranks) -> acc[slot] write (the loop) | o
         exact:  -> acc[slot] <- (first ? 0 : acc[slot]) + sum (the loop) | final
                 FP16Rounder (R ranks) | o
 
-    Backward lanes enter the tree as ``mag ^ sign`` (ones' complement) and the number of
+    Backward lanes enter the tree in ones' complement (``p - sign``: the sign is XOR-ed in
+    on 7 bits, before the last shift, :func:`hdl.lanes.fp4_partials`) and the number of
     negative lanes is added once as one more tree operand, so no lane needs a negation.
 
     Fmax: with ``acc_stages = 0`` it is set by the ``"fp16"`` loop, a whole binary16
@@ -407,7 +399,7 @@ class DotProduct(Interleaved, wiring.Component):
             side = self._side(pipe, level + 1, side, f"s{level}_side")
             return [pipe.register(level + 1, v, f"s{level}_v{k}") for k, v in enumerate(values)]
 
-        total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
+        total, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
         if fp16:
             self._fp16_tail(m, pipe, total, side, tree + 2, last_in)
         else:

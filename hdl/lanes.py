@@ -1,13 +1,13 @@
 """The two 4-bit multiply lanes of the datapath."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, signed
+from amaranth.hdl import Cat, Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import FP4, INT4, UINT4
 
 __all__ = ["Int4MulLane", "FP4ShiftLane", "INT4_PRODUCT_SHAPE", "FP4_PRODUCT_SHAPE",
-           "int4_partials", "int4_product", "fp4_partials", "fp4_magnitude", "operand"]
+           "int4_partials", "int4_product", "fp4_partials", "fp4_ones", "operand", "FP4_HALF_SHAPE"]
 
 # Forward products lie in [-8 * 15, 15 * 15] = [-120, 225]: 9-bit two's complement.
 INT4_PRODUCT_SHAPE = signed(9)
@@ -48,18 +48,32 @@ def int4_product(pp):
     return (pp["pp0"] + (pp["pp1"] << 2))[:INT4_PRODUCT_SHAPE.width].as_signed()
 
 
+# The backward lane's first half: the integer shifted by 0 or 2, in ones' complement.
+FP4_HALF_SHAPE = signed(INT4.bits + 1 + FP4.RADIX_LOG2)
+
+
 def fp4_partials(a, b, b_signed):
-    """The backward product's decoded fields: the shift step ``e - 1``, whether ``a`` is a
-    zero code, the integer operand and the fp4 sign."""
+    """The backward product's first half: ``half = (z << 2*step[0]) ^ sign`` (``signed(7)``)
+    and the rest of the shift, ``hi = step >> 1`` (0 .. 3), with ``step = e - 1`` and ``z``
+    the integer operand, 0 for a zero fp4 code. XOR-ing the sign in here, on 7 bits, gives
+    the ones' complement of the signed product: ``p - sign``."""
     e = a[:FP4.EXP_BITS]
-    return {"step": (e - FP4.EXP_MIN)[:FP4.EXP_BITS], "zero": e == 0,
-            "b5": operand(b, b_signed), "sign": a[FP4.SIGN_BIT]}
+    step = (e - FP4.EXP_MIN)[:FP4.EXP_BITS]
+    z = Mux(e == 0, 0, operand(b, b_signed))
+    sign = a[FP4.SIGN_BIT]
+    half = Mux(step[0], z << FP4.RADIX_LOG2, z) ^ sign.replicate(FP4_HALF_SHAPE.width)
+    return {"half": half[:FP4_HALF_SHAPE.width].as_signed(), "hi": step[1:], "sign": sign}
 
 
-def fp4_magnitude(d):
-    """``b << 2*(e - 1)`` (0 for a zero code): ``|b| << 12 <= 61440`` fits signed(17)."""
-    shifted = d["b5"] << Cat(Const(0, FP4.RADIX_LOG2 - 1), d["step"])
-    return Mux(d["zero"], 0, shifted)[:FP4_PRODUCT_SHAPE.width].as_signed()
+def fp4_ones(d):
+    """``half << 4*hi``, the vacated bits filled with the sign: the ones' complement of the
+    product, ``p - sign`` (``signed(17)``). A 4:1 multiplexer per bit."""
+    step4 = 2 * FP4.RADIX_LOG2
+    shifted = [Cat(d["sign"].replicate(step4 * k), d["half"]).as_signed() if k else d["half"]
+               for k in range(4)]
+    hi = d["hi"]
+    ones = Mux(hi[1], Mux(hi[0], shifted[3], shifted[2]), Mux(hi[0], shifted[1], shifted[0]))
+    return ones[:FP4_PRODUCT_SHAPE.width].as_signed()
 
 
 class Int4MulLane(wiring.Component):
@@ -103,10 +117,10 @@ class FP4ShiftLane(wiring.Component):
     Combinational (``latency = 0``). For fp4 code ``a = s e2 e1 e0`` and integer code ``b``
     (int4 when ``b_signed``, else uint4) the output is ``(-1)**s * b << 2*(e-1)`` for
     ``e >= 1`` and 0 for ``e = 0``: the exact product ``decode(a) * b`` in units of
-    ``2**-6``. There is no multiplier: a 4-position barrel shift and a negation. The ports
-    are named as :class:`hdl.dot.DotProduct`'s operands in backward mode. Built as the
-    decoded fields (:func:`fp4_partials`) and the shift (:func:`fp4_magnitude`), the split
-    point of a pipelined dot unit.
+    ``2**-6``. There is no multiplier: a shift by 0 or 2 and the sign XOR on 7 bits
+    (:func:`fp4_partials`), then a shift by 0, 4, 8 or 12 (:func:`fp4_ones`), the split
+    point of a pipelined dot unit. The ports are named as :class:`hdl.dot.DotProduct`'s
+    operands in backward mode.
 
     Members
     -------
@@ -118,17 +132,17 @@ class FP4ShiftLane(wiring.Component):
         1: ``b`` is int4; 0: uint4.
     p : ``Out(signed(17))``
         The product in units of ``2**-6``, ``|p| <= 61440``.
-    mag : ``Out(signed(17))``
-        The shifted integer before the fp4 sign is applied: ``p = -mag if a[3] else mag``.
-        A unit that sums many lanes can take ``mag ^ a[3]`` (ones' complement) and add the
-        count of negative lanes once, instead of a negation per lane.
+    ones : ``Out(signed(17))``
+        The product in ones' complement, ``p - a[3]``: what the dot unit's adder tree takes
+        (it adds the count of negative lanes once, so no lane needs a negation). ``p`` is
+        ``ones + a[3]``, an incrementer this lane has and the dot unit's lanes do not.
     """
 
     a: In(FP4.BITS)
     b: In(INT4.bits)
     b_signed: In(1)
     p: Out(FP4_PRODUCT_SHAPE)
-    mag: Out(FP4_PRODUCT_SHAPE)
+    ones: Out(FP4_PRODUCT_SHAPE)
 
     latency = 0
     module_name = "fp4_shift_lane"
@@ -136,6 +150,6 @@ class FP4ShiftLane(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = fp4_partials(self.a, self.b, self.b_signed)
-        m.d.comb += self.mag.eq(fp4_magnitude(d))
-        m.d.comb += self.p.eq(Mux(d["sign"], -self.mag, self.mag))
+        m.d.comb += self.ones.eq(fp4_ones(d))
+        m.d.comb += self.p.eq(self.ones + d["sign"])
         return m

@@ -31,14 +31,23 @@ async def int4_mul_lane_exhaustive(dut):
 
 @cocotb.test()
 async def fp4_shift_lane_exhaustive(dut):
-    """Every (fp4 a, integer b) code pair x b_signed: 16 * 16 * 2 = 512 vectors."""
+    """Every (fp4 a, integer b) code pair x b_signed: 16 * 16 * 2 = 512 vectors, each
+    checking both outputs: ``p`` and its ones' complement form ``ones = p - sign``."""
     sb = Scoreboard("fp4_shift_exhaustive", dut._log)
     cases = np.array(list(itertools.product(CODES, CODES, (0, 1))))
     got = []
     for a, b, sb_ in cases:
         dut.a.value, dut.b.value, dut.b_signed.value = int(a), int(b), int(sb_)
         await Timer(1, "ns")
-        got.append(dut.p.value.to_signed())
+        got.append(_pair(dut.p.value.to_signed(), dut.ones.value.to_signed()))
     a, b, sb_ = cases.T
-    sb.compare(got, golden.fp4_mul(a, b, sb_), a=a, b=b, b_signed=sb_)
+    p = golden.fp4_mul(a, b, sb_).astype(np.int64)
+    want = [_pair(x, x - (c >> 3)) for x, c in zip(p, a)]
+    sb.compare(got, want, a=a, b=b, b_signed=sb_)
     sb.finish(expected_vectors=512, exhaustive=True)
+
+
+def _pair(p, ones):
+    """Both 17-bit outputs in one integer: ``p`` in the low half, ``ones`` above it."""
+    mask = (1 << 17) - 1
+    return (int(p) & mask) | ((int(ones) & mask) << 17)

@@ -5,10 +5,12 @@
 - ``int4_lane_is_multiply``: the forward lane equals the product of the two decoded integers.
 - ``dot<N>_tree_width``: the dot unit's adder tree, fed by the real lanes, never overflows the
   beat-sum width: the truncated tree sum equals the sum of its operands in 32-bit arithmetic.
-- ``dot<N>_tree_operands``: those operands sum to the lane products: each backward lane
-  enters as ``p - sign`` (ones' complement), the last operand counts the negative lanes, and
-  forward lanes enter as their products. With the previous property: beat sum = sum of the
-  products.
+- ``dot<N>_tree_operands``: those operands are the lane products, each taken from the
+  contract's definitions (the decoded integers' product, the decoded fp4 value times the
+  integer), not from ``hdl.lanes``: each backward lane enters as ``p - sign`` (ones'
+  complement), the last operand counts the negative lanes, and forward lanes enter as their
+  products. With the previous property: beat sum = sum of the exact products, for every
+  input of the dot unit's own lanes.
 - ``dot<N>_exact_acc_width``: the exact accumulator's register holds any sum of up to 2**16
   beat sums without overflow (k-induction on ``|acc| <= beats * max|beat sum|``).
 
@@ -47,7 +49,7 @@ class ShiftLaneIsMultiply(wiring.Component):
         ref = Signal(WIDE)
         m.d.comb += ref.eq(_decoded_fp4_times_64(m, self.a) * operand(self.b, self.b_signed))
         m.d.comb += Assert(lane.p == ref)
-        m.d.comb += Assert(lane.p == Mux(self.a[FP4.SIGN_BIT], -lane.mag, lane.mag))
+        m.d.comb += Assert(lane.ones == ref - self.a[FP4.SIGN_BIT])
         return m
 
 
@@ -70,8 +72,8 @@ class Int4LaneIsMultiply(wiring.Component):
 
 def _beat_harness(lanes, name, check):
     """A harness over one free input beat of the ``lanes``-lane dot unit's adder tree
-    (:func:`beat_sum`, context straight from the beat): ``check(m, beat, sum, products,
-    operands)`` adds its assertions."""
+    (:func:`beat_sum`, context straight from the beat): ``check(m, beat, sum, operands)``
+    adds its assertions."""
     class BeatHarness(wiring.Component):
         def __init__(self):
             super().__init__({"i": In(DotProduct.input_layout(lanes))})
@@ -86,7 +88,7 @@ def _beat_harness(lanes, name, check):
 
 def _tree_width(lanes, narrow=False):
     """``narrow=True`` is a mutant (the sum one bit narrower) that the prover must refute."""
-    def check(m, beat, s, products, operands):
+    def check(m, beat, s, operands):
         wide = Signal(WIDE)
         acc = Const(0, WIDE)
         for p in operands:                             # a chain, not a tree
@@ -98,12 +100,21 @@ def _tree_width(lanes, narrow=False):
     return _beat_harness(lanes, "TreeWidth", check)
 
 
-def _tree_operands(lanes):
-    def check(m, beat, s, products, operands):
+def _tree_operands(lanes, twos=False):
+    """``twos=True`` is a mutant (it expects backward lanes in two's complement) that the
+    prover must refute: the reference products are not vacuous."""
+    def check(m, beat, s, operands):
         backward = beat.mode == 1
         negative = [beat.a[k][FP4.SIGN_BIT] for k in range(lanes)]
         for k in range(lanes):
-            m.d.comb += Assert(operands[k] == products[k] - (backward & negative[k]))
+            a, b = beat.a[k], beat.b[k]
+            # The lane's product from the contract's definitions, not from hdl.lanes.
+            ref = Signal(WIDE, name=f"ref{k}")
+            m.d.comb += ref.eq(Mux(backward,
+                                   _decoded_fp4_times_64(m, a) * operand(b, beat.b_signed),
+                                   operand(a, beat.a_signed) * operand(b, beat.b_signed)))
+            ones = 0 if twos else backward & negative[k]
+            m.d.comb += Assert(operands[k] == ref - ones)
         m.d.comb += Assert(operands[lanes] == Mux(backward, sum(negative), 0))
     return _beat_harness(lanes, "TreeOperands", check)
 
@@ -144,4 +155,5 @@ HARNESSES = {
 # Mutants: each must FAIL, which shows the properties above are not vacuous.
 MUTANTS = {
     "dot8_tree_width_narrow": (_tree_width(8, narrow=True), "bmc", 1),
+    "dot8_tree_operands_twos": (_tree_operands(8, twos=True), "bmc", 1),
 }
