@@ -16,7 +16,6 @@ from .lanes import (
     int4_product,
 )
 from .params import FLAGS_SHAPE, check_g_bits, g_range, lanes_pow2
-from .pipeline import rank
 from .rounder import FP16Rounder
 
 __all__ = ["DotProduct", "beat_sum", "sum_width", "exp_shape", "MODE_FORWARD",
@@ -161,16 +160,19 @@ class DotProduct(Interleaved, wiring.Component):
 
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
-    its result on ``o`` (``o.ready`` high, no interlock wait): ``L + P + 4 + R + D``
-    (``"fp16"``, ``D = acc_stages``: 22 for 8 lanes, ``P = D = 0``) or ``L + P + 4 + R``
-    (``"exact"``: 23 for 8 lanes), with ``L = log2(lanes) + 1`` adder-tree levels (the lane
-    values plus the count of negative backward lanes, see below), ``P = lane_stages`` and
+    its result on ``o`` (``o.ready`` high, no interlock wait): ``L + P + C + 4 + R + D``
+    (``"fp16"``, ``D = acc_stages``: 22 for 8 lanes, ``P = C = D = 0``) or
+    ``L + P + 4 + R`` (``"exact"``: 23 for 8 lanes), plus 2 for the output FIFO in credit
+    mode, with ``L = log2(lanes) + 1`` adder-tree levels (the lane values plus the count of
+    negative backward lanes, see below), ``C = 1`` when ``loop_cycles > 1`` (the context's
+    rank), ``P = lane_stages`` and
     ``R`` the rounder's ranks: one at every register point of :class:`FP16Rounder`
     (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
     Pipeline (``|`` = a register rank; all ranks load together, see :mod:`hdl.pipeline`)::
 
-        both:   i -> context select | operands, per-lane signedness | lane halves (only
-                with lane_stages = 1) | int4 and fp4 lanes, mode select |
+        both:   i -> context select | operands, context [| context, only when
+                loop_cycles > 1: read synchronously] | lane halves (only with
+                lane_stages = 1) | int4 and fp4 lanes, mode select |
                 tree level 1 | tree level 2 | ... | tree level L | sum ->
         fp16:   -> chunk FP16Rounder (R ranks) | chunk code, slot |
                 acc[slot] read -> FP16AddCore (D ranks) -> acc[slot] write (the loop) | o
@@ -320,9 +322,16 @@ class DotProduct(Interleaved, wiring.Component):
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
         # the adder's ranks, o, or (exact) acc, the final rounder's ranks, o
         fifo = 2 if self._out_depth else 0     # the output FIFO (hdl.pipeline, credit mode)
+        front = 2 + self._context_rank
         if self._accumulator == "fp16":
-            return 2 + tree + self.rounder_stages + 2 + self._acc_stages + fifo
-        return 2 + tree + 1 + self._acc_stages + self.rounder_stages + 1 + fifo
+            return front + tree + self.rounder_stages + 2 + self._acc_stages + fifo
+        return front + tree + 1 + self._acc_stages + self.rounder_stages + 1 + fifo
+
+    @property
+    def _context_rank(self):
+        """1 when the context is read synchronously (``loop_cycles > 1``): a rank of its own
+        between the input rank and the lanes."""
+        return int(self.loop_cycles > 1)
 
     @property
     def module_name(self):
@@ -347,7 +356,8 @@ class DotProduct(Interleaved, wiring.Component):
         # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
         # (fp16) or the accumulator rank (exact) passes on only the `last` beat of a dot
         # product; in fp16 mode the chunk rank waits while its slot has an add in flight.
-        keep_rank = self.depth - 1 if fp16 else tree + 2 + self._acc_stages
+        c0 = self._context_rank
+        keep_rank = self.depth - 1 if fp16 else tree + 2 + c0 + self._acc_stages
         last_in = Signal()
         pipe, admit = self._pipeline(m, self.depth, keep_rank, last_in, beat.last)
 
@@ -355,55 +365,63 @@ class DotProduct(Interleaved, wiring.Component):
         ctx_layout = data.StructLayout({"mode": 1, "a_signed": 1, "b_signed": 1,
                                         "phase": 1, "g": signed(self._g_bits)})
         slot_in = beat.slot if slotted else 0
-        store = SlotStore(m, "context", ctx_layout, self._slots)
-        held = store.read(m, slot_in)
-        ctx = Signal(ctx_layout)
-        for name, _ in ctx_layout:
-            m.d.comb += ctx[name].eq(Mux(beat.first, beat[name], held[name]))
-        if self.loop_cycles > 1:
-            # The interlock keeps a slot's next beat out for at least one cycle after it took
-            # one, so the context can be written a cycle late, from registers: the path from
-            # the input through the interlock ends at one flip-flop, not at the write enable
-            # of every slot's context.
-            late = rank(m, 1, {"slot": slot_in, "ctx": ctx, "en": pipe.accept}, "context_w")
-            store.write(m, late.slot, late.ctx, late.en)
-        else:
-            store.write(m, slot_in, ctx, pipe.accept)
-
-        # --- rank 0: operands and resolved context; rank 1 adds the exponent offset --------
-        side = {"first": beat.first, "last": beat.last, "mode": ctx.mode, "phase": ctx.phase,
-                "g": ctx.g}
+        side = {"first": beat.first, "last": beat.last}
         if slotted:
             side["slot"] = beat.slot
-        side = self._side(pipe, 0, side, "in_side")
+        if self.loop_cycles > 1:
+            # The interlock keeps a slot's next beat out for at least loop_cycles >= 2
+            # cycles, so the context can be read synchronously (block RAM on iCE40; the
+            # data comes with the beat's rank 0) and written from rank 0, a cycle after the
+            # beat came in: the input's paths end at flip-flops, not at a read multiplexer
+            # or at the write enable of every slot's context.
+            store = SlotStore(m, "context", ctx_layout, self._slots, sync_read=True)
+            held = store.read(m, slot_in, en=pipe.take[0])
+            raw = Signal(ctx_layout)
+            m.d.comb += [raw[name].eq(beat[name]) for name, _ in ctx_layout]
+            side = self._side(pipe, 0, {**side, "ctx": raw}, "in_side")
+            now = Signal(ctx_layout)
+            m.d.comb += now.eq(Mux(side.first, side.ctx, held))
+            store.write(m, side.slot, now, pipe.take[0] & pipe.valid[0])
+            # The resolved context gets a rank of its own (the block RAM's output is slow):
+            # the lanes start from flip-flops.
+            side = self._side(pipe, 1, {**self._carry(side), "ctx": now}, "ctx_side")
+            ctx = side.ctx
+        else:
+            store = SlotStore(m, "context", ctx_layout, self._slots)
+            held = store.read(m, slot_in)
+            now = Signal(ctx_layout)
+            for name, _ in ctx_layout:
+                m.d.comb += now[name].eq(Mux(beat.first, beat[name], held[name]))
+            store.write(m, slot_in, now, pipe.accept)
+            side = self._side(pipe, 0, {**side, "ctx": now}, "in_side")
+            ctx = side.ctx
+
+        # --- rank 0: operands and resolved context; rank 1 adds the exponent offset --------
         exp = Signal(exp_shape(self._g_bits))
         bias = -FP4.PRODUCT_FRAC
-        m.d.comb += exp.eq(Mux(side.mode == MODE_BACKWARD, side.phase + bias - side.g,
-                               -side.g))
-        # Signedness per lane, pre-AND-ed with the code's top bit: an operand code below 8
-        # reads the same signed or unsigned, so lane k sees the same operands, while every
-        # lane gets a flag register of its own (no high-fanout flag net; registers that
-        # differ cannot be merged by synthesis).
+        m.d.comb += exp.eq(Mux(ctx.mode == MODE_BACKWARD, ctx.phase + bias - ctx.g, -ctx.g))
+        # One signedness flag for every lane: the AND with each code's top bit then falls
+        # into the lane's own logic. (A flag per lane, pre-AND-ed, cost 2 LUT4 per lane and
+        # its fanout never set the clock: measured with make synth.)
         in_beat = pipe.register(0, beat, "in_beat")
-        in_ctx = pipe.rank(0, {
-            "mode": ctx.mode,
-            "a_signed": Cat(ctx.a_signed & beat.a[k][-1] for k in range(n)),
-            "b_signed": Cat(ctx.b_signed & beat.b[k][-1] for k in range(n)),
-        }, "in_ctx")
+        if c0:
+            in_beat = pipe.register(1, in_beat, "ctx_beat")
+        in_ctx = ctx
 
         # --- ranks 1 .. tree + 1: the lanes, then each adder-tree level --------------------
         def stage(values, level):
             nonlocal side
             if level == 0:
                 side = {**self._carry(side), "exp": exp}
-            side = self._side(pipe, level + 1, side, f"s{level}_side")
-            return [pipe.register(level + 1, v, f"s{level}_v{k}") for k, v in enumerate(values)]
+            side = self._side(pipe, c0 + level + 1, side, f"s{level}_side")
+            return [pipe.register(c0 + level + 1, v, f"s{level}_v{k}")
+                    for k, v in enumerate(values)]
 
         total, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
         if fp16:
-            self._fp16_tail(m, pipe, total, side, tree + 2, last_in)
+            self._fp16_tail(m, pipe, total, side, c0 + tree + 2, last_in)
         else:
-            self._exact_tail(m, pipe, total, side, tree + 2, last_in)
+            self._exact_tail(m, pipe, total, side, c0 + tree + 2, last_in)
         if slotted:
             self._interlock(m, pipe, beat, admit)
         return m

@@ -24,22 +24,29 @@ __all__ = ["SlotStore", "Interleaved"]
 
 class SlotStore:
     """Per-slot state of an interleaved unit: a register for one slot, else a memory
-    (``amaranth.lib.memory``: LUT RAM on FPGAs) with a combinational read port and a
-    synchronous write port. A slot's state is only read after its ``first`` beat wrote it."""
+    (``amaranth.lib.memory``) with a synchronous write port and a read port that is
+    combinational, or synchronous with ``sync_read`` (then the data of the address given in
+    one cycle comes in the next, held while ``en`` is low; block RAM on iCE40, LUT RAM on
+    ECP5). A slot's state is only read after its ``first`` beat wrote it."""
 
-    def __init__(self, m, name, shape, slots):
+    def __init__(self, m, name, shape, slots, *, sync_read=False):
         self._slots = slots
         if slots == 1:
+            if sync_read:
+                raise ValueError("a one-slot store is a register: it has no sync read")
             self._reg = Signal(shape, name=name)
         else:
             mem = m.submodules[name] = memory.Memory(shape=shape, depth=slots, init=[])
-            self._rd = mem.read_port(domain="comb")
+            self._rd = mem.read_port(domain="sync" if sync_read else "comb")
             self._wr = mem.write_port()
 
-    def read(self, m, addr):
+    def read(self, m, addr, en=None):
+        """The state of slot ``addr``; ``en``: the sync read port's enable."""
         if self._slots == 1:
             return self._reg
         m.d.comb += self._rd.addr.eq(addr)
+        if en is not None:
+            m.d.comb += self._rd.en.eq(en)
         return self._rd.data
 
     def write(self, m, addr, value, en):

@@ -69,7 +69,8 @@ def test_interleave_parameters(kwargs, exc, msg):
 def test_interleave_properties():
     d = DotProduct(8, "fp16", slots=16, acc_stages=10)
     assert (d.slots, d.acc_stages, d.module_name) == (16, 10, "dot8_fp16_s16_a10")
-    assert d.latency == DotProduct(8, "fp16").latency + 10 and d.loop_cycles == 12
+    # + the adder's 10 ranks + the context's rank (read synchronously when loop_cycles > 1)
+    assert d.latency == DotProduct(8, "fp16").latency + 10 + 1 and d.loop_cycles == 12
     assert "slot" in d.i.payload.shape().members and "slot" in d.o.payload.shape().members
     d = DotProduct(8, "exact", acc_stages=1, lane_stages=1, out_depth=4)
     assert d.module_name == "dot8_exact_a1_l1_q4" and d.loop_cycles == 1
