@@ -61,41 +61,42 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     ``stage(values, level) -> values`` and may return registered copies of the same shapes
     (the pipelined unit): with ``lane_stages = 1`` first on the lanes' halves (level 0: the
     forward partial products and the backward half shift, :mod:`hdl.lanes`), then on the
-    lane values after the mode select and the backward lanes' sign bits, then on the partial
-    sums of the lanes' tree and of the sign bits' tree after each level (the last level
-    joins them). ``operands`` are the values the tree adds (the lane values, then the count
+    lane values (the OR of the two gated products) and the backward lanes' sign bits, then
+    on the partial sums of the lanes' tree and of the sign bits' tree after each level (the
+    last level joins them). ``operands`` are the values the tree adds (the lane values, then the count
     of negative backward lanes: the sign tree's sum), whose sum is the beat sum; each lane
     value is its product, less 1 for a negative backward lane (ones' complement).
     """
     level = 0
-    mode = ctx.mode
+    backward = ctx.mode == MODE_BACKWARD
     halves = []
     for k in range(lanes):
+        # The mode gates the operands: the product of the other mode is 0 (and so is the
+        # backward sign), so the lane's value is the OR of the two products, which folds
+        # into the last shift's multiplexers instead of a mode select of its own.
         a, b = beat.a[k], beat.b[k]
-        fwd = int4_partials(a, b, _lane_bit(ctx.a_signed, k), _lane_bit(ctx.b_signed, k))
-        bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k))
+        fwd = int4_partials(a, b, _lane_bit(ctx.a_signed, k), _lane_bit(ctx.b_signed, k),
+                            en=~backward)
+        bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k), en=backward)
         halves.append((fwd, bwd))
     if stage and lane_stages:       # a rank inside the lanes
         flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
-        regs = iter(stage(flat + [mode], level))
+        regs = iter(stage(flat, level))
         halves = [({key: next(regs) for key in fwd}, {key: next(regs) for key in bwd})
                   for fwd, bwd in halves]
-        mode = next(regs)
         level += 1
-    backward = mode == MODE_BACKWARD
     values, signs = [], []
     for k, (fwd, bwd) in enumerate(halves):
         # Backward lanes enter the tree in ones' complement (p - sign, hdl.lanes.fp4_ones).
         # The missing +1 of every negative lane is added back by a tree of the sign bits
         # beside the lanes' tree (joined at its last level): no lane has a negation (a carry
-        # chain) of its own, and no level counts more than two bits' sums. The mode select
-        # sits in the lane, before the rank: one register per value bit, not two.
+        # chain) of its own, and no level counts more than two bits' sums.
         p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
         x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
         v = Signal(FP4_PRODUCT_SHAPE, name=f"lane{k}")
-        m.d.comb += [p.eq(int4_product(fwd)), x.eq(fp4_ones(bwd)), v.eq(Mux(backward, x, p))]
+        m.d.comb += [p.eq(int4_product(fwd)), x.eq(fp4_ones(bwd)), v.eq(x | p)]
         values.append(v)
-        signs.append(backward & bwd["sign"])
+        signs.append(bwd["sign"])
     if stage:           # the rank between the lanes and the tree
         regs = stage(values + signs, level)
         values, signs = regs[:lanes], regs[lanes:]
@@ -172,7 +173,7 @@ class DotProduct(Interleaved, wiring.Component):
 
         both:   i -> context select | operands, context [| context, only when
                 loop_cycles > 1: read synchronously] | lane halves (only with
-                lane_stages = 1) | int4 and fp4 lanes, mode select |
+                lane_stages = 1) | int4 and fp4 lanes, OR-ed |
                 tree level 1 | tree level 2 | ... | tree level L | sum ->
         fp16:   -> chunk FP16Rounder (R ranks) | chunk code, slot |
                 acc[slot] read -> FP16AddCore (D ranks) -> acc[slot] write (the loop) | o

@@ -28,13 +28,14 @@ def _times_digit(a5, d):
     return (row0.as_signed() + (row1.as_signed() << 1))[:8].as_signed()
 
 
-def int4_partials(a, b, a_signed, b_signed):
+def int4_partials(a, b, a_signed, b_signed, en=None):
     """The forward product's two halves: ``a * b = pp0 + (pp1 << 2)`` with ``pp0 = a *
     b[1:0]`` (``b``'s low digit) and ``pp1 = a * b_hi``, ``b_hi = b[2] + 2 * b[3] * t``
     (``t = -1`` when ``b`` is int4 and negative, else 1: its top bit weighs -8 then). The
     negated row is ``~(2 * a) + 1``, its +1 the adder's carry in: each half is one short
-    add; a pipelined unit registers them."""
-    a5, b5 = operand(a, a_signed), operand(b, b_signed)
+    add; a pipelined unit registers them. ``en`` (a 1-bit value), when given: 0 makes both
+    halves 0."""
+    a5, b5 = operand(a, a_signed), operand(b if en is None else Mux(en, b, 0), b_signed)
     b_neg = b5[4]
     row0 = Mux(b5[2], a5, 0).as_signed()
     twice = (a5 << 1).as_signed()
@@ -52,15 +53,17 @@ def int4_product(pp):
 FP4_HALF_SHAPE = signed(INT4.bits + 1 + FP4.RADIX_LOG2)
 
 
-def fp4_partials(a, b, b_signed):
+def fp4_partials(a, b, b_signed, en=None):
     """The backward product's first half: ``half = (z << 2*step[0]) ^ sign`` (``signed(7)``)
     and the rest of the shift, ``hi = step >> 1`` (0 .. 3), with ``step = e - 1`` and ``z``
     the integer operand, 0 for a zero fp4 code. XOR-ing the sign in here, on 7 bits, gives
-    the ones' complement of the signed product: ``p - sign``."""
+    the ones' complement of the signed product: ``p - sign``. ``en`` (a 1-bit value), when
+    given: 0 makes the product and its sign 0."""
     e = a[:FP4.EXP_BITS]
     step = (e - FP4.EXP_MIN)[:FP4.EXP_BITS]
-    z = Mux(e == 0, 0, operand(b, b_signed))
-    sign = a[FP4.SIGN_BIT]
+    kill = e == 0 if en is None else (e == 0) | ~en
+    z = Mux(kill, 0, operand(b, b_signed))
+    sign = a[FP4.SIGN_BIT] if en is None else a[FP4.SIGN_BIT] & en
     half = Mux(step[0], z << FP4.RADIX_LOG2, z) ^ sign.replicate(FP4_HALF_SHAPE.width)
     return {"half": half[:FP4_HALF_SHAPE.width].as_signed(), "hi": step[1:], "sign": sign}
 
