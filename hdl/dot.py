@@ -1,6 +1,6 @@
 """The N-lane dot-product unit: multiply lanes, exact adder tree, normalizer, accumulator."""
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,17 +33,25 @@ def exp_shape(g_bits):
     return Shape.cast(range(-FP4.PRODUCT_FRAC - g_hi, -g_lo + 1))
 
 
-def _tree_level(values):
-    """One level of the balanced binary adder tree. Amaranth widens every ``+`` by one bit,
-    so no level can overflow: after ``ceil(log2(len(values)))`` levels the root has
-    ``width + ceil(log2(len(values)))`` bits."""
-    return [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-            for k in range(0, len(values), 2)]
-
-
 def _lane_bit(v, k):
     """Lane ``k``'s bit of a per-lane flag vector, or the one shared flag bit."""
     return v[k] if len(v) > 1 else v
+
+
+def _add_carry(x, y, carry):
+    """``x + y + carry`` for two ``w``-bit signed values and a carry-in bit, in ``w + 1``
+    bits: ``-2**w <= x + y + carry <= 2**w - 1`` for every input, so the truncation loses
+    nothing (synthesis maps it to one adder with a carry-in)."""
+    assert len(x) == len(y)
+    return (x + y + carry)[:len(x) + 1].as_signed()
+
+
+def _stage_nodes(stage, nodes, level):
+    """``stage`` applied to tree nodes ``(value, pending carries)``."""
+    regs = iter(stage([v for v, _ in nodes] + [c for _, pending in nodes for c in pending],
+                      level))
+    values = [next(regs) for _ in nodes]
+    return [(v, [next(regs) for _ in pending]) for v, (_, pending) in zip(values, nodes)]
 
 
 def sum_width(lanes):
@@ -52,7 +60,7 @@ def sum_width(lanes):
 
 
 def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
-    """The lanes and the exact adder tree: ``(sum, operands)`` of one beat.
+    """The lanes and the exact adder tree: ``(sum, operands, adders)`` of one beat.
 
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness
     (``a_signed``, ``b_signed``: one bit for every lane, or one bit per lane).
@@ -61,11 +69,12 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     ``stage(values, level) -> values`` and may return registered copies of the same shapes
     (the pipelined unit): with ``lane_stages = 1`` first on the lanes' halves (level 0: the
     forward partial products and the backward half shift, :mod:`hdl.lanes`), then on the
-    lane values (the OR of the two gated products) and the backward lanes' sign bits, then
-    on the partial sums of the lanes' tree and of the sign bits' tree after each level (the
-    last level joins them). ``operands`` are the values the tree adds (the lane values, then the count
-    of negative backward lanes: the sign tree's sum), whose sum is the beat sum; each lane
-    value is its product, less 1 for a negative backward lane (ones' complement).
+    lane values (the OR of the two gated products) with their pending carries, then on the
+    partial sums and pending carries after each tree level. ``operands`` are the values the
+    tree adds: the lane values (lane 0's its product, every other lane's its product less
+    its backward sign bit: ones' complement), then the sum of the pending carries (the sign
+    bits of lanes 1 .. N-1, which the tree adders take as carry-ins); their sum is the beat
+    sum. ``adders`` lists every tree adder as ``(node, x, y, carry)``, for checking.
     """
     level = 0
     backward = ctx.mode == MODE_BACKWARD
@@ -77,7 +86,7 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
         a, b = beat.a[k], beat.b[k]
         fwd = int4_partials(a, b, _lane_bit(ctx.a_signed, k), _lane_bit(ctx.b_signed, k),
                             en=~backward)
-        bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k), en=backward)
+        bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k), en=backward, twos=k == 0)
         halves.append((fwd, bwd))
     if stage and lane_stages:       # a rank inside the lanes
         flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
@@ -85,38 +94,46 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
         halves = [({key: next(regs) for key in fwd}, {key: next(regs) for key in bwd})
                   for fwd, bwd in halves]
         level += 1
-    values, signs = [], []
+    # Backward lanes 1 .. N-1 enter the tree in ones' complement (p - sign, hdl.lanes.
+    # fp4_ones) and lane 0 in two's complement (its 7-bit half negated). Each missing +1
+    # rides along as a pending carry until a tree adder takes it as its carry-in: a tree of
+    # N - 1 adders has one carry-in for each of lanes 1 .. N-1 (a subtree without lane 0
+    # hands one carry up, the one with lane 0 none), so no lane has a negation of its own
+    # beyond lane 0's 7 bits, and the tree needs no count of the negative lanes.
+    nodes = []
     for k, (fwd, bwd) in enumerate(halves):
-        # Backward lanes enter the tree in ones' complement (p - sign, hdl.lanes.fp4_ones).
-        # The missing +1 of every negative lane is added back by a tree of the sign bits
-        # beside the lanes' tree (joined at its last level): no lane has a negation (a carry
-        # chain) of its own, and no level counts more than two bits' sums.
         p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
         x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
         v = Signal(FP4_PRODUCT_SHAPE, name=f"lane{k}")
         m.d.comb += [p.eq(int4_product(fwd)), x.eq(fp4_ones(bwd)), v.eq(x | p)]
-        values.append(v)
-        signs.append(bwd["sign"])
+        nodes.append((v, [bwd["sign"]] if k else []))
     if stage:           # the rank between the lanes and the tree
-        regs = stage(values + signs, level)
-        values, signs = regs[:lanes], regs[lanes:]
-    # For checking only: the count of negative backward lanes, the one operand that the sign
-    # tree stands for (``operands``: the lane values, then this count).
+        nodes = _stage_nodes(stage, nodes, level)
+    # For checking only: the pending carries, one operand beside the lane values
+    # (``operands``), whose sum is the beat sum.
     carries = Signal(range(lanes + 1), name="carries")
-    m.d.comb += carries.eq(sum(signs))
-    operands = values + [carries]
-    while len(values) > 1 or signs:
-        if len(values) > 1:
-            values, signs = _tree_level(values), _tree_level(signs)
-        else:                                       # the last level joins the two trees
-            values, signs = [values[0] + signs[0]], []
+    m.d.comb += carries.eq(sum(c for _, pending in nodes for c in pending))
+    operands = [v for v, _ in nodes] + [carries]
+    adders = []
+    while len(nodes) > 1:
+        nxt = []
+        for j in range(0, len(nodes), 2):
+            (x, px), (y, py) = nodes[j], nodes[j + 1]
+            carry, *rest = px + py or [Const(0, 1)]
+            node = Signal(signed(len(x) + 1), name=f"node{level}_{j // 2}")
+            m.d.comb += node.eq(_add_carry(x, y, carry))
+            adders.append((node, x, y, carry))
+            nxt.append((node, rest))
+        nodes = nxt
         level += 1
         if stage:
-            regs = stage(values + signs, level)
-            values, signs = regs[:len(values)], regs[len(values):]
+            nodes = _stage_nodes(stage, nodes, level)
+    assert not nodes[0][1]                          # every carry taken exactly once
+    values = [nodes[0][0]]
+    assert len(values[0]) == sum_width(lanes)      # the root needs no truncation
     total = Signal(signed(sum_width(lanes)), name="beat_sum")
     m.d.comb += total.eq(values[0])
-    return total, operands
+    return total, operands, adders
 
 
 class DotProduct(Interleaved, wiring.Component):
@@ -162,11 +179,10 @@ class DotProduct(Interleaved, wiring.Component):
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
     its result on ``o`` (``o.ready`` high, no interlock wait): ``L + P + C + 4 + R + D``
-    (``"fp16"``, ``D = acc_stages``: 22 for 8 lanes, ``P = C = D = 0``) or
-    ``L + P + 4 + R`` (``"exact"``: 23 for 8 lanes), plus 2 for the output FIFO in credit
-    mode, with ``L = log2(lanes) + 1`` adder-tree levels (the lane values plus the count of
-    negative backward lanes, see below), ``C = 1`` when ``loop_cycles > 1`` (the context's
-    rank), ``P = lane_stages`` and
+    (``"fp16"``, ``D = acc_stages``: 21 for 8 lanes, ``P = C = D = 0``) or
+    ``L + P + 4 + R`` (``"exact"``: 22 for 8 lanes), plus 2 for the output FIFO in credit
+    mode, with ``L = log2(lanes)`` adder-tree levels, ``C = 1`` when ``loop_cycles > 1``
+    (the context's rank), ``P = lane_stages`` and
     ``R`` the rounder's ranks: one at every register point of :class:`FP16Rounder`
     (``rounder_stages``; 15 for the 8-lane exact register, 14 for an 8-lane beat sum).
     Pipeline (``|`` = a register rank; all ranks load together, see :mod:`hdl.pipeline`)::
@@ -180,9 +196,11 @@ class DotProduct(Interleaved, wiring.Component):
         exact:  -> acc[slot] <- (first ? 0 : acc[slot]) + sum (the loop) | final
                 FP16Rounder (R ranks) | o
 
-    Backward lanes enter the tree in ones' complement (``p - sign``: the sign is XOR-ed in
-    on 7 bits, before the last shift, :func:`hdl.lanes.fp4_partials`) and the number of
-    negative lanes is added once as one more tree operand, so no lane needs a negation.
+    Backward lanes 1 .. N-1 enter the tree in ones' complement (``p - sign``: the sign is
+    XOR-ed in on 7 bits, before the last shift, :func:`hdl.lanes.fp4_partials`), lane 0 in
+    two's complement (its 7 bits negated); each missing +1 is the carry-in of one tree
+    adder, so no lane needs a negation of its 17 bits and the tree needs no count of the
+    negative lanes.
 
     Fmax: with ``acc_stages = 0`` it is set by the ``"fp16"`` loop, a whole binary16
     addition per cycle; ``acc_stages`` cuts that loop (and ``slots`` hides its latency). In
@@ -319,7 +337,7 @@ class DotProduct(Interleaved, wiring.Component):
     def latency(self):
         """Cycles from the transfer of a ``last`` beat to the transfer of its result."""
         # levels for lanes + 1 operands (the carries), and the rank inside the lanes
-        tree = self._lanes.bit_length() + self._lane_stages
+        tree = (self._lanes - 1).bit_length() + self._lane_stages
         # input, products, tree levels, then (fp16) the chunk rounder's ranks, chunk code,
         # the adder's ranks, o, or (exact) acc, the final rounder's ranks, o
         fifo = 2 if self._out_depth else 0     # the output FIFO (hdl.pipeline, credit mode)
@@ -351,7 +369,7 @@ class DotProduct(Interleaved, wiring.Component):
         m = Module()
         n = self._lanes
         beat = self.i.payload
-        tree = n.bit_length() + self._lane_stages   # tree levels (+ the rank in the lanes)
+        tree = (n - 1).bit_length() + self._lane_stages   # tree levels (+ the lanes' rank)
         fp16 = self._accumulator == "fp16"
         slotted = self._slots > 1
         # Lockstep ranks (hdl.pipeline), numbered as in the class docstring: the output rank
@@ -418,7 +436,7 @@ class DotProduct(Interleaved, wiring.Component):
             return [pipe.register(c0 + level + 1, v, f"s{level}_v{k}")
                     for k, v in enumerate(values)]
 
-        total, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
+        total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
         if fp16:
             self._fp16_tail(m, pipe, total, side, c0 + tree + 2, last_in)
         else:

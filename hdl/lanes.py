@@ -1,6 +1,6 @@
 """The two 4-bit multiply lanes of the datapath."""
 
-from amaranth.hdl import Cat, Module, Mux, signed
+from amaranth.hdl import Cat, Const, Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,26 +53,35 @@ def int4_product(pp):
 FP4_HALF_SHAPE = signed(INT4.bits + 1 + FP4.RADIX_LOG2)
 
 
-def fp4_partials(a, b, b_signed, en=None):
+def fp4_partials(a, b, b_signed, en=None, *, twos=False):
     """The backward product's first half: ``half = (z << 2*step[0]) ^ sign`` (``signed(7)``)
     and the rest of the shift, ``hi = step >> 1`` (0 .. 3), with ``step = e - 1`` and ``z``
     the integer operand, 0 for a zero fp4 code. XOR-ing the sign in here, on 7 bits, gives
     the ones' complement of the signed product: ``p - sign``. ``en`` (a 1-bit value), when
-    given: 0 makes the product and its sign 0."""
+    given: 0 makes the product and its sign 0. ``twos=True``: ``half`` is negated in two's
+    complement instead (a 7-bit increment), so that :func:`fp4_ones` gives ``p`` itself."""
     e = a[:FP4.EXP_BITS]
     step = (e - FP4.EXP_MIN)[:FP4.EXP_BITS]
     kill = e == 0 if en is None else (e == 0) | ~en
     z = Mux(kill, 0, operand(b, b_signed))
     sign = a[FP4.SIGN_BIT] if en is None else a[FP4.SIGN_BIT] & en
-    half = Mux(step[0], z << FP4.RADIX_LOG2, z) ^ sign.replicate(FP4_HALF_SHAPE.width)
-    return {"half": half[:FP4_HALF_SHAPE.width].as_signed(), "hi": step[1:], "sign": sign}
+    shifted = Mux(step[0], z << FP4.RADIX_LOG2, z)
+    if twos:
+        half = Mux(sign, -shifted, shifted)
+        fill = Const(0, 1)
+    else:
+        half = shifted ^ sign.replicate(FP4_HALF_SHAPE.width)
+        fill = sign
+    return {"half": half[:FP4_HALF_SHAPE.width].as_signed(), "hi": step[1:], "sign": sign,
+            "fill": fill}
 
 
 def fp4_ones(d):
     """``half << 4*hi``, the vacated bits filled with the sign: the ones' complement of the
-    product, ``p - sign`` (``signed(17)``). A 4:1 multiplexer per bit."""
+    product, ``p - sign`` (``signed(17)``; with ``twos``, zeros fill and it is ``p``). A 4:1
+    multiplexer per bit."""
     step4 = 2 * FP4.RADIX_LOG2
-    shifted = [Cat(d["sign"].replicate(step4 * k), d["half"]).as_signed() if k else d["half"]
+    shifted = [Cat(d["fill"].replicate(step4 * k), d["half"]).as_signed() if k else d["half"]
                for k in range(4)]
     hi = d["hi"]
     ones = Mux(hi[1], Mux(hi[0], shifted[3], shifted[2]), Mux(hi[0], shifted[1], shifted[0]))
@@ -137,8 +146,9 @@ class FP4ShiftLane(wiring.Component):
         The product in units of ``2**-6``, ``|p| <= 61440``.
     ones : ``Out(signed(17))``
         The product in ones' complement, ``p - a[3]``: what the dot unit's adder tree takes
-        (it adds the count of negative lanes once, so no lane needs a negation). ``p`` is
-        ``ones + a[3]``, an incrementer this lane has and the dot unit's lanes do not.
+        from lanes 1 .. N-1 (their +1s are its adders' carry-ins, so no lane needs a
+        negation). ``p`` is ``ones + a[3]``, an incrementer this lane has and the dot unit's
+        lanes do not.
     """
 
     a: In(FP4.BITS)

@@ -32,10 +32,10 @@ def test_properties():
     d = DotProduct(16, "exact")
     assert (d.lanes, d.accumulator, d.module_name) == (16, "exact", "dot16_exact")
     assert d.sum_width == 21 and d.acc_width == 37
-    # ranks: input, products, 5 tree levels (16 lanes + the carry count), acc, the final
-    # rounder's, the output register
-    assert d.rounder_stages == 15 and d.latency == 2 + 5 + 1 + 15 + 1
-    # ranks: input, products, 4 tree levels, the chunk rounder's, chunk code, output (the
+    # ranks: input, products, 4 tree levels (the negative lanes' +1s are the adders'
+    # carry-ins), acc, the final rounder's, the output register
+    assert d.rounder_stages == 15 and d.latency == 2 + 4 + 1 + 15 + 1
+    # ranks: input, products, 3 tree levels, the chunk rounder's, chunk code, output (the
     # accumulator's adder feeds the output rank and the accumulator itself)
     d = DotProduct(8, "fp16")
-    assert d.rounder_stages == 14 and d.latency == 2 + 4 + 14 + 2
+    assert d.rounder_stages == 14 and d.latency == 2 + 3 + 14 + 2
