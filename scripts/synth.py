@@ -22,6 +22,7 @@ import os
 import sys
 
 from hdl.toolchain import REPORTS
+from scripts import synth_flow
 from scripts.synth_flow import (
     TARGETS,
     VARIANTS,
@@ -48,7 +49,15 @@ def main(argv=None):
                     help="run no tool: report the cached results, mark the others not run")
     ap.add_argument("--list", action="store_true", help="list the jobs and exit")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite build/reports")
+    ap.add_argument("--pnr-budget", type=int, metavar="LUT4",
+                    help=f"place and route jobs up to this many LUT4 (default "
+                         f"{synth_flow.PNR_BUDGET_LUT4}); a cached job left unplaced under a "
+                         f"smaller budget is placed again")
     args = ap.parse_args(argv)
+    if args.pnr_budget is not None:
+        if args.pnr_budget < 1:
+            ap.error("--pnr-budget must be a positive LUT4 count")
+        synth_flow.PNR_BUDGET_LUT4 = args.pnr_budget
     known = {**units(), **sweep_names()}
     for u in args.unit or []:
         if u not in known:

@@ -317,6 +317,8 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False, cac
     key = job_key(text, top, name, target, variant)
     work = Path(build) / name / f"{target}-{variant}"
     run = _cached_run(work, key) if not force else None
+    if run is not None and _unplaced(run) and not cached_only:
+        run = None                  # left unplaced under a smaller budget: place it now
     cached = run is not None
     if run is None and cached_only:
         run = {"error": "not run (no cached result of this version: run without --cached-only)"}
@@ -348,6 +350,13 @@ def _sweep_macs(unit):
 def sweep_names():
     """``{module_name: (family, lanes)}`` of the sweep units."""
     return {unit.module_name: key for key, unit in sweep_units().items()}
+
+
+def _unplaced(run):
+    """A cached run that skipped nextpnr for a budget smaller than today's
+    :data:`PNR_BUDGET_LUT4` (``python -m scripts.synth --pnr-budget N``)."""
+    m = re.match(r"not placed: (\d+) LUT4", run.get("error") or "")
+    return bool(m) and int(m.group(1)) <= PNR_BUDGET_LUT4
 
 
 def _cached_run(work, key):

@@ -55,3 +55,14 @@ def test_harness_of_a_wide_unit(synth):
     # the carry in.)
     assert synth.has_multiplier(verilog(Int8DotProduct()))
     assert not synth.has_multiplier(verilog(FP4ShiftLane()))
+
+
+def test_unplaced_jobs_are_placed_under_a_larger_budget(synth, monkeypatch):
+    """``--pnr-budget``: a cached job that skipped nextpnr is run again once the budget admits
+    it; a job that does not fit the device, or is still over the budget, stays cached."""
+    monkeypatch.setattr(synth, "PNR_BUDGET_LUT4", 20000)
+    over = "LUT4 > the flow's budget of 15000"
+    assert synth._unplaced({"error": f"not placed: 16293 {over}"})
+    assert not synth._unplaced({"error": f"not placed: 64543 {over}"})
+    assert not synth._unplaced({"error": "does not fit: 15602 LUT4 > 5280"})
+    assert not synth._unplaced({"key": "k"})
