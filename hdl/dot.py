@@ -33,11 +33,6 @@ def exp_shape(g_bits):
     return Shape.cast(range(-FP4.PRODUCT_FRAC - g_hi, -g_lo + 1))
 
 
-def _lane_bit(v, k):
-    """Lane ``k``'s bit of a per-lane flag vector, or the one shared flag bit."""
-    return v[k] if len(v) > 1 else v
-
-
 def _add_carry(x, y, carry):
     """``x + y + carry`` for two ``w``-bit signed values and a carry-in bit, in ``w + 1``
     bits: ``-2**w <= x + y + carry <= 2**w - 1`` for every input, so the truncation loses
@@ -63,7 +58,7 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     """The lanes and the exact adder tree: ``(sum, operands, adders)`` of one beat.
 
     ``beat`` supplies the operand arrays ``a``, ``b``; ``ctx`` the ``mode`` and signedness
-    (``a_signed``, ``b_signed``: one bit for every lane, or one bit per lane).
+    (``a_signed``, ``b_signed``: one bit for every lane).
     The sum has :func:`sum_width` bits, which it never overflows (proven in
     ``verif/formal/datapath.py``). ``stage``, when given, is called as
     ``stage(values, level) -> values`` and may return registered copies of the same shapes
@@ -84,9 +79,8 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
         # backward sign), so the lane's value is the OR of the two products, which folds
         # into the last shift's multiplexers instead of a mode select of its own.
         a, b = beat.a[k], beat.b[k]
-        fwd = int4_partials(a, b, _lane_bit(ctx.a_signed, k), _lane_bit(ctx.b_signed, k),
-                            en=~backward)
-        bwd = fp4_partials(a, b, _lane_bit(ctx.b_signed, k), en=backward, twos=k == 0)
+        fwd = int4_partials(a, b, ctx.a_signed, ctx.b_signed, en=~backward)
+        bwd = fp4_partials(a, b, ctx.b_signed, en=backward, twos=k == 0)
         halves.append((fwd, bwd))
     if stage and lane_stages:       # a rank inside the lanes
         flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
@@ -128,11 +122,11 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
         level += 1
         if stage:
             nodes = _stage_nodes(stage, nodes, level)
-    assert not nodes[0][1]                          # every carry taken exactly once
-    values = [nodes[0][0]]
-    assert len(values[0]) == sum_width(lanes)      # the root needs no truncation
+    (root, pending), = nodes
+    assert not pending                              # every carry taken exactly once
+    assert len(root) == sum_width(lanes)            # the root needs no truncation
     total = Signal(signed(sum_width(lanes)), name="beat_sum")
-    m.d.comb += total.eq(values[0])
+    m.d.comb += total.eq(root)
     return total, operands, adders
 
 
@@ -425,7 +419,6 @@ class DotProduct(Interleaved, wiring.Component):
         in_beat = pipe.register(0, beat, "in_beat")
         if c0:
             in_beat = pipe.register(1, in_beat, "ctx_beat")
-        in_ctx = ctx
 
         # --- ranks 1 .. tree + 1: the lanes, then each adder-tree level --------------------
         def stage(values, level):
@@ -436,7 +429,7 @@ class DotProduct(Interleaved, wiring.Component):
             return [pipe.register(c0 + level + 1, v, f"s{level}_v{k}")
                     for k, v in enumerate(values)]
 
-        total, _, _ = beat_sum(m, in_beat, in_ctx, n, stage, self._lane_stages)
+        total, _, _ = beat_sum(m, in_beat, ctx, n, stage, self._lane_stages)
         if fp16:
             self._fp16_tail(m, pipe, total, side, c0 + tree + 2, last_in)
         else:
