@@ -1,0 +1,438 @@
+"""The 4-bit training engine: ``rows`` interleaved dot units fed from on-chip operand tiles,
+and the converters a training step needs, behind one command stream.
+
+See :class:`TrainingEngine`. The command set is :data:`OPS` and :data:`CONVERTERS`; status
+codes are :data:`STATUS`. The driver side (packing tiles, tiling a large GEMM, the golden
+functions' call signatures) is ``verif/engine_driver.py``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import ACCUMULATORS, FP16, G_BITS_MIN, INT4
+
+from .dot import MODE_BACKWARD, DotProduct
+from .fp4 import FP4Decoder, LogConverter
+from .params import FLAGS_SHAPE, check_g_bits, g_range, integer, lanes_pow2, positive_int
+from .rescale import RangeRescale
+from .tracker import RangeTracker
+
+__all__ = ["TrainingEngine", "OPS", "CONVERTERS", "STATUS", "FIELD_BITS"]
+
+#: Command opcodes (the ``op`` field).
+OPS = {"load_a": 0, "load_b": 1, "gemm": 2, "convert": 3}
+#: Converters of the ``convert`` command (the ``conv`` field), in the order of their ports.
+CONVERTERS = {"rescale_int4_sym": 0, "rescale_uint4": 1, "to_fp4": 2, "from_fp4": 3,
+              "track": 4}
+#: Status codes of the status beat that ends every command (``data[0]``).
+STATUS = {"ok": 0, "bad_op": 1, "too_large": 2, "empty": 3, "bad_conv": 4}
+#: Width of the command's size fields (``count``, ``m``, ``kb``, ``ng``).
+FIELD_BITS = 16
+
+# FSM states
+_IDLE, _CHECK, _LOAD, _RUN, _CONV, _DRAIN, _STATUS = range(7)
+
+
+class TrainingEngine(wiring.Component):
+    """A GEMM engine for 4-bit training: ``C = A x B`` at ``rows x lanes`` MACs per cycle
+    with the paper's fp16 accumulation (or the exact one), bit-exact with
+    :func:`golden.gemm` ``(..., lanes=lanes)``, plus the stream converters of a training step.
+
+    Array: ``rows`` :class:`hdl.dot.DotProduct` units, each with ``slots`` interleaved
+    accumulators, all fed the same beat of ``A`` (``lanes`` codes along K of one row of A,
+    broadcast) and each its own column of ``B``: unit ``r`` computes the outputs of columns
+    ``n0 + r`` for ``slots`` rows of A at once. The GEMM runs, per group of ``rows`` columns
+    (``ng`` groups) and per group of ``slots`` rows of A, for each K-beat ``kb`` and each row
+    ``s`` of the group: beat ``(row m0 + s, beat kb)`` in slot ``s`` (``first`` at ``kb = 0``,
+    ``last`` at the last beat). Consecutive beats of one dot product are ``slots`` cycles
+    apart, so with ``slots >= loop_cycles`` of the dot unit the array takes one beat every
+    cycle; a group of fewer than ``slots`` rows (the ragged end of M) makes the dot units'
+    interlock wait, with the same results.
+
+    Operand tiles, in ``amaranth.lib.memory`` (block RAM), ``lanes`` 4-bit codes per word
+    (lane 0 in the low bits), K padded with zero codes to whole beats (the golden model pads
+    the same way):
+
+    - ``A``: ``a_depth`` words, word ``m * kb + k`` = row ``m``, beat ``k``.
+    - ``B``: ``rows`` banks of ``b_depth`` words; bank ``r`` word ``g * kb + k`` = column
+      ``g * rows + r``, beat ``k``. ``load_b`` writes its ``j``-th word to bank ``j % rows``,
+      word ``j // rows``: the driver interleaves the banks. Columns past N in the last group
+      are computed too (pad them with zero codes) and their results dropped by the driver.
+
+    Commands (stream ``cmd``; one at a time, each ends with one status beat on ``o``):
+
+    ======== ====================================================================
+    load_a   ``count`` words from ``din`` into A from word 0.
+    load_b   ``count`` words from ``din`` into the B banks, interleaved (above).
+    gemm     ``m`` rows of A, ``kb`` beats per dot product, ``ng`` column groups;
+             ``mode``, ``a_signed``, ``b_signed``, ``phase``, ``g`` as for the dot
+             unit. ``o`` carries one beat per (group, row): ``data[r]``, ``flags[r]``
+             = output (row, ``group * rows + r``), groups in order, rows in order.
+    convert  ``count`` beats from ``din`` through converter ``conv`` (:data:`CONVERTERS`),
+             ``clanes = lanes // 4`` values per beat (fp16 codes in ``din.data``'s low
+             ``16 * clanes`` bits, fp4 codes in the low ``4 * clanes`` for ``from_fp4``):
+             ``rescale_*`` (:class:`RangeRescale`, scale ``scale``), ``to_fp4``
+             (:class:`LogConverter`, ``g``, ``phase``), ``from_fp4``
+             (:class:`FP4Decoder`, ``g``, ``phase``): one ``o`` beat per ``din`` beat,
+             lane ``j``'s code in ``data[j]`` and its flags in ``flags[j]``. ``track``
+             (:class:`RangeTracker`, ``g``): the ``count`` beats are one tensor; one ``o``
+             beat with ``data[0] = max``, ``flags[0] = nan``, ``data[1] = g_paper``
+             (sign-extended), ``flags[1] = g_direct`` (8-bit two's complement).
+    ======== ====================================================================
+
+    Status: after a command's last result, ``o`` carries one beat with ``status = 1`` and
+    ``data[0]`` the code of :data:`STATUS`: ``ok``; ``bad_op`` (unknown opcode);
+    ``bad_conv`` (unknown converter); ``empty`` (a size of 0); ``too_large`` (a load longer
+    than its memory, or a GEMM whose ``m * kb`` exceeds ``a_depth`` or ``ng * kb``
+    ``b_depth``). A refused command reads nothing from ``din``, writes no memory and
+    produces no result: only its status beat.
+
+    Timing: a command is taken when the previous one's status beat has left. ``gemm`` checks
+    its sizes in at most ``FIELD_BITS`` cycles (a shift-and-add multiply), issues
+    ``ng * ceil(m / slots) * kb * min(slots, m)`` beats at one per cycle (a ragged group of
+    fewer than ``slots`` rows waits on the interlock), and ends ``latency`` of the dot unit
+    later (plus backpressure on ``o``). Loads and conversions take one ``din`` beat per
+    cycle. Handshakes follow ``amaranth.lib.stream``; backpressure on ``o`` stalls without
+    loss. A synchronous reset aborts the command in flight and empties every pipeline; the
+    memories keep their contents (a load cut by a reset must be repeated).
+
+    Parameters
+    ----------
+    rows : int
+        Dot units (power of two, 2 .. 64, at least ``lanes // 4``).
+    lanes : int
+        MACs per dot unit per cycle (power of two, 4 .. 64).
+    accumulator : ``"fp16"`` or ``"exact"``
+    slots, acc_stages, lane_stages, out_depth :
+        The dot units' (:class:`hdl.dot.DotProduct`).
+    a_depth, b_depth : int
+        Words of A and of each B bank.
+    g_bits : int
+        Width of ``g`` (6 .. 8).
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(command_layout))``
+    din : ``In(stream.Signature(StructLayout({"data": 4 * lanes})))``
+    o : ``Out(stream.Signature(StructLayout({"data": ArrayLayout(16, rows),
+        "flags": ArrayLayout(8, rows), "status": 1})))``
+    """
+
+    def __init__(self, rows=4, lanes=8, accumulator="fp16", *, slots=16, acc_stages=14,
+                 lane_stages=1, out_depth=32, a_depth=512, b_depth=256, g_bits=G_BITS_MIN):
+        self._lanes = lanes_pow2(lanes)
+        if self._lanes < 4:
+            raise ValueError(f"lanes must be at least 4 (the converters take lanes // 4 fp16 "
+                             f"values per data word), not {lanes}")
+        rows = positive_int(rows, "rows")
+        if rows & (rows - 1) or not 2 <= rows <= 64:
+            raise ValueError(f"rows must be a power of two from 2 to 64, not {rows}")
+        if rows < self._lanes // 4:
+            raise ValueError(f"rows must be at least lanes // 4 = {self._lanes // 4} (an "
+                             f"output beat carries one converted value per row), not {rows}")
+        self._rows = rows
+        if accumulator not in ACCUMULATORS:
+            raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
+        self._accumulator = accumulator
+        self._g_bits = check_g_bits(g_bits)
+        if self._g_bits > 8:
+            raise ValueError(f"g_bits must be at most 8 in the engine (the tracker's g_direct "
+                             f"leaves in an 8-bit flags field), not {g_bits}")
+        self._a_depth = integer(a_depth, "a_depth", 1, 1 << FIELD_BITS - 1)
+        self._b_depth = integer(b_depth, "b_depth", 1, 1 << FIELD_BITS - 1)
+        if accumulator == "exact":
+            acc_stages = min(acc_stages, 1)
+        # The dot unit checks its own parameters (slots against its accumulator loop).
+        self._dot_kwargs = {"slots": slots, "acc_stages": acc_stages,
+                            "lane_stages": lane_stages, "out_depth": out_depth,
+                            "g_bits": self._g_bits}
+        self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
+        self._dot._MustUse__silence = True         # only read for its properties
+        self._slots = self._dot.slots
+        if self._slots < 2:
+            raise ValueError(f"slots must be at least 2 (the dot units' beats carry a slot), "
+                             f"not {slots}")
+        super().__init__({
+            "cmd": In(stream.Signature(self.command_layout(self._g_bits))),
+            "din": In(stream.Signature(data.StructLayout({"data": 4 * self._lanes}))),
+            "o": Out(stream.Signature(self.output_layout(rows))),
+        })
+
+    @staticmethod
+    def command_layout(g_bits=G_BITS_MIN):
+        """``| ng | kb | m | count | scale | g | phase | b_signed | a_signed | mode | conv |
+        op |`` (MSB to LSB; sizes ``FIELD_BITS`` wide)."""
+        return data.StructLayout({
+            "op": 3, "conv": 3, "mode": 1, "a_signed": 1, "b_signed": 1, "phase": 1,
+            "g": signed(g_bits), "scale": FP16.BITS,
+            "count": FIELD_BITS, "m": FIELD_BITS, "kb": FIELD_BITS, "ng": FIELD_BITS,
+        })
+
+    @staticmethod
+    def output_layout(rows):
+        """``| status | flags[rows] | data[rows] |`` (MSB to LSB; element 0 in the low bits)."""
+        return data.StructLayout({"data": data.ArrayLayout(FP16.BITS, rows),
+                                  "flags": data.ArrayLayout(FLAGS_SHAPE, rows), "status": 1})
+
+    rows = property(lambda self: self._rows)
+    lanes = property(lambda self: self._lanes)
+    slots = property(lambda self: self._slots)
+    accumulator = property(lambda self: self._accumulator)
+    g_bits = property(lambda self: self._g_bits)
+    a_depth = property(lambda self: self._a_depth)
+    b_depth = property(lambda self: self._b_depth)
+    conv_lanes = property(lambda self: self._lanes // 4)
+
+    @property
+    def g_range(self):
+        """``(lowest, highest)`` ``g`` of a command (``g_bits`` signed)."""
+        return g_range(self._g_bits)
+
+    @property
+    def dot_latency(self):
+        """Cycles from a dot product's ``last`` beat entering a dot unit to its result."""
+        return self._dot.latency
+
+    @property
+    def macs_per_cycle(self):
+        return self._rows * self._lanes
+
+    @property
+    def module_name(self):
+        return (f"engine{self._rows}x{self._lanes}_{self._accumulator}_s{self._slots}"
+                f"_a{self._a_depth}_b{self._b_depth}")
+
+    def elaborate(self, platform):
+        m = Module()
+        R, N, C, S = self._rows, self._lanes, self.conv_lanes, self._slots
+        word = 4 * N
+        o = self.o
+
+        # --- memories ---------------------------------------------------------------------
+        a_mem = m.submodules.a_mem = memory.Memory(shape=word, depth=self._a_depth, init=[])
+        a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
+        b_wr, b_rd = [], []
+        for r in range(R):
+            bm = m.submodules[f"b_mem{r}"] = memory.Memory(shape=word, depth=self._b_depth,
+                                                           init=[])
+            b_wr.append(bm.write_port())
+            b_rd.append(bm.read_port())
+
+        # --- the command register and the sequencer state ----------------------------------
+        cmd = Signal(self.command_layout(self._g_bits), name="cur")
+        state = Signal(range(7), init=_IDLE)
+        code = Signal(8)                      # status code of the command
+        owed = Signal(FIELD_BITS)            # results issued, not yet out
+        m.d.comb += self.cmd.ready.eq(state == _IDLE)
+        take_cmd = self.cmd.valid & self.cmd.ready
+
+        # Shift-and-add multiply for the GEMM size check: prod_a = m * kb, prod_b = ng * kb.
+        mul_x = Signal(FIELD_BITS)            # kb, shifted right
+        add_a = Signal(2 * FIELD_BITS)        # m, shifted left
+        add_b = Signal(2 * FIELD_BITS)        # ng, shifted left
+        prod_a = Signal(2 * FIELD_BITS)
+        prod_b = Signal(2 * FIELD_BITS)
+
+        # Counters: loads and conversions (index), GEMM (group, row group, beat, slot).
+        idx = Signal(FIELD_BITS)
+        left = Signal(FIELD_BITS + 1)         # beats still to take from din
+        grp = Signal(FIELD_BITS)              # column group
+        kbi = Signal(FIELD_BITS)              # beat within the dot product
+        s = Signal(range(S))                  # slot: row within the row group
+        rows_left = Signal(FIELD_BITS)        # rows of A from the group's first row on
+        a_row = Signal(2 * FIELD_BITS)        # (m0 + s) * kb
+        a_group = Signal(2 * FIELD_BITS)      # m0 * kb
+        b_base = Signal(2 * FIELD_BITS)       # grp * kb
+        issuing = Signal()                    # GEMM: beats left to issue
+
+        op = self.cmd.payload.op
+        with m.If(take_cmd):
+            p = self.cmd.payload
+            m.d.sync += [cmd.eq(p), code.eq(STATUS["ok"]), idx.eq(0),
+                         left.eq(p.count)]
+            with m.If(op == OPS["load_a"]):
+                with m.If(p.count == 0):
+                    m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
+                with m.Elif(p.count > self._a_depth):
+                    m.d.sync += [code.eq(STATUS["too_large"]), state.eq(_STATUS)]
+                with m.Else():
+                    m.d.sync += state.eq(_LOAD)
+            with m.Elif(op == OPS["load_b"]):
+                with m.If(p.count == 0):
+                    m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
+                with m.Elif(p.count > self._b_depth * R):
+                    m.d.sync += [code.eq(STATUS["too_large"]), state.eq(_STATUS)]
+                with m.Else():
+                    m.d.sync += state.eq(_LOAD)
+            with m.Elif(op == OPS["gemm"]):
+                with m.If((p.m == 0) | (p.kb == 0) | (p.ng == 0)):
+                    m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
+                with m.Else():
+                    m.d.sync += [state.eq(_CHECK), mul_x.eq(p.kb), add_a.eq(p.m),
+                                 add_b.eq(p.ng), prod_a.eq(0), prod_b.eq(0)]
+            with m.Elif(op == OPS["convert"]):
+                with m.If(p.conv >= len(CONVERTERS)):
+                    m.d.sync += [code.eq(STATUS["bad_conv"]), state.eq(_STATUS)]
+                with m.Elif(p.count == 0):
+                    m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
+                with m.Else():
+                    m.d.sync += state.eq(_CONV)
+            with m.Else():
+                m.d.sync += [code.eq(STATUS["bad_op"]), state.eq(_STATUS)]
+
+        with m.If(state == _CHECK):
+            with m.If(mul_x == 0):
+                with m.If((prod_a > self._a_depth) | (prod_b > self._b_depth)):
+                    m.d.sync += [code.eq(STATUS["too_large"]), state.eq(_STATUS)]
+                with m.Else():
+                    m.d.sync += [state.eq(_RUN), issuing.eq(1), grp.eq(0), kbi.eq(0),
+                                 s.eq(0), rows_left.eq(cmd.m), a_row.eq(0), a_group.eq(0),
+                                 b_base.eq(0)]
+            with m.Else():
+                m.d.sync += [mul_x.eq(mul_x >> 1), add_a.eq(add_a << 1),
+                             add_b.eq(add_b << 1)]
+                with m.If(mul_x[0]):
+                    m.d.sync += [prod_a.eq(prod_a + add_a), prod_b.eq(prod_b + add_b)]
+
+        # --- loads ------------------------------------------------------------------------
+        loading = state == _LOAD
+        conv_ready = Signal()                 # i.ready of the converter ``conv`` selects
+        m.d.comb += self.din.ready.eq((loading | (state == _CONV)) & (left != 0)
+                                      & Mux(loading, 1, conv_ready))
+        din_take = self.din.valid & self.din.ready
+        is_b = cmd.op == OPS["load_b"]
+        bank = idx[:(R - 1).bit_length()] if R > 1 else 0
+        m.d.comb += [a_wr.addr.eq(idx), a_wr.data.eq(self.din.payload.data),
+                     a_wr.en.eq(loading & din_take & ~is_b)]
+        for r in range(R):
+            m.d.comb += [b_wr[r].addr.eq(idx >> (R - 1).bit_length()),
+                         b_wr[r].data.eq(self.din.payload.data),
+                         b_wr[r].en.eq(loading & din_take & is_b & (bank == r))]
+        with m.If(din_take):
+            m.d.sync += [idx.eq(idx + 1), left.eq(left - 1)]
+        with m.If(loading & (left == 0)):
+            m.d.sync += state.eq(_STATUS)
+
+        # --- the GEMM issue: counters -> memory read (rank 1) -> dot units -----------------
+        dots = [DotProduct(N, self._accumulator, **self._dot_kwargs) for _ in range(R)]
+        for r, d in enumerate(dots):
+            m.submodules[f"dot{r}"] = d
+        v1 = Signal()                         # rank 1 holds a beat (memory data follows it)
+        meta = Signal(data.StructLayout({"first": 1, "last": 1, "slot": range(S)}))
+        dot_ready = dots[0].i.ready           # every unit is the same machine, same beats
+        advance = ~v1 | dot_ready
+        issue = (state == _RUN) & issuing & advance
+        last_kb = kbi == cmd.kb - 1
+        last_s = (s == S - 1) | (s == rows_left - 1)
+        last_grp = grp == cmd.ng - 1
+        group_end = last_s & last_kb
+        m.d.comb += [a_rd.addr.eq(a_row + kbi), a_rd.en.eq(advance)]
+        for r in range(R):
+            m.d.comb += [b_rd[r].addr.eq(b_base + kbi), b_rd[r].en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [v1.eq(issue),
+                         meta.first.eq(kbi == 0), meta.last.eq(last_kb), meta.slot.eq(s)]
+        with m.If(issue):
+            with m.If(~last_s):
+                m.d.sync += [s.eq(s + 1), a_row.eq(a_row + cmd.kb)]
+            with m.Elif(~last_kb):                 # next beat of the same rows
+                m.d.sync += [s.eq(0), kbi.eq(kbi + 1), a_row.eq(a_group)]
+            with m.Elif(rows_left > S):            # next group of rows
+                m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(a_row + cmd.kb),
+                             a_group.eq(a_row + cmd.kb), rows_left.eq(rows_left - S)]
+            with m.Elif(~last_grp):                # next group of columns
+                m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(0), a_group.eq(0),
+                             rows_left.eq(cmd.m), grp.eq(grp + 1),
+                             b_base.eq(b_base + cmd.kb)]
+            with m.Else():
+                m.d.sync += issuing.eq(0)
+        for r, d in enumerate(dots):
+            beat = d.i.payload
+            m.d.comb += [
+                d.i.valid.eq(v1),
+                beat.a.eq(a_rd.data), beat.b.eq(b_rd[r].data),
+                beat.mode.eq(cmd.mode), beat.a_signed.eq(cmd.a_signed),
+                beat.b_signed.eq(cmd.b_signed), beat.phase.eq(cmd.phase), beat.g.eq(cmd.g),
+                beat.first.eq(meta.first), beat.last.eq(meta.last), beat.slot.eq(meta.slot),
+            ]
+        result_in = v1 & dot_ready & meta.last
+        gemm_done = (state == _RUN) & ~issuing & ~v1
+
+        # --- converters: din -> the selected converter -> o --------------------------------
+        conv_take, conv_out, conv_results = self._converters(m, cmd, state, left, din_take,
+                                                             conv_ready)
+
+        # --- o: GEMM results, converter results, then the status beat ----------------------
+        gemm_out = dots[0].o.valid
+        for r, d in enumerate(dots):
+            m.d.comb += d.o.ready.eq(o.ready & (state == _RUN))
+        delivered = Signal()
+        with m.If(state == _RUN):
+            m.d.comb += [o.valid.eq(gemm_out), delivered.eq(gemm_out & o.ready)]
+            for r, d in enumerate(dots):
+                m.d.comb += [o.payload.data[r].eq(d.o.payload.result),
+                             o.payload.flags[r].eq(d.o.payload.flags)]
+        with m.Elif(state == _CONV):
+            valid, payload = conv_out
+            m.d.comb += [o.valid.eq(valid), delivered.eq(valid & o.ready), o.payload.eq(payload)]
+        with m.Elif(state == _STATUS):
+            m.d.comb += [o.valid.eq(1), o.payload.status.eq(1), o.payload.data[0].eq(code)]
+            with m.If(o.ready):
+                m.d.sync += state.eq(_IDLE)
+        produced = Mux(state == _RUN, result_in, conv_results)
+        m.d.sync += owed.eq(owed + produced - delivered)
+        with m.If(gemm_done & (owed == 0)):
+            m.d.sync += state.eq(_STATUS)
+        with m.If((state == _CONV) & (left == 0) & ~conv_take & (owed == 0)):
+            m.d.sync += state.eq(_STATUS)
+        return m
+
+    def _converters(self, m, cmd, state, left, din_take, ready):
+        """The converters on ``din``; drives ``ready`` (the selected converter's
+        ``i.ready``). Returns ``(taken, (o.valid, o.payload), results)``: a beat went into a
+        converter this cycle, the selected converter's output as an ``o`` beat, and whether
+        the beat taken will produce an output."""
+        C, g_bits = self.conv_lanes, self._g_bits
+        units = {
+            "rescale_int4_sym": RangeRescale(C, "int4_sym"),
+            "rescale_uint4": RangeRescale(C, "uint4"),
+            "to_fp4": LogConverter(C, g_bits),
+            "from_fp4": FP4Decoder(C, g_bits),
+            "track": RangeTracker(C, g_bits),
+        }
+        converting = state == _CONV
+        word = self.din.payload.data
+        xs = [word[16 * j:16 * j + 16] for j in range(C)]
+        out_valid = Signal(name="conv_o_valid")
+        out = Signal(self.output_layout(self._rows), name="conv_o")
+        for name, u in units.items():
+            m.submodules[f"conv_{name}"] = u
+            sel = converting & (cmd.conv == CONVERTERS[name])
+            p = u.i.payload
+            m.d.comb += [u.i.valid.eq(sel & (left != 0) & self.din.valid),
+                         u.o.ready.eq(sel & self.o.ready)]
+            with m.If(sel):
+                m.d.comb += [ready.eq(u.i.ready), out_valid.eq(u.o.valid)]
+            q = u.o.payload
+            if name.startswith("rescale"):
+                m.d.comb += [p.s.eq(cmd.scale)] + [p.x[j].eq(xs[j]) for j in range(C)]
+                fields = [(q.q[j], q.flags[j]) for j in range(C)]
+            elif name == "to_fp4":
+                m.d.comb += [p.g.eq(cmd.g), p.phase.eq(cmd.phase)]
+                m.d.comb += [p.x[j].eq(xs[j]) for j in range(C)]
+                fields = [(q.c[j], q.flags[j]) for j in range(C)]
+            elif name == "from_fp4":
+                m.d.comb += [p.g.eq(cmd.g), p.phase.eq(cmd.phase)]
+                m.d.comb += [p.c[j].eq(word[4 * j:4 * j + 4]) for j in range(C)]
+                fields = [(q.x[j], q.flags[j]) for j in range(C)]
+            else:
+                m.d.comb += [p.g.eq(cmd.g), p.last.eq(left == 1)]
+                m.d.comb += [p.x[j].eq(xs[j]) for j in range(C)]
+                fields = [(q.max, q.nan), (q.g_paper, q.g_direct)]
+            with m.If(sel):
+                for j, (value, flags) in enumerate(fields):
+                    m.d.comb += [out.data[j].eq(value), out.flags[j].eq(flags)]
+        track = cmd.conv == CONVERTERS["track"]
+        results = din_take & converting & (~track | (left == 1))
+        return din_take & converting, (out_valid, out), results

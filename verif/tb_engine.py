@@ -1,0 +1,287 @@
+"""cocotb benches for the training engine (:class:`hdl.engine.TrainingEngine`), driven
+through the same driver the RTL training run uses (:mod:`engine_driver`), against
+:func:`golden.gemm` (codes and flags) and the golden converters.
+
+- ``engine_gemm_traffic``: random GEMMs of every mode and signedness, ``g`` over its range,
+  ragged shapes (K not a multiple of ``lanes``, M not of ``slots``, N not of ``rows``) and
+  tiles split over the memories, back-to-back commands, random gaps on ``cmd`` and ``din``
+  and backpressure on ``o``.
+- ``engine_full_rate``: a GEMM whose sizes are multiples of rows, lanes and slots, at full
+  rate: it takes one beat per cycle (``cycles`` from command to last result is the beat
+  count plus the pipeline's latency and a fixed start-up) and is correct.
+- ``engine_convert``: every converter on random and special fp16 codes (NaN, Inf,
+  subnormals, zeros), both TPR phases, ``g`` over its range, random scales; the tracker on
+  random tensors; with gaps and backpressure.
+- ``engine_errors``: every refused command (unknown op and converter, an empty size, a load
+  longer than its memory, a GEMM larger than the tiles) gives its status beat and nothing
+  else, reads no ``din`` word and leaves the memories as they were (a GEMM after it gives
+  the results of the tiles loaded before).
+- ``engine_reset``: a reset in the middle of a GEMM; the engine then runs the next
+  commands correctly (loads and the GEMM again).
+
+Parameters (``FOURBIT_PARAMS``): the engine's (``engine_driver.engine_of``).
+"""
+
+import cocotb
+import numpy as np
+
+import golden
+from golden.fp16 import is_nan
+
+from engine_driver import (
+    EnginePorts,
+    RTLBackend,
+    command,
+    engine_of,
+    gemm_tiles,
+    pack_a,
+    pack_b,
+    unpack_gemm,
+)
+from scoreboard import Scoreboard, params, rng
+
+MODES = (  # (mode, a_signed, b_signed, phase): the three GEMMs of a layer and the rest
+    ("forward", False, True, "even"), ("forward", True, True, "even"),
+    ("forward", False, False, "even"), ("forward", True, False, "even"),
+    ("backward", False, True, "odd"), ("backward", False, False, "even"),
+    ("backward", False, True, "even"), ("backward", False, False, "odd"),
+)
+#: (M, K, N) of the random-traffic GEMMs, relative to (slots, lanes, rows): see gemm_shapes.
+TRAFFIC_GEMMS = 8
+CONVERT_VALUES = 96          # values per converter call in engine_convert
+TRACK_TENSORS = 4
+
+
+def gemm_shapes(e, r):
+    """Ragged and whole shapes; the last one needs two M tiles and two N tiles."""
+    s, lanes, rows = e.slots, e.lanes, e.rows
+    shapes = [(s, lanes, rows), (2 * s + 1, 3 * lanes - 1, rows + 1), (1, 1, 1),
+              (s - 1, lanes + 3, 2 * rows - 1)]
+    while len(shapes) < TRAFFIC_GEMMS - 1:
+        shapes.append((int(r.integers(1, 2 * s + 3)), int(r.integers(1, 4 * lanes)),
+                       int(r.integers(1, 3 * rows + 2))))
+    # a GEMM over two tiles along M and along N
+    kb = 2
+    shapes.append((e.a_depth // kb + 3, kb * lanes, (e.b_depth // kb) * rows + 2))
+    return shapes
+
+
+def random_gemm(r, m, k, n, g_lo=-8, g_hi=8):
+    mode, a_signed, b_signed, phase = MODES[int(r.integers(len(MODES)))]
+    ctx = {"mode": mode, "a_signed": a_signed, "b_signed": b_signed, "phase": phase,
+           "g": int(r.integers(g_lo, g_hi + 1))}
+    a = r.integers(0, 16, (m, k)).astype(np.uint8)
+    b = r.integers(0, 16, (k, n)).astype(np.uint8)
+    return a, b, ctx
+
+
+def gemm_commands(e, a, b, ctx):
+    """Commands of a GEMM over its tiles: ``(commands, tiles)``."""
+    m, k = a.shape
+    n = b.shape[1]
+    kb = -(-k // e.lanes)
+    fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
+              "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
+              "g": ctx["g"]}
+    cmds, tiles = [], gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
+    for m0, m1, n0, n1 in tiles:
+        wa, wb = pack_a(a[m0:m1], e.lanes), pack_b(b[:, n0:n1], e.lanes, e.rows)
+        cmds += [(command("load_a", count=len(wa)), wa),
+                 (command("load_b", count=len(wb)), wb),
+                 (command("gemm", m=m1 - m0, kb=kb, ng=-(-(n1 - n0) // e.rows), **fields),
+                  [])]
+    return cmds, tiles
+
+
+def gather(e, done, tiles, m, n):
+    """The (M, N) codes and flags from the tiles' GEMM results (every third command)."""
+    c = np.zeros((m, n), np.int64)
+    f = np.zeros((m, n), np.int64)
+    for (m0, m1, n0, n1), res in zip(tiles, done[2::3], strict=True):
+        assert res["status"] == "ok", res["status"]
+        c[m0:m1, n0:n1], f[m0:m1, n0:n1] = unpack_gemm(res["beats"]["data"],
+                                                       res["beats"]["flags"], m1 - m0,
+                                                       n1 - n0, e.rows)
+    return c, f
+
+
+def check_gemm(sb, e, done, tiles, a, b, ctx):
+    m, n = a.shape[0], b.shape[1]
+    got_c, got_f = gather(e, done, tiles, m, n)
+    want_c, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes, flags=True,
+                                 **ctx)
+    sb.compare(got_c | got_f << 16, want_c.astype(np.int64) | want_f.astype(np.int64) << 16)
+    for res in done:
+        assert res["status"] == "ok", res["status"]
+    return m * n
+
+
+async def _ports(dut, valid_prob=1.0, ready_prob=1.0, salt=0):
+    e = engine_of(params())
+    ports = await EnginePorts(dut, e, rng(dut._log, salt), valid_prob, ready_prob).start()
+    return e, ports
+
+
+@cocotb.test()
+async def engine_gemm_traffic(dut):
+    e, ports = await _ports(dut, 0.8, 0.7, salt=1)
+    r = rng(salt=11)
+    sb = Scoreboard("engine gemm (traffic, ragged, tiled)", dut._log)
+    jobs, cmds, expected = [], [], 0
+    for m, k, n in gemm_shapes(e, r):
+        a, b, ctx = random_gemm(r, m, k, n, *e.g_range)
+        c, tiles = gemm_commands(e, a, b, ctx)
+        jobs.append((len(cmds), len(c), tiles, a, b, ctx))
+        cmds += c
+        expected += m * n
+    done = await ports.run(cmds)                 # every command back to back
+    for start, count, tiles, a, b, ctx in jobs:
+        check_gemm(sb, e, done[start:start + count], tiles, a, b, ctx)
+    sb.finish(expected, exhaustive=False)
+
+
+@cocotb.test()
+async def engine_full_rate(dut):
+    e, ports = await _ports(dut)
+    r = rng(salt=12)
+    sb = Scoreboard("engine gemm (full rate)", dut._log)
+    m, k, n = 2 * e.slots, 2 * e.lanes, 2 * e.rows
+    a, b, ctx = random_gemm(r, m, k, n)
+    cmds, tiles = gemm_commands(e, a, b, ctx)
+    assert len(tiles) == 1
+    done = await ports.run(cmds)
+    check_gemm(sb, e, done, tiles, a, b, ctx)
+    beats = (n // e.rows) * m * (k // e.lanes)
+    cycles = done[2]["cycles"]
+    # start-up: the size check (at most FIELD_BITS cycles), the memory read, the dot unit
+    overhead = cycles - beats - e.dot_latency
+    dut._log.info("full rate: %d beats in %d cycles (overhead %d)", beats, cycles, overhead)
+    assert 0 <= overhead <= 24, f"{beats} beats took {cycles} cycles"
+    sb.finish(m * n, exhaustive=False)
+
+
+def special_fp16(r, n):
+    """fp16 codes: mostly finite normals of moderate size, plus every class of special."""
+    x = r.integers(0, 1 << 16, n).astype(np.uint16)
+    tame = golden.fp16_from_float(r.standard_normal(n) * 4.0)
+    pick = r.random(n)
+    x = np.where(pick < 0.6, tame, x)
+    specials = np.array([0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x0001, 0x83FF,
+                         0x3C00, 0xBC00, 0x4400, 0x3A00, 0x7BFF], np.uint16)
+    x[:len(specials)] = specials
+    return x.astype(np.uint16)
+
+
+@cocotb.test()
+async def engine_convert(dut):
+    e, ports = await _ports(dut, 0.8, 0.7, salt=2)
+    back = RTLBackend(ports)
+    r = rng(salt=13)
+    sb = Scoreboard("engine converters", dut._log)
+    n = CONVERT_VALUES
+    expected = 0
+    calls = []
+    for fmt in ("int4_sym", "uint4"):
+        for scale in (1.0, 0.37, 7.0 / 3.1, 60000.0):
+            s = int(golden.fp16_from_float(scale))
+            calls.append((f"rescale {fmt} s={scale}", special_fp16(r, n),
+                          lambda x, fmt=fmt, s=s: back.rescale(x, s, fmt, flags=True),
+                          lambda x, fmt=fmt, s=s: golden.rescale(x, s, fmt, flags=True)))
+    for phase in ("even", "odd"):
+        for g in (e.g_range[0], -3, 0, 6, e.g_range[1]):
+            calls.append((f"to_fp4 {phase} g={g}", special_fp16(r, n),
+                          lambda x, g=g, p=phase: back.to_fp4(x, g, p, flags=True),
+                          lambda x, g=g, p=phase: golden.to_fp4(x, g, p, flags=True)))
+            codes = np.arange(16, dtype=np.uint8)
+            calls.append((f"from_fp4 {phase} g={g}", codes,
+                          lambda c, g=g, p=phase: back.from_fp4(c, g, p, flags=True),
+                          lambda c, g=g, p=phase: golden.from_fp4(c, g, p, flags=True)))
+    for name, x, rtl, gold in calls:
+        got, gf = await _bridged(rtl, x)
+        want, wf = gold(x)
+        sb.compare(got.astype(np.int64) | gf.astype(np.int64) << 16,
+                   want.astype(np.int64) | wf.astype(np.int64) << 16, x=x)
+        expected += x.size
+    # the tracker: max|x| and both GradScale rules
+    for t in range(TRACK_TENSORS):
+        x = special_fp16(r, 37 + 5 * t)
+        if t == 0:
+            x = x[13:]                           # no NaN, no Inf
+        g = int(r.integers(e.g_range[0], e.g_range[1] + 1))
+        got = await _bridged(lambda x=x, g=g: back._track(x, g))
+        mx = golden_tracker_max(x)
+        lo, hi = e.g_range
+        want = (mx, int(np.any(is_nan(x))),
+                int(golden.gradscale(mx, g, "paper", g_min=lo, g_max=hi)),
+                int(golden.gradscale(mx, g, "direct", g_min=lo, g_max=hi)))
+        sb.compare(np.array(got), np.array(want))
+        expected += 4
+    sb.finish(expected, exhaustive=False)
+
+
+def golden_tracker_max(x):
+    mag = np.asarray(x, np.uint16) & np.uint16(0x7FFF)
+    return int(np.max(np.where(is_nan(mag), 0, mag), initial=0))
+
+
+async def _bridged(fn, *args):
+    from cocotb.task import bridge
+    return await bridge(fn)(*args)
+
+
+@cocotb.test()
+async def engine_errors(dut):
+    e, ports = await _ports(dut, salt=3)
+    r = rng(salt=14)
+    sb = Scoreboard("engine refused commands", dut._log)
+    m, k, n = e.slots + 1, e.lanes + 1, e.rows + 1
+    a, b, ctx = random_gemm(r, m, k, n)
+    cmds, tiles = gemm_commands(e, a, b, ctx)
+    kb = -(-k // e.lanes)
+    bad = [
+        (command(7), "bad_op"),
+        (command("convert", conv=7, count=1), "bad_conv"),
+        (command("convert", conv="to_fp4", count=0), "empty"),
+        (command("load_a", count=0), "empty"),
+        (command("load_a", count=e.a_depth + 1), "too_large"),
+        (command("load_b", count=e.b_depth * e.rows + 1), "too_large"),
+        (command("gemm", m=0, kb=1, ng=1), "empty"),
+        (command("gemm", m=e.a_depth // kb + 1, kb=kb, ng=1), "too_large"),
+        (command("gemm", m=1, kb=kb, ng=e.b_depth // kb + 1), "too_large"),
+    ]
+    # the loads, the refused commands (no din words), the GEMM on the loaded tiles
+    run = cmds[:2] + [(c, []) for c, _ in bad] + cmds[2:]
+    done = await ports.run(run)
+    got = [d["status"] for d in done[2:2 + len(bad)]]
+    sb.compare(np.array([list(STATUS_ORDER).index(s) for s in got]),
+               np.array([list(STATUS_ORDER).index(s) for _, s in bad]))
+    for d in done[2:2 + len(bad)]:
+        assert d["beats"] is None, "a refused command produced results"
+    n_checked = check_gemm(sb, e, done[:2] + done[2 + len(bad):], tiles, a, b, ctx)
+    assert await ports.idle(50) == 0, "output beats after the last status"
+    sb.finish(len(bad) + n_checked, exhaustive=False)
+
+
+STATUS_ORDER = ("ok", "bad_op", "too_large", "empty", "bad_conv")
+
+
+@cocotb.test()
+async def engine_reset(dut):
+    e, ports = await _ports(dut, 1.0, 0.8, salt=4)
+    r = rng(salt=15)
+    sb = Scoreboard("engine reset mid-GEMM", dut._log)
+    m, k, n = 2 * e.slots + 1, 2 * e.lanes + 1, 2 * e.rows
+    a, b, ctx = random_gemm(r, m, k, n)
+    cmds, tiles = gemm_commands(e, a, b, ctx)
+    loads = len(cmds[0][1]) + len(cmds[1][1])
+    # reset while the GEMM runs (after the loads, within its first beats)
+    done = await ports.run(cmds, reset_at=loads + 30)
+    assert len(done) == 2, f"{len(done)} commands finished before the reset"
+    assert await ports.idle(e.dot_latency + 20) == 0, "output beats after the reset"
+    # the memories kept their contents: the GEMM alone, then the whole sequence again
+    again = await ports.run(cmds[2:])
+    n1 = check_gemm(sb, e, done + again, tiles, a, b, ctx)
+    a2, b2, ctx2 = random_gemm(r, m, k, n)
+    cmds2, tiles2 = gemm_commands(e, a2, b2, ctx2)
+    n2 = check_gemm(sb, e, await ports.run(cmds2), tiles2, a2, b2, ctx2)
+    sb.finish(n1 + n2, exhaustive=False)
