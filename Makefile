@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:  make  &&  make test
-# Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | mutate | clean
+# Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | mutate |
+#              train-rtl | clean
 # The flows are the package scripts/, run as modules from here: python -m scripts.<name>.
 
 PYTHON   ?= python3
@@ -10,7 +11,7 @@ JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
 .PHONY: all setup verilog lint test test-golden test-scripts test-hdl accuracy synth synth-smoke \
-        study bench mutate clean
+        study bench mutate train-rtl clean
 
 all: verilog
 
@@ -73,6 +74,15 @@ study: setup
 # build/reports/mutation.{json,md}. `make test` runs a smoke version (verif/test_mutation.py).
 mutate: setup
 	PYTHONPATH=.:verif $(PY) -m mutation
+
+# 4-bit training through the RTL: 3 SGD steps of the digits MLP (batch 32) with every 4-bit
+# operation on the simulated training engine (Verilator), compared bit for bit with the
+# golden run after every step: build/reports/train_rtl.{json,md} (about a minute; `make test`
+# runs one step at batch 8, verif/test_train_rtl.py). STEPS=, BATCH= override.
+STEPS ?= 3
+BATCH ?= 32
+train-rtl: setup
+	$(PY) -m scripts.train_rtl --steps $(STEPS) --batch $(BATCH)
 
 # Golden 4-bit GEMM speed against NumPy fp32 matmul.
 bench: setup

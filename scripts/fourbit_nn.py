@@ -28,7 +28,15 @@ An fp16 GEMM result that overflows (Inf, or NaN from Inf - Inf) is saturated to 
 (NaN to 0) and counted in :attr:`GemmLayer.overflows`.
 
 Master weights, biases, PACT clips, the loss and the optimizer are float32/float64 NumPy.
+
+Backend: every 4-bit operation above (``rescale``, ``to_fp4``, ``from_fp4``, ``gemm``, the
+tracker's ``max|dY|`` and ``gradscale``) goes through the current backend:
+:class:`GoldenBackend` (the golden model, the default) or any object with the same methods,
+for example ``verif/engine_driver.RTLBackend``, which computes them on the simulated training
+engine (``make train-rtl``). :func:`use_backend` switches it for a block of code.
 """
+
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -59,14 +67,14 @@ def sawb_alpha(w):
 def quantize_weights(w):
     """SAWB int4_sym codes (uint8, two's complement nibbles) and the fp16 scale value."""
     s_code, s = fp16_scale(7.0 / sawb_alpha(w))
-    return golden.rescale(golden.fp16_from_float(w), s_code, "int4_sym"), s
+    return _backend.rescale(golden.fp16_from_float(w), s_code, "int4_sym"), s
 
 
 def quantize_activations(z, alpha):
     """PACT uint4: ``clip(z, 0, alpha)`` quantized with ``s = 15/alpha`` by golden.rescale
     (its clamp to [0, 15] is the clip). Returns codes and the fp16 scale value."""
     s_code, s = fp16_scale(15.0 / alpha)
-    return golden.rescale(golden.fp16_from_float(z), s_code, "uint4"), s
+    return _backend.rescale(golden.fp16_from_float(z), s_code, "uint4"), s
 
 
 def tracker_max(dy16):
@@ -77,9 +85,39 @@ def tracker_max(dy16):
     return np.uint16(np.max(np.where(is_nan(mag), 0, mag), initial=0))
 
 
+class GoldenBackend:
+    """The default backend: the golden model's functions (and :func:`tracker_max`)."""
+
+    gemm = staticmethod(golden.gemm)
+    rescale = staticmethod(golden.rescale)
+    to_fp4 = staticmethod(golden.to_fp4)
+    from_fp4 = staticmethod(golden.from_fp4)
+    gradscale = staticmethod(golden.gradscale)
+    tracker_max = staticmethod(tracker_max)
+
+
+_backend = GoldenBackend()
+
+
+def backend():
+    """The backend the 4-bit layers use now."""
+    return _backend
+
+
+@contextmanager
+def use_backend(b):
+    """Run the block with backend ``b`` (an object with :class:`GoldenBackend`'s methods)."""
+    global _backend
+    saved, _backend = _backend, b
+    try:
+        yield b
+    finally:
+        _backend = saved
+
+
 def gradscale(max_code, g, rule):
     """``golden.gradscale`` for one tensor, as a Python int in :data:`G_LIMITS`."""
-    return int(golden.gradscale(max_code, g, rule, g_min=G_LIMITS[0], g_max=G_LIMITS[1]))
+    return int(_backend.gradscale(max_code, g, rule, g_min=G_LIMITS[0], g_max=G_LIMITS[1]))
 
 
 def radix2_fp4_split(dy16, g):
@@ -180,7 +218,7 @@ class GemmLayer:
     def _bias(self, exact, codes, copy, phase):
         """Adds the decoded fp4 copy's error against the fp16 gradient values ``exact``
         (finite ones only) to the bias sums."""
-        q = golden.fp16_to_float(golden.from_fp4(codes, self.g, phase))
+        q = golden.fp16_to_float(_backend.from_fp4(codes, self.g, phase))
         ok = np.isfinite(exact)
         self.bias_sum[copy] += float(np.sum((q - exact)[ok]))
         self.abs_sum[copy] += float(np.sum(np.abs(exact[ok])))
@@ -209,7 +247,7 @@ class GemmLayer:
             self._w16 = _f16(self.w)
             return _f16(x @ self._w16) + self.b
         wc, s_w = quantize_weights(self.w)
-        out = golden.gemm(x, wc, mode="forward", a_signed=False, b_signed=True,
+        out = _backend.gemm(x, wc, mode="forward", a_signed=False, b_signed=True,
                           accumulator=self.recipe.accumulator)
         v, n = _fp16_out(out)
         self.overflows += n
@@ -229,14 +267,14 @@ class GemmLayer:
         return self._backward_4bit(dz, need_dx)
 
     def _bgemm(self, a, b, b_signed, phase):
-        out = golden.gemm(a, b, mode="backward", b_signed=b_signed, phase=phase, g=self.g,
+        out = _backend.gemm(a, b, mode="backward", b_signed=b_signed, phase=phase, g=self.g,
                           accumulator=self.recipe.accumulator)
         return out
 
     def _backward_4bit(self, dz, need_dx):
         r = self.recipe
         dy16 = golden.fp16_from_float(dz)
-        max_code = tracker_max(dy16)
+        max_code = _backend.tracker_max(dy16)
         if self.g is None:
             self.g = gradscale(max_code, 0, "direct") if r.gradscale else r.fixed_g
         wt = np.ascontiguousarray(self._wc.T)
@@ -248,8 +286,8 @@ class GemmLayer:
             dx = (golden.fp16_add(self._bgemm(ev, wt, True, "even"),
                                   self._bgemm(od, wt, True, "odd")) if need_dx else None)
         else:
-            even, flags = golden.to_fp4(dy16, self.g, "even", flags=True)
-            odd = golden.to_fp4(dy16, self.g, "odd") if r.tpr else even
+            even, flags = _backend.to_fp4(dy16, self.g, "even", flags=True)
+            odd = _backend.to_fp4(dy16, self.g, "odd") if r.tpr else even
             even_for_stats = even
             self.grad_saturated += int(np.count_nonzero(flags & FLAG_SATURATED))
             exact = golden.fp16_to_float(dy16)

@@ -245,8 +245,9 @@ class RTLBackend:
 
     Call only from a thread started with ``cocotb.task.bridge``: every call runs engine
     commands through :func:`cocotb.task.resume`. ``stats`` collects, per GEMM shape
-    ``"MxKxN mode"``, the calls, useful MACs and cycles from command to last result;
-    ``cycles`` counts every cycle the backend spent.
+    ``"MxKxN mode"``, the calls, useful MACs and the cycles from each ``gemm`` command to
+    its last result (summed over tiles; loads not counted); ``progress(key, cycles,
+    utilisation)``, when given, is called after every GEMM.
     """
 
     def __init__(self, ports, *, progress=None):
@@ -371,6 +372,8 @@ class RTLBackend:
         s["calls"] += 1
         s["macs"] += m * k * n
         s["cycles"] += cycles
+        if self.progress:
+            self.progress(key, cycles, m * k * n / (e.macs_per_cycle * cycles))
         return (out, fl) if flags else out
 
 
