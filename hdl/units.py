@@ -7,6 +7,7 @@ from functools import partial
 
 from .baselines import FP16DotProduct, FusedFP16DotProduct, Int8DotProduct
 from .dot import DotProduct
+from .engine import TrainingEngine
 from .fp4 import FP4Decoder, LogConverter
 from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
@@ -14,7 +15,7 @@ from .rescale import RangeRescale
 from .rounder import FP16Rounder
 from .tracker import RangeTracker
 
-__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED"]
+__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED", "ENGINE"]
 
 # The fast 4-bit settings (``DotProduct`` keyword arguments), the ones the lanes sweep of
 # ``make synth`` measures at every width. fp16: a rank inside the lanes, the accumulator's
@@ -27,6 +28,14 @@ FAST_EXACT = {"acc_stages": 1, "lane_stages": 1, "out_depth": 32}
 # each of its 16 register points, the accumulator as the fp16 unit's, 18 slots, a FIFO.
 FAST_FP16_CASCADED = {"slots": 18, "acc_stages": 16, "mul_stages": 16, "add_stages": 16,
                       "out_depth": 32}
+
+# The training engine ``make train-rtl`` runs and ``make synth`` measures: 4 dot units of 8
+# lanes (32 MACs per cycle) with the fast fp16 pipeline at 16 slots (a 14-rank accumulator
+# adder: a batch of 32 fills two row groups exactly), 512-word A and 256-word B banks (every
+# layer of the study's MLP in one tile), and result FIFOs deeper than the dot unit's latency,
+# so that one-beat dot products (K <= lanes) also flow at one per cycle.
+ENGINE = {"rows": 4, "lanes": 8, "slots": 16, "acc_stages": 14, "lane_stages": 1,
+          "out_depth": 64, "a_depth": 512, "b_depth": 256}
 
 UNITS = [
     Int4MulLane,
@@ -51,4 +60,5 @@ UNITS = [
     LogConverter,                         # fp16_to_fp4_x1_g6
     FP4Decoder,                           # fp4_to_fp16_x1_g6
     RangeTracker,                         # range_tracker_x1_g6
+    partial(TrainingEngine, **ENGINE),    # engine4x8_fp16_s16_a512_b256
 ]

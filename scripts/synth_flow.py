@@ -104,6 +104,8 @@ DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1_q32": 8,
              "dot8_exact_a1_l1_q32": 8, "fp16_dot8": 8, "fp16_dot8_s18_a16_m16_t16_q32": 8,
              "fused_fp16_dot8": 8, "int8_dot8": 8, "int8_dot8_t": 8}
 FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1_q32", "exact": "dot8_exact_a1_l1_q32"}
+# The training engine of hdl.units (ENGINE): rows x lanes MACs per cycle.
+ENGINE_UNIT = "engine4x8_fp16_s16_a512_b256"
 FOURBIT_DOT = "dot8_fp16"
 FP16_DOT = "fp16_dot8"
 
@@ -329,7 +331,8 @@ def synth_one(unit, target, variant="lut-only", *, build=BUILD, force=False, cac
         "unit": name, "target": target, "device": TARGETS[target]["device"],
         "variant": variant, "latency": getattr(unit, "latency", 0), "harness": info,
         "key": key, "lut4": None, "ff": None, "dsp": None, "ram": None, "fmax_mhz": None,
-        "macs_per_cycle": DOT_UNITS.get(name) or _sweep_macs(unit),
+        "macs_per_cycle": (DOT_UNITS.get(name) or _sweep_macs(unit)
+                           or getattr(unit, "macs_per_cycle", None)),
         "yosys_s": run.get("yosys_s"), "nextpnr_s": run.get("nextpnr_s"),
     }
     if run.get("error"):

@@ -8,6 +8,7 @@ import json
 from hdl.toolchain import REPORTS, TOOLS
 from scripts.synth_flow import (
     DOT_UNITS,
+    ENGINE_UNIT,
     FAST_DOTS,
     FLOW_VERSION,
     FOURBIT_DOT,
@@ -93,6 +94,33 @@ def sweep(results, gates):
     return {"table": table, "ratios": ratios}
 
 
+def engine(results, sw):
+    """The training engine per target: LUT4, FF, block RAMs, Fmax and GMAC/s per kLUT4
+    (``rows x lanes x Fmax / LUT4``), LUT-only; and on ECP5 that figure over the cascaded
+    FP16 dot of the same MACs per cycle (the sweep's 32-lane unit, ECP5-85: the same fabric
+    and speed grade), ``vs_fp16_cascaded``. The engine has no multiplier (the 4-bit products
+    are shifts), so its DSP variant is the same netlist and is not run again."""
+    out = {}
+    for target in MAIN_TARGETS:
+        r = _find(results, ENGINE_UNIT, target)
+        if not r:
+            continue
+        out[target] = {"unit": ENGINE_UNIT, "device": r["device"], "lut4": r["lut4"],
+                       "ff": r["ff"], "bram": r["ram"], "fmax_mhz": r["fmax_mhz"],
+                       "gmacs_per_klut": r.get("gmacs_per_klut"),
+                       "macs_per_cycle": r.get("macs_per_cycle"),
+                       "fits": r["fmax_mhz"] is not None, "error": r.get("error")}
+    ecp = out.get("ecp5")
+    if ecp and ecp.get("macs_per_cycle"):
+        base = (sw["table"].get("fp16_cascaded", {}).get(ecp["macs_per_cycle"], {})
+                .get("ecp5", {}))
+        a, b = ecp.get("gmacs_per_klut"), base.get("gmacs_per_klut")
+        ecp["vs_fp16_cascaded"] = round(a / b, 2) if a and b else None
+        ecp["fp16_cascaded_unit"] = (sw["table"].get("fp16_cascaded", {})
+                                     .get(ecp["macs_per_cycle"], {}).get("unit"))
+    return out
+
+
 def summarize(results, seconds, gates=None):
     """The report dict written to ``synth.json``. ``gates``: ``{unit: gates_one result}``."""
     density, vs_exact, dot4_fmax = {}, {}, {}
@@ -129,6 +157,7 @@ def summarize(results, seconds, gates=None):
                                 .get("fmax_mhz") for k in ("ice40", "ecp5")},
     }
     return {
+        "engine": engine(results, sw),
         "flow": {"version": FLOW_VERSION, "seed": SEED, "tools": tool_versions(),
                  "targets": {k: {"device": v["device"], "yosys": v["yosys"],
                                  "nextpnr": [TOOLS[v["nextpnr"]].command, *v["pnr_args"]],
@@ -184,6 +213,7 @@ def markdown(summary):
     d, e, f = (summary["density_ratio_dot8"], summary["density_ratio_vs_dot8_exact"],
                summary["dot8_fp16_fmax_mhz"])
     lines += _sweep_markdown(summary)
+    lines += _engine_markdown(summary)
     lines += ["## The 8-lane paper-mode unit (dot8_fp16, one dot product at a time)", "",
               "| target | fp16_dot8 / dot8_fp16 LUT4 | fp16_dot8 / dot8_exact LUT4 | "
               "dot8_fp16 Fmax MHz |", "|---|---:|---:|---:|"]
@@ -195,6 +225,26 @@ def markdown(summary):
               f"time); {fl['tool_seconds_all_jobs']:.0f} s of yosys + nextpnr for all "
               f"{len(rows)} jobs from an empty cache.", ""]
     return "\n".join(lines)
+
+
+def _engine_markdown(summary):
+    eng = summary.get("engine") or {}
+    if not eng:
+        return []
+    lines = ["## The training engine (LUT-only)", "",
+             f"`{ENGINE_UNIT}`: 4 dot units x 8 lanes, operand tiles and result FIFOs in block "
+             "RAM, the converters, the sequencer. It has no multiplier (4-bit products are "
+             "shifts): its DSP variant is the same netlist.", "",
+             "| target | LUT4 | FF | block RAM | Fmax MHz | GMAC/s per kLUT4 | vs cascaded "
+             "FP16 dot at the same MACs/cycle |", "|---|---:|---:|---:|---:|---:|---|"]
+    for target, e in eng.items():
+        vs = (f"{_fmt(e.get('vs_fp16_cascaded'), 2)}x (`{e.get('fp16_cascaded_unit')}`, "
+              f"ECP5-85)" if "vs_fp16_cascaded" in e else "-")
+        fmax = _fmt(e["fmax_mhz"]) if e["fmax_mhz"] else (e.get("error") or "-")
+        lines.append(f"| {e['device']} | {_fmt(e['lut4'])} | {_fmt(e['ff'])} | "
+                     f"{_fmt(e['bram'])} | {fmax} | {_fmt(e.get('gmacs_per_klut'), 3)} | "
+                     f"{vs} |")
+    return lines + [""]
 
 
 def _sweep_markdown(summary):

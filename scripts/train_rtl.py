@@ -13,15 +13,13 @@ import os
 import sys
 from pathlib import Path
 
+from hdl.units import ENGINE
+
 ROOT = Path(__file__).resolve().parent.parent
 VERIF = ROOT / "verif"
 
-#: The engine ``make train-rtl`` runs: 4 dot units of 8 lanes (32 MACs per cycle), the fast
-#: dot unit's pipeline (16 slots over a 14-rank accumulator adder), 512-word A and 256-word
-#: B banks (any layer of the MLP in one tile), and an output FIFO deeper than the dot
-#: unit's latency, so that even one-beat dot products (K <= lanes) flow at one per cycle.
-DEFAULT = {"rows": 4, "lanes": 8, "slots": 16, "acc_stages": 14, "lane_stages": 1,
-           "out_depth": 64, "a_depth": 512, "b_depth": 256}
+#: The engine ``make train-rtl`` runs: the one ``make synth`` measures (``hdl.units``).
+DEFAULT = ENGINE
 #: The smoke test's: 2 x 8 lanes, 4 slots, smaller tiles (the MLP's layers tile).
 SMALL = {"rows": 2, "lanes": 8, "slots": 4, "acc_stages": 2, "lane_stages": 1,
          "out_depth": 32, "a_depth": 256, "b_depth": 128}

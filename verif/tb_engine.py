@@ -12,6 +12,10 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
 - ``engine_convert``: every converter on random and special fp16 codes (NaN, Inf,
   subnormals, zeros), both TPR phases, ``g`` over its range, random scales; the tracker on
   random tensors; with gaps and backpressure.
+- ``engine_layer``: one layer of the study's MLP (its last: 64 -> 10, batch 32) as a
+  training step runs it: the gradient ``dY`` to fp4 in both TPR phases, then the forward GEMM
+  (uint4 x int4_sym), ``dX = dY_odd x W^T`` and ``dW^T = dY_even^T x X``; every fp4 code and
+  every GEMM output code and flag against the golden model.
 - ``engine_errors``: every refused command (unknown op and converter, an empty size, a load
   longer than its memory, a GEMM larger than the tiles) gives its status beat and nothing
   else, reads no ``din`` word and leaves the memories as they were (a GEMM after it gives
@@ -24,6 +28,7 @@ Parameters (``FOURBIT_PARAMS``): the engine's (``engine_driver.engine_of``).
 
 import cocotb
 import numpy as np
+from cocotb.task import bridge
 
 import golden
 from golden.fp16 import is_nan
@@ -225,8 +230,54 @@ def golden_tracker_max(x):
 
 
 async def _bridged(fn, *args):
-    from cocotb.task import bridge
     return await bridge(fn)(*args)
+
+
+LAYER = (32, 64, 10)         # batch, fan-in, fan-out: the MLP's last layer
+
+
+@cocotb.test()
+async def engine_layer(dut):
+    e, ports = await _ports(dut, 0.9, 0.9, salt=5)
+    back = RTLBackend(ports)
+    r = rng(salt=16)
+    sb = Scoreboard("engine: one layer's conversions and three GEMMs", dut._log)
+    batch, k_in, k_out = LAYER
+    x = r.integers(0, 16, (batch, k_in)).astype(np.uint8)                   # uint4
+    w = (r.integers(-7, 8, (k_in, k_out)) & 0xF).astype(np.uint8)           # int4_sym
+    dy = golden.fp16_from_float(r.standard_normal((batch, k_out)) * 0.01)
+    g = 8
+    gemms = [  # (a, b, golden.gemm keywords): forward, dX, dW^T
+        lambda ev, od: (x, w, {"mode": "forward", "a_signed": False, "b_signed": True}),
+        lambda ev, od: (od, np.ascontiguousarray(w.T),
+                        {"mode": "backward", "b_signed": True, "phase": "odd", "g": g}),
+        lambda ev, od: (np.ascontiguousarray(ev.T), x,
+                        {"mode": "backward", "b_signed": False, "phase": "even", "g": g}),
+    ]
+
+    def step():
+        ev, ev_f = back.to_fp4(dy, g, "even", flags=True)
+        od, od_f = back.to_fp4(dy, g, "odd", flags=True)
+        return (ev, ev_f, od, od_f), [back.gemm(*make(ev, od)[:2], **make(ev, od)[2],
+                                                accumulator=e.accumulator, lanes=e.lanes,
+                                                flags=True) for make in gemms]
+
+    (ev, ev_f, od, od_f), outs = await bridge(step)()
+    expected = 0
+    for got, got_f, phase in ((ev, ev_f, "even"), (od, od_f, "odd")):
+        want, want_f = golden.to_fp4(dy, g, phase, flags=True)
+        sb.compare(got.astype(np.int64) | got_f.astype(np.int64) << 8,
+                   want.astype(np.int64) | want_f.astype(np.int64) << 8)
+        expected += dy.size
+    wev, wod = golden.to_fp4(dy, g, "even"), golden.to_fp4(dy, g, "odd")
+    for make, (c, f) in zip(gemms, outs, strict=True):
+        a, b, kw = make(wev, wod)
+        want, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes, flags=True,
+                                   **kw)
+        sb.compare(c.astype(np.int64) | f.astype(np.int64) << 16,
+                   want.astype(np.int64) | want_f.astype(np.int64) << 16)
+        expected += want.size
+    sb.finish(expected, exhaustive=False)
 
 
 @cocotb.test()
