@@ -6,9 +6,8 @@ codes are :data:`STATUS`. The driver side (packing tiles, tiling a large GEMM, t
 functions' call signatures) is ``verif/engine_driver.py``.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import ACCUMULATORS, FP16, G_BITS_MIN, INT4
@@ -27,11 +26,9 @@ OPS = {"load_a": 0, "load_b": 1, "gemm": 2, "convert": 3}
 CONVERTERS = {"rescale_int4_sym": 0, "rescale_uint4": 1, "to_fp4": 2, "from_fp4": 3,
               "track": 4}
 #: Status codes of the status beat that ends every command (``data[0]``).
-STATUS = {"ok": 0, "bad_op": 1, "too_large": 2, "empty": 3, "bad_conv": 4}
+STATUS = {"ok": 0, "bad_op": 1, "too_large": 2, "empty": 3, "bad_conv": 4, "fault": 5}
 #: Width of the command's size fields (``count``, ``m``, ``kb``, ``ng``).
 FIELD_BITS = 16
-#: Beats between the memories and the dot units (the sequencer's decoupling FIFO).
-BEAT_FIFO = 8
 
 # FSM states
 _IDLE, _CHECK, _LOAD, _RUN, _CONV, _STATUS = range(6)
@@ -85,7 +82,8 @@ class TrainingEngine(wiring.Component):
     ======== ====================================================================
 
     Status: after a command's last result, ``o`` carries one beat with ``status = 1`` and
-    ``data[0]`` the code of :data:`STATUS`: ``ok``; ``bad_op`` (unknown opcode);
+    ``data[0]`` the code of :data:`STATUS`: ``ok``; ``fault`` (a dot unit refused a beat:
+    an internal error the benches check never happens); ``bad_op`` (unknown opcode);
     ``bad_conv`` (unknown converter); ``empty`` (a size of 0); ``too_large`` (a load longer
     than its memory, or a GEMM whose ``m * kb`` exceeds ``a_depth`` or ``ng * kb``
     ``b_depth``). A refused command reads nothing from ``din``, writes no memory and
@@ -137,7 +135,7 @@ class TrainingEngine(wiring.Component):
     """
 
     def __init__(self, rows=4, lanes=8, accumulator="fp16", *, slots=16, acc_stages=14,
-                 lane_stages=1, out_depth=64, a_depth=512, b_depth=256, g_bits=G_BITS_MIN):
+                 lane_stages=1, out_depth=32, a_depth=512, b_depth=256, g_bits=G_BITS_MIN):
         self._lanes = lanes_pow2(lanes)
         if self._lanes < 4:
             raise ValueError(f"lanes must be at least 4 (the converters take lanes // 4 fp16 "
@@ -167,6 +165,10 @@ class TrainingEngine(wiring.Component):
         self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
         self._dot._MustUse__silence = True         # only read for its properties
         self._slots = self._dot.slots
+        if self._dot.out_depth < 8:
+            raise ValueError(f"out_depth must be at least 8 in the engine (the dot units run "
+                             f"in credit mode; the sequencer keeps 4 results of margin), not "
+                             f"{out_depth}")
         if self._slots < 2:
             raise ValueError(f"slots must be at least 2 (the dot units' beats carry a slot), "
                              f"not {slots}")
@@ -200,6 +202,7 @@ class TrainingEngine(wiring.Component):
     a_depth = property(lambda self: self._a_depth)
     b_depth = property(lambda self: self._b_depth)
     conv_lanes = property(lambda self: self._lanes // 4)
+    out_depth = property(lambda self: self._dot.out_depth)
 
     @property
     def g_range(self):
@@ -224,7 +227,7 @@ class TrainingEngine(wiring.Component):
     @property
     def module_name(self):
         return (f"engine{self._rows}x{self._lanes}_{self._accumulator}_s{self._slots}"
-                f"_a{self._a_depth}_b{self._b_depth}")
+                f"_q{self.out_depth}_a{self._a_depth}_b{self._b_depth}")
 
     def elaborate(self, platform):
         m = Module()
@@ -247,7 +250,7 @@ class TrainingEngine(wiring.Component):
         state = Signal(range(6), init=_IDLE)
         code = Signal(8)                      # status code of the command
         owed = Signal(FIELD_BITS)            # results issued, not yet out
-        m.d.comb += self.cmd.ready.eq(state == _IDLE)
+        m.d.comb += self.cmd.ready.eq((state == _IDLE) & ~ResetSignal("sync"))
         take_cmd = self.cmd.valid & self.cmd.ready
 
         # Shift-and-add multiply for the GEMM size check: prod_a = m * kb, prod_b = ng * kb.
@@ -256,6 +259,8 @@ class TrainingEngine(wiring.Component):
         add_b = Signal(2 * FIELD_BITS)        # ng, shifted left
         prod_a = Signal(2 * FIELD_BITS)
         prod_b = Signal(2 * FIELD_BITS)
+        over = Signal()                       # prod_a > a_depth or prod_b > b_depth
+        mul_done = Signal()                   # the multiply ended a cycle ago
 
         # Counters: loads and conversions (index), GEMM (group, row group, beat, slot).
         idx = Signal(FIELD_BITS)
@@ -301,7 +306,7 @@ class TrainingEngine(wiring.Component):
                     m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
                 with m.Else():
                     m.d.sync += [state.eq(_CHECK), mul_x.eq(p.kb), add_a.eq(p.m),
-                                 add_b.eq(p.ng), prod_a.eq(0), prod_b.eq(0)]
+                                 add_b.eq(p.ng), prod_a.eq(0), prod_b.eq(0), mul_done.eq(0)]
             with m.Elif(op == OPS["convert"]):
                 with m.If(p.conv >= len(CONVERTERS)):
                     m.d.sync += [code.eq(STATUS["bad_conv"]), state.eq(_STATUS)]
@@ -312,9 +317,13 @@ class TrainingEngine(wiring.Component):
             with m.Else():
                 m.d.sync += [code.eq(STATUS["bad_op"]), state.eq(_STATUS)]
 
+        # The compares with the depths are registered, and so is the multiply's end: the
+        # decision comes a cycle after the last addition.
+        m.d.sync += over.eq((prod_a > self._a_depth) | (prod_b > self._b_depth))
         with m.If(state == _CHECK):
-            with m.If(mul_x == 0):
-                with m.If((prod_a > self._a_depth) | (prod_b > self._b_depth)):
+            m.d.sync += mul_done.eq(mul_x == 0)
+            with m.If(mul_done):
+                with m.If(over):
                     m.d.sync += [code.eq(STATUS["too_large"]), state.eq(_STATUS)]
                 with m.Else():
                     first_rows = Mux(cmd.m > S, S - 1, cmd.m - 1)
@@ -323,7 +332,7 @@ class TrainingEngine(wiring.Component):
                                  b_base.eq(0), kb_m1.eq(cmd.kb - 1), ng_m1.eq(cmd.ng - 1),
                                  g_last.eq(first_rows), g_last0.eq(first_rows),
                                  more_rows.eq(cmd.m > S), more_rows0.eq(cmd.m > S)]
-            with m.Else():
+            with m.Elif(mul_x != 0):
                 m.d.sync += [mul_x.eq(mul_x >> 1), add_a.eq(add_a << 1),
                              add_b.eq(add_b << 1)]
                 with m.If(mul_x[0]):
@@ -333,7 +342,7 @@ class TrainingEngine(wiring.Component):
         loading = state == _LOAD
         conv_ready = Signal()                 # i.ready of the converter ``conv`` selects
         m.d.comb += self.din.ready.eq((loading | (state == _CONV)) & (left != 0)
-                                      & Mux(loading, 1, conv_ready))
+                                      & Mux(loading, 1, conv_ready) & ~ResetSignal("sync"))
         din_take = self.din.valid & self.din.ready
         is_b = cmd.op == OPS["load_b"]
         bank = idx[:(R - 1).bit_length()] if R > 1 else 0
@@ -348,34 +357,37 @@ class TrainingEngine(wiring.Component):
         with m.If(loading & (left == 0)):
             m.d.sync += state.eq(_STATUS)
 
-        # --- the GEMM issue: counters -> memory read -> beat FIFO -> dot units -------------
-        # The sequencer never waits on the dot units' i.ready (a path through their
-        # interlock to every counter's enable): it issues while the registered level of a
-        # small FIFO leaves room for the beats in flight, and the FIFO feeds the units.
+        # --- the GEMM issue: counters -> memory read (rank 1) -> dot units -----------------
+        # The dot units never refuse a beat, so the issue never waits on their i.ready (a
+        # path through their interlock to every counter's enable): the sequencer spaces the
+        # rounds of a row group (one beat per slot) at least loop_cycles apart, which is the
+        # interlock's own rule, and issues only while the results owed (counted from the
+        # issue) leave room in the units' result FIFOs (their credit). A refused beat would
+        # be a bug: it raises the sticky ``fault``, reported in the command's status.
         dots = [DotProduct(N, self._accumulator, **self._dot_kwargs) for _ in range(R)]
         for r, d in enumerate(dots):
             m.submodules[f"dot{r}"] = d
-        meta_layout = data.StructLayout({"first": 1, "last": 1, "slot": range(S)})
-        beat_layout = data.StructLayout({"a": word, "b": data.ArrayLayout(word, R),
-                                         "meta": meta_layout})
-        fifo = m.submodules.beats = SyncFIFOBuffered(
-            width=Shape.cast(beat_layout).width, depth=BEAT_FIFO)
-        level_q = Signal(range(BEAT_FIFO + 1))
-        m.d.sync += level_q.eq(fifo.level)
-        # In flight beyond level_q: the level's own lag, the beat read last cycle, this one.
-        room = level_q <= BEAT_FIFO - 3
-        issue = (state == _RUN) & issuing & room
-        issued = Signal()                     # a beat was issued: its data is read now
-        meta = Signal(meta_layout)
-        m.d.sync += issued.eq(issue)
+        loop = self._dot.loop_cycles
+        since = Signal(range(loop + 1), init=loop)   # cycles since the last round started
+        credit = Signal()                     # owed <= out_depth - 4 (registered)
+        m.d.sync += credit.eq(owed <= self._dot.out_depth - 4)
+        round_start = s == 0
+        issue = (state == _RUN) & issuing & credit & (~round_start | (since == loop))
         last_kb = kbi == kb_m1
         last_s = s == g_last
         last_grp = grp == ng_m1
+        with m.If(issue & round_start):
+            m.d.sync += since.eq(1)
+        with m.Elif(since != loop):
+            m.d.sync += since.eq(since + 1)
+        v1 = Signal()                         # rank 1 holds a beat (memory data follows it)
+        meta = Signal(data.StructLayout({"first": 1, "last": 1, "slot": range(S)}))
         m.d.comb += [a_rd.addr.eq(a_row + kbi), a_rd.en.eq(1)]
         for r in range(R):
             m.d.comb += [b_rd[r].addr.eq(b_base + kbi), b_rd[r].en.eq(1)]
+        m.d.sync += [v1.eq(issue), meta.first.eq(kbi == 0), meta.last.eq(last_kb),
+                     meta.slot.eq(s)]
         with m.If(issue):
-            m.d.sync += [meta.first.eq(kbi == 0), meta.last.eq(last_kb), meta.slot.eq(s)]
             with m.If(~last_s):
                 m.d.sync += [s.eq(s + 1), a_row.eq(a_row + cmd.kb)]
             with m.Elif(~last_kb):                 # next beat of the same rows
@@ -392,49 +404,56 @@ class TrainingEngine(wiring.Component):
                              b_base.eq(b_base + cmd.kb)]
             with m.Else():
                 m.d.sync += issuing.eq(0)
-        w = Signal(beat_layout)
-        m.d.comb += [w.a.eq(a_rd.data), w.meta.eq(meta), fifo.w_data.eq(w),
-                     fifo.w_en.eq(issued)]
-        for r in range(R):
-            m.d.comb += w.b[r].eq(b_rd[r].data)
-        head = Signal(beat_layout)
-        m.d.comb += head.eq(fifo.r_data)
-        dot_ready = dots[0].i.ready           # every unit is the same machine, same beats
-        m.d.comb += fifo.r_en.eq(dot_ready)
         for r, d in enumerate(dots):
             beat = d.i.payload
             m.d.comb += [
-                d.i.valid.eq(fifo.r_rdy),
-                beat.a.eq(head.a), beat.b.eq(head.b[r]),
+                d.i.valid.eq(v1),
+                beat.a.eq(a_rd.data), beat.b.eq(b_rd[r].data),
                 beat.mode.eq(cmd.mode), beat.a_signed.eq(cmd.a_signed),
                 beat.b_signed.eq(cmd.b_signed), beat.phase.eq(cmd.phase), beat.g.eq(cmd.g),
-                beat.first.eq(head.meta.first), beat.last.eq(head.meta.last),
-                beat.slot.eq(head.meta.slot),
+                beat.first.eq(meta.first), beat.last.eq(meta.last), beat.slot.eq(meta.slot),
             ]
-        result_in = fifo.r_rdy & dot_ready & head.meta.last
-        gemm_done = (state == _RUN) & ~issuing & ~issued & (fifo.level == 0)
+        fault = Signal()
+        with m.If(take_cmd):
+            m.d.sync += fault.eq(0)
+        with m.Elif(v1 & ~dots[0].i.ready):
+            m.d.sync += fault.eq(1)
+        result_in = issue & last_kb
+        gemm_done = (state == _RUN) & ~issuing & ~v1
 
         # --- converters: din -> the selected converter -> o --------------------------------
+        take = Signal()                       # the output register loads (below)
         conv_take, conv_out, conv_results = self._converters(m, cmd, state, left, din_take,
-                                                             conv_ready)
+                                                             conv_ready, take)
 
-        # --- o: GEMM results, converter results, then the status beat ----------------------
-        gemm_out = dots[0].o.valid
+        # --- o: GEMM results, converter results, then the status beat, through an output
+        # register (the dot units' result FIFOs are block RAM: their read goes straight
+        # into it) ----------------------------------------------------------------------
+        rst = ResetSignal("sync")
+        ov = Signal()
+        od = Signal(self.output_layout(R))
+        m.d.comb += take.eq(~ov | o.ready)
+        src_valid = Signal()
+        src = Signal(self.output_layout(R))
+        m.d.comb += [o.valid.eq(ov & ~rst), o.payload.eq(od)]
+        with m.If(take):
+            m.d.sync += [ov.eq(src_valid), od.eq(src)]
         for r, d in enumerate(dots):
-            m.d.comb += d.o.ready.eq(o.ready & (state == _RUN))
-        delivered = Signal()
+            m.d.comb += d.o.ready.eq(take & (state == _RUN))
         with m.If(state == _RUN):
-            m.d.comb += [o.valid.eq(gemm_out), delivered.eq(gemm_out & o.ready)]
+            m.d.comb += src_valid.eq(dots[0].o.valid)
             for r, d in enumerate(dots):
-                m.d.comb += [o.payload.data[r].eq(d.o.payload.result),
-                             o.payload.flags[r].eq(d.o.payload.flags)]
+                m.d.comb += [src.data[r].eq(d.o.payload.result),
+                             src.flags[r].eq(d.o.payload.flags)]
         with m.Elif(state == _CONV):
             valid, payload = conv_out
-            m.d.comb += [o.valid.eq(valid), delivered.eq(valid & o.ready), o.payload.eq(payload)]
+            m.d.comb += [src_valid.eq(valid), src.eq(payload)]
         with m.Elif(state == _STATUS):
-            m.d.comb += [o.valid.eq(1), o.payload.status.eq(1), o.payload.data[0].eq(code)]
-            with m.If(o.ready):
+            m.d.comb += [src_valid.eq(1), src.status.eq(1),
+                         src.data[0].eq(Mux(fault, STATUS["fault"], code))]
+            with m.If(take):
                 m.d.sync += state.eq(_IDLE)
+        delivered = src_valid & take & (state != _STATUS)
         # The count of results owed lags a cycle (inc, dec registered): no path from the
         # handshakes into its adder. It is settled when both are low.
         inc, dec = Signal(), Signal()
@@ -447,7 +466,7 @@ class TrainingEngine(wiring.Component):
             m.d.sync += state.eq(_STATUS)
         return m
 
-    def _converters(self, m, cmd, state, left, din_take, ready):
+    def _converters(self, m, cmd, state, left, din_take, ready, take):
         """The converters on ``din``; drives ``ready`` (the selected converter's
         ``i.ready``). Returns ``(taken, (o.valid, o.payload), results)``: a beat went into a
         converter this cycle, the selected converter's output as an ``o`` beat, and whether
@@ -470,7 +489,7 @@ class TrainingEngine(wiring.Component):
             sel = converting & (cmd.conv == CONVERTERS[name])
             p = u.i.payload
             m.d.comb += [u.i.valid.eq(sel & (left != 0) & self.din.valid),
-                         u.o.ready.eq(sel & self.o.ready)]
+                         u.o.ready.eq(sel & take)]
             with m.If(sel):
                 m.d.comb += [ready.eq(u.i.ready), out_valid.eq(u.o.valid)]
             q = u.o.payload

@@ -32,10 +32,11 @@ FAST_FP16_CASCADED = {"slots": 18, "acc_stages": 16, "mul_stages": 16, "add_stag
 # The training engine ``make train-rtl`` runs and ``make synth`` measures: 4 dot units of 8
 # lanes (32 MACs per cycle) with the fast fp16 pipeline at 16 slots (a 14-rank accumulator
 # adder: a batch of 32 fills two row groups exactly), 512-word A and 256-word B banks (every
-# layer of the study's MLP in one tile), and result FIFOs deeper than the dot unit's latency,
-# so that one-beat dot products (K <= lanes) also flow at one per cycle.
+# layer of the study's MLP in one tile), and 32-result FIFOs (LUT RAM on ECP5: a 64-deep one
+# went to block RAM, whose 5.6 ns read set the clock at 110 MHz; measured with make synth's
+# flow); one-beat dot products (K <= lanes) then run at about 28 / 39 of full rate.
 ENGINE = {"rows": 4, "lanes": 8, "slots": 16, "acc_stages": 14, "lane_stages": 1,
-          "out_depth": 64, "a_depth": 512, "b_depth": 256}
+          "out_depth": 32, "a_depth": 512, "b_depth": 256}
 
 UNITS = [
     Int4MulLane,
@@ -60,5 +61,5 @@ UNITS = [
     LogConverter,                         # fp16_to_fp4_x1_g6
     FP4Decoder,                           # fp4_to_fp16_x1_g6
     RangeTracker,                         # range_tracker_x1_g6
-    partial(TrainingEngine, **ENGINE),    # engine4x8_fp16_s16_a512_b256
+    partial(TrainingEngine, **ENGINE),    # engine4x8_fp16_s16_q32_a512_b256
 ]

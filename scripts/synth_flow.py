@@ -105,7 +105,7 @@ DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1_q32": 8,
              "fused_fp16_dot8": 8, "int8_dot8": 8, "int8_dot8_t": 8}
 FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1_q32", "exact": "dot8_exact_a1_l1_q32"}
 # The training engine of hdl.units (ENGINE): rows x lanes MACs per cycle.
-ENGINE_UNIT = "engine4x8_fp16_s16_a512_b256"
+ENGINE_UNIT = "engine4x8_fp16_s16_q32_a512_b256"
 FOURBIT_DOT = "dot8_fp16"
 FP16_DOT = "fp16_dot8"
 

@@ -8,7 +8,8 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
   and backpressure on ``o``.
 - ``engine_full_rate``: a GEMM whose sizes are multiples of rows, lanes and slots, at full
   rate: it takes one beat per cycle (``cycles`` from command to last result is the beat
-  count plus the pipeline's latency and a fixed start-up) and is correct.
+  count plus the pipeline's latency and a fixed start-up; checked when the result FIFOs are
+  deeper than the pipeline, else the credit throttles on purpose) and is correct.
 - ``engine_convert``: every converter on random and special fp16 codes (NaN, Inf,
   subnormals, zeros), both TPR phases, ``g`` over its range, random scales; the tracker on
   random tensors; with gaps and backpressure.
@@ -161,7 +162,8 @@ async def engine_full_rate(dut):
     # start-up: the size check (at most FIELD_BITS cycles), the memory read, the dot unit
     overhead = cycles - beats - e.dot_latency
     dut._log.info("full rate: %d beats in %d cycles (overhead %d)", beats, cycles, overhead)
-    assert 0 <= overhead <= 24, f"{beats} beats took {cycles} cycles"
+    if e.out_depth > e.dot_latency + 4:       # else the result FIFOs' credit throttles it
+        assert 0 <= overhead <= 24, f"{beats} beats took {cycles} cycles"
     sb.finish(m * n, exhaustive=False)
 
 

@@ -13,9 +13,11 @@ from engine_driver import gemm_tiles, pack_a, pack_b, unpack_gemm
 from harness import run_bench, simulators
 
 # A small engine (2 rows x 4 lanes, 4 slots, small tiles: the benches reach tiling, ragged
-# groups and the memories' limits in few cycles); DEFAULT: the engine of hdl.units.
+# groups and the memories' limits in few cycles; the exact one with 8-result FIFOs, shorter
+# than its pipeline, so that the sequencer's credit throttles it); DEFAULT: the engine of
+# hdl.units.
 SMALL = {"rows": 2, "lanes": 4, "slots": 4, "acc_stages": 2, "lane_stages": 1,
-         "out_depth": 8, "a_depth": 64, "b_depth": 32}
+         "out_depth": 32, "a_depth": 64, "b_depth": 32}
 DEFAULT = ENGINE
 
 
@@ -27,8 +29,8 @@ def _engine(p):
 
 
 @pytest.mark.parametrize("sim", simulators())
-@pytest.mark.parametrize("p", [SMALL, {**SMALL, "accumulator": "exact", "acc_stages": 1}],
-                         ids=["fp16", "exact"])
+@pytest.mark.parametrize("p", [SMALL, {**SMALL, "accumulator": "exact", "acc_stages": 1,
+                                        "out_depth": 8}], ids=["fp16", "exact"])
 def test_engine(sim, p):
     run_bench(_engine(p), "tb_engine", sim, p)
 
@@ -44,6 +46,7 @@ def test_engine(sim, p):
     ({"slots": 4, "acc_stages": 14}, ValueError, "slots must be at least the accumulator "
                                                  "loop's 16 cycles"),
     ({"a_depth": 0}, ValueError, "a_depth must be from 1 to"),
+    ({"out_depth": 4}, ValueError, "out_depth must be at least 8 in the engine"),
     ({"g_bits": 9}, ValueError, "g_bits must be at most 8 in the engine"),
     ({"rows": 2.0}, TypeError, "rows must be a positive integer"),
 ])
@@ -54,7 +57,7 @@ def test_engine_parameters(kwargs, exc, msg):
 
 def test_engine_properties():
     e = TrainingEngine(**DEFAULT)
-    assert e.module_name == "engine4x8_fp16_s16_a512_b256"
+    assert e.module_name == "engine4x8_fp16_s16_q32_a512_b256"
     assert (e.macs_per_cycle, e.conv_lanes, e.g_range) == (32, 2, (-32, 31))
     assert e.memory_bits == {"a": 512 * 32, "b": 4 * 256 * 32}
     # the fast dot unit (41 cycles at acc_stages 16) with two adder ranks fewer
