@@ -8,6 +8,7 @@ functions' call signatures) is ``verif/engine_driver.py``.
 
 from amaranth.hdl import Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import ACCUMULATORS, FP16, G_BITS_MIN, INT4
@@ -29,6 +30,8 @@ CONVERTERS = {"rescale_int4_sym": 0, "rescale_uint4": 1, "to_fp4": 2, "from_fp4"
 STATUS = {"ok": 0, "bad_op": 1, "too_large": 2, "empty": 3, "bad_conv": 4, "fault": 5}
 #: Width of the command's size fields (``count``, ``m``, ``kb``, ``ng``).
 FIELD_BITS = 16
+#: Results of the converters queued for ``o`` (LUT RAM: 20 entries and the head register).
+CONV_FIFO = 21
 
 # FSM states
 _IDLE, _CHECK, _LOAD, _RUN, _CONV, _STATUS = range(6)
@@ -265,6 +268,7 @@ class TrainingEngine(wiring.Component):
         # Counters: loads and conversions (index), GEMM (group, row group, beat, slot).
         idx = Signal(FIELD_BITS)
         left = Signal(FIELD_BITS + 1)         # beats still to take from din
+        left_nz = Signal()                    # left != 0
         # (A GEMM that passed the size check has m * kb <= a_depth and ng * kb <= b_depth.)
         depth = max(self._a_depth, self._b_depth)
         grp = Signal(range(self._b_depth))    # column group
@@ -286,7 +290,7 @@ class TrainingEngine(wiring.Component):
         with m.If(take_cmd):
             p = self.cmd.payload
             m.d.sync += [cmd.eq(p), code.eq(STATUS["ok"]), idx.eq(0),
-                         left.eq(p.count)]
+                         left.eq(p.count), left_nz.eq(p.count != 0)]
             with m.If(op == OPS["load_a"]):
                 with m.If(p.count == 0):
                     m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
@@ -340,9 +344,8 @@ class TrainingEngine(wiring.Component):
 
         # --- loads ------------------------------------------------------------------------
         loading = state == _LOAD
-        conv_ready = Signal()                 # i.ready of the converter ``conv`` selects
-        m.d.comb += self.din.ready.eq((loading | (state == _CONV)) & (left != 0)
-                                      & Mux(loading, 1, conv_ready) & ~ResetSignal("sync"))
+        conv_ready = Signal()                 # a converter is selected and has credit
+        m.d.comb += self.din.ready.eq((loading | conv_ready) & left_nz & ~ResetSignal("sync"))
         din_take = self.din.valid & self.din.ready
         is_b = cmd.op == OPS["load_b"]
         bank = idx[:(R - 1).bit_length()] if R > 1 else 0
@@ -353,8 +356,8 @@ class TrainingEngine(wiring.Component):
                          b_wr[r].data.eq(self.din.payload.data),
                          b_wr[r].en.eq(loading & din_take & is_b & (bank == r))]
         with m.If(din_take):
-            m.d.sync += [idx.eq(idx + 1), left.eq(left - 1)]
-        with m.If(loading & (left == 0)):
+            m.d.sync += [idx.eq(idx + 1), left.eq(left - 1), left_nz.eq(left != 1)]
+        with m.If(loading & ~left_nz):
             m.d.sync += state.eq(_STATUS)
 
         # --- the GEMM issue: counters -> memory read (rank 1) -> dot units -----------------
@@ -423,8 +426,12 @@ class TrainingEngine(wiring.Component):
 
         # --- converters: din -> the selected converter -> o --------------------------------
         take = Signal()                       # the output register loads (below)
-        conv_take, conv_out, conv_results = self._converters(m, cmd, state, left, din_take,
-                                                             conv_ready, take)
+        conv_sel = Signal()
+        conv_take, any_sel, conv_out, conv_results = self._converters(
+            m, cmd, state, left, left_nz, din_take, conv_sel, take)
+        conv_credit = Signal()                # owed <= CONV_FIFO - 5 (registered)
+        m.d.sync += conv_credit.eq(owed <= CONV_FIFO - 5)
+        m.d.comb += [conv_sel.eq(any_sel & conv_credit), conv_ready.eq(conv_sel)]
 
         # --- o: GEMM results, converter results, then the status beat, through an output
         # register (the dot units' result FIFOs are block RAM: their read goes straight
@@ -462,15 +469,19 @@ class TrainingEngine(wiring.Component):
         settled = (owed == 0) & ~inc & ~dec
         with m.If(gemm_done & settled):
             m.d.sync += state.eq(_STATUS)
-        with m.If((state == _CONV) & (left == 0) & ~conv_take & settled):
+        with m.If((state == _CONV) & ~left_nz & ~conv_take & settled):
             m.d.sync += state.eq(_STATUS)
         return m
 
-    def _converters(self, m, cmd, state, left, din_take, ready, take):
-        """The converters on ``din``; drives ``ready`` (the selected converter's
-        ``i.ready``). Returns ``(taken, (o.valid, o.payload), results)``: a beat went into a
-        converter this cycle, the selected converter's output as an ``o`` beat, and whether
-        the beat taken will produce an output."""
+    def _converters(self, m, cmd, state, left, left_nz, din_take, ready, take):
+        """The converters on ``din``, their results queued in a FIFO that ``o`` reads while
+        ``take``. The converters never stall (their outputs are always ready): a ``din``
+        beat goes in only while the results owed leave room in the FIFO (a credit the
+        caller computes), so their pipelines' enables are constant. ``ready``: the caller's
+        credit-gated select (a beat may go in). Returns ``(taken, selected, (valid,
+        payload), results)``: a beat went into a converter this cycle, a converter is
+        selected, the FIFO's head as an ``o`` beat, and whether the beat taken will produce
+        a result."""
         C, g_bits = self.conv_lanes, self._g_bits
         units = {
             "rescale_int4_sym": RangeRescale(C, "int4_sym"),
@@ -482,16 +493,25 @@ class TrainingEngine(wiring.Component):
         converting = state == _CONV
         word = self.din.payload.data
         xs = [word[16 * j:16 * j + 16] for j in range(C)]
-        out_valid = Signal(name="conv_o_valid")
-        out = Signal(self.output_layout(self._rows), name="conv_o")
+        # What a result carries: C values and flag bytes (the tracker: 2 of each).
+        res_layout = data.StructLayout({"data": data.ArrayLayout(FP16.BITS, max(C, 2)),
+                                        "flags": data.ArrayLayout(FLAGS_SHAPE, max(C, 2))})
+        fifo = m.submodules.conv_results = SyncFIFOBuffered(
+            width=res_layout.size, depth=CONV_FIFO)
+        res = Signal(res_layout)
+        n_out = max(C, 2)
+        terms = {"data": [0] * n_out, "flags": [0] * n_out}
+        any_valid = 0
+        any_sel = 0
         for name, u in units.items():
             m.submodules[f"conv_{name}"] = u
-            sel = converting & (cmd.conv == CONVERTERS[name])
+            # Registered selects: the converters' inputs start at flip-flops.
+            sel = Signal(name=f"sel_{name}")
+            m.d.sync += sel.eq(converting & (cmd.conv == CONVERTERS[name]))
+            any_sel = any_sel | sel
             p = u.i.payload
-            m.d.comb += [u.i.valid.eq(sel & (left != 0) & self.din.valid),
-                         u.o.ready.eq(sel & take)]
-            with m.If(sel):
-                m.d.comb += [ready.eq(u.i.ready), out_valid.eq(u.o.valid)]
+            m.d.comb += [u.i.valid.eq(sel & left_nz & self.din.valid & ready),
+                         u.o.ready.eq(1)]
             q = u.o.payload
             if name.startswith("rescale"):
                 m.d.comb += [p.s.eq(cmd.scale)] + [p.x[j].eq(xs[j]) for j in range(C)]
@@ -508,9 +528,21 @@ class TrainingEngine(wiring.Component):
                 m.d.comb += [p.g.eq(cmd.g), p.last.eq(left == 1)]
                 m.d.comb += [p.x[j].eq(xs[j]) for j in range(C)]
                 fields = [(q.max, q.nan), (q.g_paper, q.g_direct)]
-            with m.If(sel):
-                for j, (value, flags) in enumerate(fields):
-                    m.d.comb += [out.data[j].eq(value), out.flags[j].eq(flags)]
+            # One converter runs at a time (a command ends when its results are out), so
+            # the results are OR-ed, each gated by its valid.
+            for j, (value, flags) in enumerate(fields):
+                terms["data"][j] = terms["data"][j] | Mux(u.o.valid, value, 0)
+                terms["flags"][j] = terms["flags"][j] | Mux(u.o.valid, flags, 0)
+            any_valid = any_valid | u.o.valid
+        for j in range(n_out):
+            m.d.comb += [res.data[j].eq(terms["data"][j]), res.flags[j].eq(terms["flags"][j])]
+        m.d.comb += [fifo.w_data.eq(res), fifo.w_en.eq(any_valid),
+                     fifo.r_en.eq(take & converting)]
+        head = Signal(res_layout)
+        out = Signal(self.output_layout(self._rows), name="conv_o")
+        m.d.comb += head.eq(fifo.r_data)
+        for j in range(n_out):
+            m.d.comb += [out.data[j].eq(head.data[j]), out.flags[j].eq(head.flags[j])]
         track = cmd.conv == CONVERTERS["track"]
         results = din_take & converting & (~track | (left == 1))
-        return din_take & converting, (out_valid, out), results
+        return din_take & converting, any_sel, (fifo.r_rdy, out), results

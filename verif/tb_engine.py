@@ -35,6 +35,7 @@ import golden
 from golden.fp16 import is_nan
 
 from engine_driver import (
+    EngineError,
     EnginePorts,
     RTLBackend,
     command,
@@ -312,7 +313,32 @@ async def engine_errors(dut):
         assert d["beats"] is None, "a refused command produced results"
     n_checked = check_gemm(sb, e, done[:2] + done[2 + len(bad):], tiles, a, b, ctx)
     assert await ports.idle(50) == 0, "output beats after the last status"
-    sb.finish(len(bad) + n_checked, exhaustive=False)
+    # The driver refuses what the engine cannot do, with the reason, before any command.
+    back = RTLBackend(ports)
+    calls = [
+        (lambda: back.gemm(a, b, lanes=2 * e.lanes), "the engine computes lanes="),
+        (lambda: back.gemm(a, b, accumulator="exact" if e.accumulator == "fp16" else "fp16",
+                           lanes=e.lanes), "accumulator="),
+        (lambda: back.gemm(np.zeros((1, 64 * e.lanes * e.a_depth), np.uint8),
+                           np.zeros((64 * e.lanes * e.a_depth, 1), np.uint8), lanes=e.lanes,
+                           accumulator=e.accumulator),
+         "build the engine with deeper memories"),
+        (lambda: back.to_fp4(np.zeros(4, np.uint16), e.g_range[1] + 1),
+         "command field g must be in"),
+        (lambda: back.rescale(np.zeros(4, np.uint16), 0x3C00, "int4"), "rescales to int4_sym"),
+        (lambda: back.gradscale(0, 0, "paper", g_min=-8, g_max=7), "clamps g to"),
+    ]
+    raised, c0 = [], ports.cycle
+    for call, msg in calls:
+        try:
+            await bridge(call)()
+            raised.append(0)
+        except EngineError as err:
+            raised.append(int(msg in str(err)))
+            dut._log.info("driver refused: %s", err)
+    sb.compare(np.array(raised), np.ones(len(calls)))
+    assert ports.cycle == c0, "the driver ran a command it refused"
+    sb.finish(len(bad) + n_checked + len(calls), exhaustive=False)
 
 
 STATUS_ORDER = ("ok", "bad_op", "too_large", "empty", "bad_conv")
