@@ -11,9 +11,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import ACCUMULATORS, FP16, G_BITS_MIN, INT4
+from golden.formats import ACCUMULATORS, FP16, G_BITS_MIN
 
-from .dot import MODE_BACKWARD, DotProduct
+from .dot import DotProduct
 from .fp4 import FP4Decoder, LogConverter
 from .params import FLAGS_SHAPE, check_g_bits, g_range, integer, lanes_pow2, positive_int
 from .rescale import RangeRescale
@@ -217,6 +217,20 @@ class TrainingEngine(wiring.Component):
         """Cycles from a dot product's ``last`` beat entering a dot unit to its result."""
         return self._dot.latency
 
+    def gemm_cycles(self, m, kb, ng):
+        """Cycles from the transfer of a ``gemm`` command to the transfer of its last result
+        at full rate (every row group at least ``loop_cycles`` rows, ``o`` ready, result
+        FIFOs deeper than the pipeline): one per beat, the size check (``kb``'s bit length),
+        four cycles of control, memory read and its register, the dot unit, the output
+        register."""
+        return ng * m * kb + self.dot_latency + 5 + int(kb).bit_length()
+
+    @property
+    def latency(self):
+        """Cycles from the transfer of a one-beat ``gemm`` command (``m = kb = ng = 1``) to
+        the transfer of its result: :meth:`gemm_cycles` ``(1, 1, 1)``."""
+        return self.gemm_cycles(1, 1, 1)
+
     @property
     def macs_per_cycle(self):
         return self._rows * self._lanes
@@ -234,7 +248,7 @@ class TrainingEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, N, C, S = self._rows, self._lanes, self.conv_lanes, self._slots
+        R, N, S = self._rows, self._lanes, self._slots
         word = 4 * N
         o = self.o
 
@@ -343,21 +357,25 @@ class TrainingEngine(wiring.Component):
                     m.d.sync += [prod_a.eq(prod_a + add_a), prod_b.eq(prod_b + add_b)]
 
         # --- loads ------------------------------------------------------------------------
-        loading = state == _LOAD
+        # Registered flags (set with the state, below): din's ready and the memories' write
+        # enables start at flip-flops.
+        load_a, load_b = Signal(), Signal()
+        loading = load_a | load_b
+        m.d.sync += [load_a.eq((state == _LOAD) & ~(cmd.op == OPS["load_b"])),
+                     load_b.eq((state == _LOAD) & (cmd.op == OPS["load_b"]))]
         conv_ready = Signal()                 # a converter is selected and has credit
         m.d.comb += self.din.ready.eq((loading | conv_ready) & left_nz & ~ResetSignal("sync"))
         din_take = self.din.valid & self.din.ready
-        is_b = cmd.op == OPS["load_b"]
         bank = idx[:(R - 1).bit_length()] if R > 1 else 0
         m.d.comb += [a_wr.addr.eq(idx), a_wr.data.eq(self.din.payload.data),
-                     a_wr.en.eq(loading & din_take & ~is_b)]
+                     a_wr.en.eq(load_a & din_take)]
         for r in range(R):
             m.d.comb += [b_wr[r].addr.eq(idx >> (R - 1).bit_length()),
                          b_wr[r].data.eq(self.din.payload.data),
-                         b_wr[r].en.eq(loading & din_take & is_b & (bank == r))]
+                         b_wr[r].en.eq(load_b & din_take & (bank == r))]
         with m.If(din_take):
             m.d.sync += [idx.eq(idx + 1), left.eq(left - 1), left_nz.eq(left != 1)]
-        with m.If(loading & ~left_nz):
+        with m.If((state == _LOAD) & ~left_nz):
             m.d.sync += state.eq(_STATUS)
 
         # --- the GEMM issue: counters -> memory read (rank 1) -> dot units -----------------
@@ -390,6 +408,14 @@ class TrainingEngine(wiring.Component):
             m.d.comb += [b_rd[r].addr.eq(b_base + kbi), b_rd[r].en.eq(1)]
         m.d.sync += [v1.eq(issue), meta.first.eq(kbi == 0), meta.last.eq(last_kb),
                      meta.slot.eq(s)]
+        # Rank 2: the memories' data registered (a block RAM's read is slow: its output
+        # register, where the synthesizer packs it), the beat's flags with it.
+        v2 = Signal()
+        meta2 = Signal.like(meta)
+        a2 = Signal(word)
+        b2 = [Signal(word, name=f"b2_{r}") for r in range(R)]
+        m.d.sync += [v2.eq(v1), meta2.eq(meta), a2.eq(a_rd.data)]
+        m.d.sync += [b2[r].eq(b_rd[r].data) for r in range(R)]
         with m.If(issue):
             with m.If(~last_s):
                 m.d.sync += [s.eq(s + 1), a_row.eq(a_row + cmd.kb)]
@@ -410,28 +436,29 @@ class TrainingEngine(wiring.Component):
         for r, d in enumerate(dots):
             beat = d.i.payload
             m.d.comb += [
-                d.i.valid.eq(v1),
-                beat.a.eq(a_rd.data), beat.b.eq(b_rd[r].data),
+                d.i.valid.eq(v2),
+                beat.a.eq(a2), beat.b.eq(b2[r]),
                 beat.mode.eq(cmd.mode), beat.a_signed.eq(cmd.a_signed),
                 beat.b_signed.eq(cmd.b_signed), beat.phase.eq(cmd.phase), beat.g.eq(cmd.g),
-                beat.first.eq(meta.first), beat.last.eq(meta.last), beat.slot.eq(meta.slot),
+                beat.first.eq(meta2.first), beat.last.eq(meta2.last), beat.slot.eq(meta2.slot),
             ]
         fault = Signal()
         with m.If(take_cmd):
             m.d.sync += fault.eq(0)
-        with m.Elif(v1 & ~dots[0].i.ready):
+        with m.Elif(v2 & ~dots[0].i.ready):
             m.d.sync += fault.eq(1)
         result_in = issue & last_kb
-        gemm_done = (state == _RUN) & ~issuing & ~v1
+        gemm_done = (state == _RUN) & ~issuing & ~v1 & ~v2
 
         # --- converters: din -> the selected converter -> o --------------------------------
         take = Signal()                       # the output register loads (below)
         conv_sel = Signal()
-        conv_take, any_sel, conv_out, conv_results = self._converters(
+        conv_take, conv_out, conv_results = self._converters(
             m, cmd, state, left, left_nz, din_take, conv_sel, take)
         conv_credit = Signal()                # owed <= CONV_FIFO - 5 (registered)
-        m.d.sync += conv_credit.eq(owed <= CONV_FIFO - 5)
-        m.d.comb += [conv_sel.eq(any_sel & conv_credit), conv_ready.eq(conv_sel)]
+        conv_on = Signal()                    # a converter is selected (registered as they are)
+        m.d.sync += [conv_credit.eq(owed <= CONV_FIFO - 5), conv_on.eq(state == _CONV)]
+        m.d.comb += [conv_sel.eq(conv_on & conv_credit), conv_ready.eq(conv_sel)]
 
         # --- o: GEMM results, converter results, then the status beat, through an output
         # register (the dot units' result FIFOs are block RAM: their read goes straight
@@ -445,8 +472,11 @@ class TrainingEngine(wiring.Component):
         m.d.comb += [o.valid.eq(ov & ~rst), o.payload.eq(od)]
         with m.If(take):
             m.d.sync += [ov.eq(src_valid), od.eq(src)]
-        for r, d in enumerate(dots):
-            m.d.comb += d.o.ready.eq(take & (state == _RUN))
+        # The dot units have results only while a GEMM runs, the converters' FIFO only while
+        # a conversion runs (a command ends when its results are out): their ready is the
+        # output register's, not gated by the state (a short path into their FIFOs).
+        for d in dots:
+            m.d.comb += d.o.ready.eq(take)
         with m.If(state == _RUN):
             m.d.comb += src_valid.eq(dots[0].o.valid)
             for r, d in enumerate(dots):
@@ -478,10 +508,9 @@ class TrainingEngine(wiring.Component):
         ``take``. The converters never stall (their outputs are always ready): a ``din``
         beat goes in only while the results owed leave room in the FIFO (a credit the
         caller computes), so their pipelines' enables are constant. ``ready``: the caller's
-        credit-gated select (a beat may go in). Returns ``(taken, selected, (valid,
-        payload), results)``: a beat went into a converter this cycle, a converter is
-        selected, the FIFO's head as an ``o`` beat, and whether the beat taken will produce
-        a result."""
+        credit-gated select (a beat may go in). Returns ``(taken, (valid, payload),
+        results)``: a beat went into a converter this cycle, the FIFO's head as an ``o``
+        beat, and whether the beat taken will produce a result."""
         C, g_bits = self.conv_lanes, self._g_bits
         units = {
             "rescale_int4_sym": RangeRescale(C, "int4_sym"),
@@ -502,13 +531,11 @@ class TrainingEngine(wiring.Component):
         n_out = max(C, 2)
         terms = {"data": [0] * n_out, "flags": [0] * n_out}
         any_valid = 0
-        any_sel = 0
         for name, u in units.items():
             m.submodules[f"conv_{name}"] = u
             # Registered selects: the converters' inputs start at flip-flops.
             sel = Signal(name=f"sel_{name}")
             m.d.sync += sel.eq(converting & (cmd.conv == CONVERTERS[name]))
-            any_sel = any_sel | sel
             p = u.i.payload
             m.d.comb += [u.i.valid.eq(sel & left_nz & self.din.valid & ready),
                          u.o.ready.eq(1)]
@@ -537,7 +564,7 @@ class TrainingEngine(wiring.Component):
         for j in range(n_out):
             m.d.comb += [res.data[j].eq(terms["data"][j]), res.flags[j].eq(terms["flags"][j])]
         m.d.comb += [fifo.w_data.eq(res), fifo.w_en.eq(any_valid),
-                     fifo.r_en.eq(take & converting)]
+                     fifo.r_en.eq(take)]
         head = Signal(res_layout)
         out = Signal(self.output_layout(self._rows), name="conv_o")
         m.d.comb += head.eq(fifo.r_data)
@@ -545,4 +572,4 @@ class TrainingEngine(wiring.Component):
             m.d.comb += [out.data[j].eq(head.data[j]), out.flags[j].eq(head.flags[j])]
         track = cmd.conv == CONVERTERS["track"]
         results = din_take & converting & (~track | (left == 1))
-        return din_take & converting, any_sel, (fifo.r_rdy, out), results
+        return din_take & converting, (fifo.r_rdy, out), results

@@ -13,9 +13,12 @@ from hdl.units import UNITS
 PORT = re.compile(r"^\s*(input|output)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\S+);", re.M)
 
 
-def port_bits(text):
+def port_bits(text, module):
+    """Input and output bits of ``module`` (the top module of ``text``, not its submodules)."""
+    start = re.search(rf"^module {re.escape(module)}\(", text, re.M)
+    body = text[start.end():text.index("endmodule", start.end())]
     bits = {"input": 0, "output": 0}
-    for kind, hi, lo, _ in PORT.findall(text):
+    for kind, hi, lo, _ in PORT.findall(body):
         bits[kind] += (int(hi) - int(lo) + 1) if hi else 1
     return bits
 
@@ -28,7 +31,7 @@ def main(out=BUILD / "verilog"):
         path = out / f"{unit.module_name}.v"
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-        bits = port_bits(text)
+        bits = port_bits(text, unit.module_name)
         what = (type(unit).__doc__ or "").strip().splitlines()[0]
         print(f"{unit.module_name:<28} latency {unit.latency:>2}  in {bits['input']:>4} b  "
               f"out {bits['output']:>4} b  {what}")

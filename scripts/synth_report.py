@@ -237,7 +237,7 @@ def _engine_markdown(summary):
              "shifts): its DSP variant is the same netlist.", "",
              "| target | LUT4 | FF | block RAM | Fmax MHz | GMAC/s per kLUT4 | vs cascaded "
              "FP16 dot at the same MACs/cycle |", "|---|---:|---:|---:|---:|---:|---|"]
-    for target, e in eng.items():
+    for e in eng.values():
         vs = (f"{_fmt(e.get('vs_fp16_cascaded'), 2)}x (`{e.get('fp16_cascaded_unit')}`, "
               f"ECP5-85)" if "vs_fp16_cascaded" in e else "-")
         fmax = _fmt(e["fmax_mhz"]) if e["fmax_mhz"] else (e.get("error") or "-")

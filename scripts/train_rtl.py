@@ -40,10 +40,11 @@ def run(steps=3, batch=32, seed=0, engine="default", report=None, sim="verilator
     """Build the engine, run the training steps on the simulator, return the JSON record
     (with the harness's record under ``"bench"``)."""
     _paths()
-    import harness
     from engine_driver import engine_of
 
     from hdl.toolchain import REPORTS
+
+    import harness
 
     report = Path(report or REPORTS / "train_rtl.json")
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,11 @@ import time
 import cocotb
 import numpy as np
 from cocotb.task import bridge
+from engine_driver import EnginePorts, RTLBackend, engine_of
 
 import scripts.fourbit_nn as nn
 from scripts.study import CONFIGS, HPARAMS, MODELS, load_data, train_step
 
-from engine_driver import EnginePorts, RTLBackend, engine_of
 from scoreboard import Scoreboard, params
 
 

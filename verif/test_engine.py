@@ -4,12 +4,12 @@ rules and the driver's host-side packing."""
 
 import numpy as np
 import pytest
+from engine_driver import gemm_tiles, pack_a, pack_b, unpack_gemm
 
-from hdl.engine import TrainingEngine
 from hdl.dot import DotProduct
+from hdl.engine import TrainingEngine
 from hdl.units import ENGINE, FAST_FP16
 
-from engine_driver import gemm_tiles, pack_a, pack_b, unpack_gemm
 from harness import run_bench, simulators
 
 # A small engine (2 rows x 4 lanes, 4 slots, small tiles: the benches reach tiling, ragged

@@ -5,10 +5,10 @@ golden run (master weights, biases, PACT clips, momentum, GradScale exponents)."
 import json
 
 import pytest
+from engine_driver import engine_of
 
 from scripts.train_rtl import SMALL
 
-from engine_driver import engine_of
 from harness import BUILD, run_bench, simulators
 
 # 64-128-64-10: w, b, alpha and g of 3 layers, and the momentum of each updated array
