@@ -299,6 +299,10 @@ class TrainingEngine(wiring.Component):
         a_group = Signal(range(self._a_depth + 1))     # m0 * kb
         b_base = Signal(range(self._b_depth + 1))      # grp * kb
         issuing = Signal()                    # GEMM: beats left to issue
+        round_start = Signal(init=1)          # s == 0
+        last_s = Signal()                     # s == g_last
+        last_kb = Signal()                    # kbi == kb - 1
+        last_grp = Signal()                   # grp == ng - 1
 
         op = self.cmd.payload.op
         with m.If(take_cmd):
@@ -349,7 +353,9 @@ class TrainingEngine(wiring.Component):
                                  s.eq(0), rows_left.eq(cmd.m), a_row.eq(0), a_group.eq(0),
                                  b_base.eq(0), kb_m1.eq(cmd.kb - 1), ng_m1.eq(cmd.ng - 1),
                                  g_last.eq(first_rows), g_last0.eq(first_rows),
-                                 more_rows.eq(cmd.m > S), more_rows0.eq(cmd.m > S)]
+                                 more_rows.eq(cmd.m > S), more_rows0.eq(cmd.m > S),
+                                 round_start.eq(1), last_s.eq(cmd.m == 1),
+                                 last_kb.eq(cmd.kb == 1), last_grp.eq(cmd.ng == 1)]
             with m.Elif(mul_x != 0):
                 m.d.sync += [mul_x.eq(mul_x >> 1), add_a.eq(add_a << 1),
                              add_b.eq(add_b << 1)]
@@ -392,15 +398,15 @@ class TrainingEngine(wiring.Component):
         since = Signal(range(loop + 1), init=loop)   # cycles since the last round started
         credit = Signal()                     # owed <= out_depth - 4 (registered)
         m.d.sync += credit.eq(owed <= self._dot.out_depth - 4)
-        round_start = s == 0
-        issue = (state == _RUN) & issuing & credit & (~round_start | (since == loop))
-        last_kb = kbi == kb_m1
-        last_s = s == g_last
-        last_grp = grp == ng_m1
+        # The sequencer's tests are flags kept beside its counters (set with them), so
+        # that its next-state logic starts at flip-flops: s == 0, s == g_last,
+        # kbi == kb - 1, grp == ng - 1, since == loop.
+        since_full = Signal(init=1)
+        issue = (state == _RUN) & issuing & credit & (~round_start | since_full)
         with m.If(issue & round_start):
-            m.d.sync += since.eq(1)
-        with m.Elif(since != loop):
-            m.d.sync += since.eq(since + 1)
+            m.d.sync += [since.eq(1), since_full.eq(loop == 1)]
+        with m.Elif(~since_full):
+            m.d.sync += [since.eq(since + 1), since_full.eq(since + 1 == loop)]
         v1 = Signal()                         # rank 1 holds a beat (memory data follows it)
         meta = Signal(data.StructLayout({"first": 1, "last": 1, "slot": range(S)}))
         m.d.comb += [a_rd.addr.eq(a_row + kbi), a_rd.en.eq(1)]
@@ -418,19 +424,24 @@ class TrainingEngine(wiring.Component):
         m.d.sync += [b2[r].eq(b_rd[r].data) for r in range(R)]
         with m.If(issue):
             with m.If(~last_s):
-                m.d.sync += [s.eq(s + 1), a_row.eq(a_row + cmd.kb)]
+                m.d.sync += [s.eq(s + 1), a_row.eq(a_row + cmd.kb), round_start.eq(0),
+                             last_s.eq(s + 1 == g_last)]
             with m.Elif(~last_kb):                 # next beat of the same rows
-                m.d.sync += [s.eq(0), kbi.eq(kbi + 1), a_row.eq(a_group)]
+                m.d.sync += [s.eq(0), kbi.eq(kbi + 1), a_row.eq(a_group), round_start.eq(1),
+                             last_s.eq(g_last == 0), last_kb.eq(kbi + 1 == kb_m1)]
             with m.Elif(more_rows):                # next group of rows
                 nxt = rows_left - S
                 m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(a_row + cmd.kb),
                              a_group.eq(a_row + cmd.kb), rows_left.eq(nxt),
-                             g_last.eq(Mux(nxt > S, S - 1, nxt - 1)), more_rows.eq(nxt > S)]
+                             g_last.eq(Mux(nxt > S, S - 1, nxt - 1)), more_rows.eq(nxt > S),
+                             round_start.eq(1), last_s.eq(nxt == 1), last_kb.eq(kb_m1 == 0)]
             with m.Elif(~last_grp):                # next group of columns
                 m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(0), a_group.eq(0),
                              rows_left.eq(cmd.m), g_last.eq(g_last0),
                              more_rows.eq(more_rows0), grp.eq(grp + 1),
-                             b_base.eq(b_base + cmd.kb)]
+                             b_base.eq(b_base + cmd.kb), round_start.eq(1),
+                             last_s.eq(g_last0 == 0), last_kb.eq(kb_m1 == 0),
+                             last_grp.eq(grp + 1 == ng_m1)]
             with m.Else():
                 m.d.sync += issuing.eq(0)
         for r, d in enumerate(dots):
