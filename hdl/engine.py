@@ -303,6 +303,8 @@ class TrainingEngine(wiring.Component):
         last_s = Signal()                     # s == g_last
         last_kb = Signal()                    # kbi == kb - 1
         last_grp = Signal()                   # grp == ng - 1
+        a_addr = Signal(range(self._a_depth + 1))      # a_row + kbi
+        b_addr = Signal(range(self._b_depth + 1))      # b_base + kbi
 
         op = self.cmd.payload.op
         with m.If(take_cmd):
@@ -355,7 +357,8 @@ class TrainingEngine(wiring.Component):
                                  g_last.eq(first_rows), g_last0.eq(first_rows),
                                  more_rows.eq(cmd.m > S), more_rows0.eq(cmd.m > S),
                                  round_start.eq(1), last_s.eq(cmd.m == 1),
-                                 last_kb.eq(cmd.kb == 1), last_grp.eq(cmd.ng == 1)]
+                                 last_kb.eq(cmd.kb == 1), last_grp.eq(cmd.ng == 1),
+                                 a_addr.eq(0), b_addr.eq(0)]
             with m.Elif(mul_x != 0):
                 m.d.sync += [mul_x.eq(mul_x >> 1), add_a.eq(add_a << 1),
                              add_b.eq(add_b << 1)]
@@ -409,9 +412,11 @@ class TrainingEngine(wiring.Component):
             m.d.sync += [since.eq(since + 1), since_full.eq(since + 1 == loop)]
         v1 = Signal()                         # rank 1 holds a beat (memory data follows it)
         meta = Signal(data.StructLayout({"first": 1, "last": 1, "slot": range(S)}))
-        m.d.comb += [a_rd.addr.eq(a_row + kbi), a_rd.en.eq(1)]
+        # The read addresses are registers too (a_row + kbi, b_base + kbi), kept with the
+        # counters: no adder between a flip-flop and a block RAM's address.
+        m.d.comb += [a_rd.addr.eq(a_addr), a_rd.en.eq(1)]
         for r in range(R):
-            m.d.comb += [b_rd[r].addr.eq(b_base + kbi), b_rd[r].en.eq(1)]
+            m.d.comb += [b_rd[r].addr.eq(b_addr), b_rd[r].en.eq(1)]
         m.d.sync += [v1.eq(issue), meta.first.eq(kbi == 0), meta.last.eq(last_kb),
                      meta.slot.eq(s)]
         # Rank 2: the memories' data registered (a block RAM's read is slow: its output
@@ -425,23 +430,26 @@ class TrainingEngine(wiring.Component):
         with m.If(issue):
             with m.If(~last_s):
                 m.d.sync += [s.eq(s + 1), a_row.eq(a_row + cmd.kb), round_start.eq(0),
-                             last_s.eq(s + 1 == g_last)]
+                             last_s.eq(s + 1 == g_last), a_addr.eq(a_addr + cmd.kb)]
             with m.Elif(~last_kb):                 # next beat of the same rows
                 m.d.sync += [s.eq(0), kbi.eq(kbi + 1), a_row.eq(a_group), round_start.eq(1),
-                             last_s.eq(g_last == 0), last_kb.eq(kbi + 1 == kb_m1)]
+                             last_s.eq(g_last == 0), last_kb.eq(kbi + 1 == kb_m1),
+                             a_addr.eq(a_group + kbi + 1), b_addr.eq(b_addr + 1)]
             with m.Elif(more_rows):                # next group of rows
                 nxt = rows_left - S
                 m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(a_row + cmd.kb),
                              a_group.eq(a_row + cmd.kb), rows_left.eq(nxt),
                              g_last.eq(Mux(nxt > S, S - 1, nxt - 1)), more_rows.eq(nxt > S),
-                             round_start.eq(1), last_s.eq(nxt == 1), last_kb.eq(kb_m1 == 0)]
+                             round_start.eq(1), last_s.eq(nxt == 1), last_kb.eq(kb_m1 == 0),
+                             a_addr.eq(a_row + cmd.kb), b_addr.eq(b_base)]
             with m.Elif(~last_grp):                # next group of columns
                 m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(0), a_group.eq(0),
                              rows_left.eq(cmd.m), g_last.eq(g_last0),
                              more_rows.eq(more_rows0), grp.eq(grp + 1),
                              b_base.eq(b_base + cmd.kb), round_start.eq(1),
                              last_s.eq(g_last0 == 0), last_kb.eq(kb_m1 == 0),
-                             last_grp.eq(grp + 1 == ng_m1)]
+                             last_grp.eq(grp + 1 == ng_m1), a_addr.eq(0),
+                             b_addr.eq(b_base + cmd.kb)]
             with m.Else():
                 m.d.sync += issuing.eq(0)
         for r, d in enumerate(dots):
