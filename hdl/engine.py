@@ -405,7 +405,8 @@ class TrainingEngine(wiring.Component):
         # that its next-state logic starts at flip-flops: s == 0, s == g_last,
         # kbi == kb - 1, grp == ng - 1, since == loop.
         since_full = Signal(init=1)
-        issue = (state == _RUN) & issuing & credit & (~round_start | since_full)
+        # (issuing is set only in _RUN: it is the state test too)
+        issue = issuing & credit & (~round_start | since_full)
         with m.If(issue & round_start):
             m.d.sync += [since.eq(1), since_full.eq(loop == 1)]
         with m.Elif(~since_full):
