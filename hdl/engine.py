@@ -96,7 +96,7 @@ class TrainingEngine(wiring.Component):
     cycle from its first beat to its last; from the command to the last result it adds the
     size check (at most ``FIELD_BITS`` cycles), the memory read and ``dot_latency``. In the
     digits MLP at batch 32 (``make train-rtl``, 4 x 8 lanes, 16 slots) the GEMMs whose sizes
-    are multiples of rows, lanes and slots measured 99.4-99.5%; a ragged M (fewer rows than
+    are multiples of rows, lanes and slots measured 99.4%; a ragged M (fewer rows than
     slots in the last group) waits on the interlock and N past the last whole group of
     ``rows`` computes padding columns. Keep ``out_depth`` above ``dot_latency``: a result
     FIFO shallower than the pipeline stalls one-beat dot products (K <= ``lanes``).

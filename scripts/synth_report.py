@@ -94,19 +94,26 @@ def sweep(results, gates):
     return {"table": table, "ratios": ratios}
 
 
+BLOCK_RAMS = ("DP16KD", "SB_RAM40_4K", "SB_SPRAM256KA")
+
+
 def engine(results, sw):
     """The training engine per target: LUT4, FF, block RAMs, Fmax and GMAC/s per kLUT4
     (``rows x lanes x Fmax / LUT4``), LUT-only; and on ECP5 that figure over the cascaded
     FP16 dot of the same MACs per cycle (the sweep's 32-lane unit, ECP5-85: the same fabric
-    and speed grade), ``vs_fp16_cascaded``. The engine has no multiplier (the 4-bit products
-    are shifts), so its DSP variant is the same netlist and is not run again."""
+    and speed grade), ``vs_fp16_cascaded``."""
     out = {}
     for target in MAIN_TARGETS:
         r = _find(results, ENGINE_UNIT, target)
         if not r:
             continue
+        cells = r.get("cells") or {}
         out[target] = {"unit": ENGINE_UNIT, "device": r["device"], "lut4": r["lut4"],
-                       "ff": r["ff"], "bram": r["ram"], "fmax_mhz": r["fmax_mhz"],
+                       "ff": r["ff"],
+                       # block RAMs; LUT RAM cells (ECP5's DPR16X4) apart
+                       "bram": sum(cells.get(k, 0) for k in BLOCK_RAMS),
+                       "lut_ram": cells.get("TRELLIS_DPR16X4", 0),
+                       "fmax_mhz": r["fmax_mhz"],
                        "gmacs_per_klut": r.get("gmacs_per_klut"),
                        "macs_per_cycle": r.get("macs_per_cycle"),
                        "fits": r["fmax_mhz"] is not None, "error": r.get("error")}
@@ -233,17 +240,17 @@ def _engine_markdown(summary):
         return []
     lines = ["## The training engine (LUT-only)", "",
              f"`{ENGINE_UNIT}`: 4 dot units x 8 lanes, operand tiles and result FIFOs in block "
-             "RAM, the converters, the sequencer. It has no multiplier (4-bit products are "
-             "shifts): its DSP variant is the same netlist.", "",
-             "| target | LUT4 | FF | block RAM | Fmax MHz | GMAC/s per kLUT4 | vs cascaded "
-             "FP16 dot at the same MACs/cycle |", "|---|---:|---:|---:|---:|---:|---|"]
+             "RAM, the converters, the sequencer (the DSP variant is in the tables above).", "",
+             "| target | LUT4 | FF | block RAM | LUT RAM | Fmax MHz | GMAC/s per kLUT4 | vs "
+             "cascaded FP16 dot at the same MACs/cycle |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for e in eng.values():
         vs = (f"{_fmt(e.get('vs_fp16_cascaded'), 2)}x (`{e.get('fp16_cascaded_unit')}`, "
               f"ECP5-85)" if "vs_fp16_cascaded" in e else "-")
         fmax = _fmt(e["fmax_mhz"]) if e["fmax_mhz"] else (e.get("error") or "-")
         lines.append(f"| {e['device']} | {_fmt(e['lut4'])} | {_fmt(e['ff'])} | "
-                     f"{_fmt(e['bram'])} | {fmax} | {_fmt(e.get('gmacs_per_klut'), 3)} | "
-                     f"{vs} |")
+                     f"{_fmt(e['bram'])} | {_fmt(e['lut_ram'])} | {fmax} | "
+                     f"{_fmt(e.get('gmacs_per_klut'), 3)} | {vs} |")
     return lines + [""]
 
 
