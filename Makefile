@@ -25,8 +25,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@bash scripts/ensure_system_tools.sh
 
+# Every registered unit (hdl/units.py), or one unit class with any parameters:
+#   make verilog UNIT=DotProduct PARAMS="lanes=32 accumulator=exact"
+# Each writes build/verilog/<module>.v, its JSON datasheet and verilator_waivers.vlt.
 verilog: setup
+ifdef UNIT
+	$(PY) -m scripts.generate $(UNIT) $(PARAMS)
+else
 	$(PY) -m scripts.gen_verilog
+endif
 
 lint: verilog
 	$(PY) -m scripts.lint

@@ -7,8 +7,10 @@ from .fp16 import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier
 from .lanes import FP4ShiftLane, Int4MulLane
 from .rescale import RangeRescale
 from .rounder import FP16Rounder
+from .engine import TrainingEngine
 from .tracker import RangeTracker
 
 __all__ = ["Int4MulLane", "FP4ShiftLane",
            "FP16Rounder", "FP16AddCore", "FP16MulCore", "FP16Adder", "FP16Multiplier",
-           "DotProduct", "RangeRescale", "LogConverter", "FP4Decoder", "RangeTracker"]
+           "DotProduct", "RangeRescale", "LogConverter", "FP4Decoder", "RangeTracker",
+           "TrainingEngine"]

@@ -4,11 +4,15 @@
 Prints one line per module: name, latency, input/output port bits, and what the unit is.
 """
 
+import functools
+import inspect
+import json
 import re
 
 from hdl.gen import verilog
 from hdl.toolchain import BUILD, ROOT
 from hdl.units import UNITS
+from scripts.generate import datasheet, waivers
 
 PORT = re.compile(r"^\s*(input|output)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\S+);", re.M)
 
@@ -23,6 +27,15 @@ def port_bits(text, module):
     return bits
 
 
+def _given(factory):
+    """The constructor arguments a registry entry passes (a class, or a ``partial``)."""
+    if isinstance(factory, functools.partial):
+        sig = inspect.signature(factory.func.__init__)
+        return dict(sig.bind_partial(None, *factory.args, **factory.keywords).arguments,
+                    self=None)
+    return {}
+
+
 def main(out=BUILD / "verilog"):
     out.mkdir(parents=True, exist_ok=True)
     for factory in UNITS:
@@ -31,11 +44,16 @@ def main(out=BUILD / "verilog"):
         path = out / f"{unit.module_name}.v"
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
+        given = {k: v for k, v in _given(factory).items() if k != "self"}
+        sheet = datasheet(unit, type(unit), given, text)
+        path.with_suffix(".json").write_text(json.dumps(sheet, indent=1) + "\n")
         bits = port_bits(text, unit.module_name)
         what = (type(unit).__doc__ or "").strip().splitlines()[0]
         print(f"{unit.module_name:<28} latency {unit.latency:>2}  in {bits['input']:>4} b  "
               f"out {bits['output']:>4} b  {what}")
-    print(f"{len(UNITS)} modules in {out.relative_to(ROOT)}/")
+    waivers(out)
+    print(f"{len(UNITS)} modules in {out.relative_to(ROOT)}/ (Verilog, a JSON datasheet each, "
+          f"verilator_waivers.vlt)")
 
 
 if __name__ == "__main__":
