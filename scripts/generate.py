@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from amaranth.hdl import Shape
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 
 from hdl.toolchain import BUILD, ROOT, TIMESCALE, VERILATOR_WAIVERS
 
