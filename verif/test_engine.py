@@ -35,6 +35,13 @@ def test_engine(sim, p):
     run_bench(_engine(p), "tb_engine", sim, p)
 
 
+@pytest.mark.parametrize("sim", [s for s in simulators() if s == "verilator"])
+def test_engine_default(sim):
+    """The instance make synth measures and make train-rtl trains with (hdl.units.ENGINE),
+    on Verilator (on Icarus its bench runs for minutes)."""
+    run_bench(_engine(DEFAULT), "tb_engine", sim, DEFAULT)
+
+
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"lanes": 2}, ValueError, "lanes must be at least 4"),
     ({"lanes": 12}, ValueError, "lanes must be a power of two"),
