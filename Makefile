@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:  make  &&  make test
 # Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | mutate |
-#              train-rtl | clean
+#              train-rtl | bitstream | bitstreams | clean
 # The flows are the package scripts/, run as modules from here: python -m scripts.<name>.
 
 PYTHON   ?= python3
@@ -11,7 +11,7 @@ JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
 .PHONY: all setup verilog lint test test-golden test-scripts test-hdl accuracy synth synth-smoke \
-        study bench mutate train-rtl clean
+        study bench mutate train-rtl bitstream bitstreams clean
 
 all: verilog
 
@@ -90,6 +90,19 @@ STEPS ?= 3
 BATCH ?= 32
 train-rtl: setup
 	$(PY) -m scripts.train_rtl --steps $(STEPS) --batch $(BATCH)
+
+# The board top (the engine behind a UART protocol, hdl/board.py) for a real board, with
+# amaranth-boards and the YoWASP tools: build/bitstream/<board>/ (bitstream, report.json);
+# fails when the board's clock is not met. BOARD=ulx3s-25 | ulx3s-85 | icebreaker; then
+# `python -m scripts.board --port <serial port> --board <board>` checks it against golden.
+# `make bitstreams` builds all three (minutes each; not part of `make test`, whose board
+# bench simulates the same top and protocol).
+BOARD ?= ulx3s-25
+bitstream: setup
+	$(PY) -m scripts.bitstream --board $(BOARD)
+
+bitstreams: setup
+	RUN_BITSTREAMS=1 $(PY) -m pytest scripts/tests/test_bitstream.py -q
 
 # Golden 4-bit GEMM speed against NumPy fp32 matmul.
 bench: setup

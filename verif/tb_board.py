@@ -1,0 +1,186 @@
+"""cocotb benches for the board top (:class:`hdl.board.BoardTop`): a UART model on its ``rx``
+and ``tx`` pins, and the host protocol code ``scripts/board.py`` uses on a serial port
+(:mod:`board_protocol`) driving it through that model.
+
+- ``board_gemm``: random GEMMs through the protocol (loads, the GEMM, its results and
+  status) by ``scripts/board.py``'s own check, and a conversion, against
+  :func:`golden.gemm` and :func:`golden.to_fp4`.
+- ``board_errors``: malformed frames -- an unknown type, a wrong length, a bad checksum, a
+  frame cut off -- each answered by its error frame; after each, a GEMM is still correct.
+
+Parameters (``FOURBIT_PARAMS``): ``divisor`` (cycles per bit) and the engine's.
+"""
+
+import collections
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+
+import golden
+from hdl.board import ERRORS, FRAME, BoardTop
+
+from board_protocol import BoardError, BoardHost, frame
+from engine_driver import command, gemm_tiles, pack_a, pack_b, unpack_gemm
+from scoreboard import Scoreboard, params, rng
+from tb_engine import random_gemm
+
+from scripts.board import check_gemms
+
+BOARD_GEMMS = 3           # random GEMMs of board_gemm (scripts/board.py's check)
+
+
+def board_of(p):
+    eng = {k: p[k] for k in ("rows", "lanes", "slots", "acc_stages", "lane_stages",
+                             "out_depth", "a_depth", "b_depth")}
+    return BoardTop(clk_hz=p["divisor"] * 1_000_000, baud=1_000_000, engine=eng)
+
+
+class SimUART:
+    """The host's serial port, simulated: bytes written go out on the board's ``rx`` pin,
+    bytes the board sends on ``tx`` are collected. ``write`` and ``read`` are blocking
+    calls for code in a ``bridge`` thread, like pyserial's."""
+
+    def __init__(self, dut, divisor, timeout_bytes=200):
+        self.dut, self.d = dut, divisor
+        self.outbox = collections.deque()
+        self.inbox = collections.deque()
+        self.timeout_cycles = timeout_bytes * 10 * divisor
+        dut.rx.value = 1
+        cocotb.start_soon(self._send())
+        cocotb.start_soon(self._receive())
+
+    async def _send(self):
+        dut, clk = self.dut, self.dut.clk
+        while True:
+            if not self.outbox:
+                await RisingEdge(clk)
+                continue
+            byte = self.outbox.popleft()
+            for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
+                dut.rx.value = bit
+                await ClockCycles(clk, self.d)
+
+    async def _receive(self):
+        dut, clk = self.dut, self.dut.clk
+        while True:
+            await FallingEdge(dut.tx)
+            await ClockCycles(clk, self.d + self.d // 2)
+            byte = 0
+            for k in range(8):
+                byte |= int(dut.tx.value) << k
+                await ClockCycles(clk, self.d)
+            assert int(dut.tx.value) == 1, "the board sent a byte without its stop bit"
+            self.inbox.append(byte)
+
+    async def _write(self, data):
+        self.outbox.extend(data)
+        while self.outbox:                       # returns once the bytes are on the line
+            await RisingEdge(self.dut.clk)
+
+    async def _read(self, n):
+        waited = 0
+        while len(self.inbox) < n:
+            await ClockCycles(self.dut.clk, self.d)
+            waited += self.d
+            if waited > self.timeout_cycles:
+                raise TimeoutError(f"the board sent {len(self.inbox)} of {n} bytes")
+        return bytes(self.inbox.popleft() for _ in range(n))
+
+    async def quiet(self, cycles):
+        await ClockCycles(self.dut.clk, cycles)
+
+    def write(self, data):
+        resume(self._write)(bytes(data))
+
+    def read(self, n):
+        return resume(self._read)(n)
+
+
+async def _setup(dut):
+    p = params()
+    board = board_of(p)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    uart = SimUART(dut, board.divisor)
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await Timer(1, "ns")
+    return board, uart, BoardHost.of(uart, board)
+
+
+def _gemm_commands(e, a, b, ctx):
+    m, k = a.shape
+    n = b.shape[1]
+    (m0, m1, n0, n1), = gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
+    wa, wb = pack_a(a, e.lanes), pack_b(b, e.lanes, e.rows)
+    fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
+              "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
+              "g": ctx["g"]}
+    return [(command("load_a", count=len(wa)), wa), (command("load_b", count=len(wb)), wb),
+            (command("gemm", m=m, kb=-(-k // e.lanes), ng=-(-n // e.rows), **fields), [])]
+
+
+async def _check_gemm(sb, board, host, r, shape):
+    e = board.engine
+    a, b, ctx = random_gemm(r, *shape)
+    done = await bridge(host.run)(_gemm_commands(e, a, b, ctx))
+    assert [d["status"] for d in done] == ["ok"] * 3, [d["status"] for d in done]
+    c, f = unpack_gemm(done[2]["beats"]["data"], done[2]["beats"]["flags"], a.shape[0],
+                       b.shape[1], e.rows)
+    want, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes, flags=True,
+                               **ctx)
+    sb.compare(c | f << 16, want.astype(np.int64) | want_f.astype(np.int64) << 16)
+    return want.size
+
+
+@cocotb.test()
+async def board_gemm(dut):
+    board, uart, host = await _setup(dut)
+    r = rng(dut._log, salt=21)
+    sb = Scoreboard("board: GEMMs and a conversion over the UART protocol", dut._log)
+    # the GEMM check scripts/board.py runs on a real board, here through the UART model
+    n, bad, first, _ = await bridge(check_gemms)(host, board.engine, r, BOARD_GEMMS,
+                                                 dut._log.info, sb.compare)
+    assert bad == 0, f"first mismatch: {first}"
+    # a conversion: fp16 -> fp4, odd phase
+    x = golden.fp16_from_float(r.standard_normal(6))
+    cl = board.engine.conv_lanes
+    words = [int(sum(int(x[i + j]) << (16 * j) for j in range(cl) if i + j < x.size))
+             for i in range(0, x.size, cl)]
+    done = await bridge(host.run)([(command("convert", conv="to_fp4", count=len(words),
+                                            g=3, phase=1), words)])
+    got = done[0]["beats"]["data"][:, :cl].ravel()[:x.size]
+    sb.compare(got, golden.to_fp4(x, 3, "odd"))
+    sb.finish(n + x.size, exhaustive=False)
+
+
+@cocotb.test()
+async def board_errors(dut):
+    board, uart, host = await _setup(dut)
+    r = rng(dut._log, salt=22)
+    sb = Scoreboard("board: malformed frames answered, engine still correct", dut._log)
+    good = frame(FRAME["data"], bytes(board.din_bytes))
+    bad_sum = bytearray(frame(FRAME["cmd"], bytes(board.cmd_bytes)))
+    bad_sum[-1] ^= 0xFF
+    cases = [
+        ("bad_type", frame(0x07, b"\x01\x02")),
+        ("bad_length", frame(FRAME["cmd"], bytes(board.cmd_bytes - 1))),
+        ("bad_checksum", bytes(bad_sum)),
+        ("timeout", good[:4]),                       # cut off inside the payload
+    ]
+    codes, n = [], 0
+    for name, raw in cases:
+        await bridge(uart.write)(raw)
+        try:
+            await bridge(host.results)()
+            codes.append(0)
+        except BoardError as err:
+            dut._log.info("%s -> %s", name, err)
+            codes.append(err.code)
+        await uart.quiet(board.timeout + 10 * board.divisor)   # the skip ends on silence
+        n += await _check_gemm(sb, board, host, r, (3, 5, 3))
+    sb.compare(np.array(codes), np.array([ERRORS[name] for name, _ in cases]))
+    sb.finish(n + len(cases), exhaustive=False)
