@@ -6,7 +6,7 @@ codes are :data:`STATUS`. The driver side (packing tiles, tiling a large GEMM, t
 functions' call signatures) is ``verif/engine_driver.py``.
 """
 
-from amaranth.hdl import Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import Const, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -128,6 +128,9 @@ class TrainingEngine(wiring.Component):
         Words of A and of each B bank.
     g_bits : int
         Width of ``g`` (6 .. 8).
+    converters : tuple of str
+        The converters built (default: all of :data:`CONVERTERS`); ``convert`` with another
+        one is refused (``bad_conv``). A small FPGA can leave them out.
 
     Members
     -------
@@ -138,7 +141,14 @@ class TrainingEngine(wiring.Component):
     """
 
     def __init__(self, rows=4, lanes=8, accumulator="fp16", *, slots=16, acc_stages=14,
-                 lane_stages=1, out_depth=32, a_depth=512, b_depth=256, g_bits=G_BITS_MIN):
+                 lane_stages=1, out_depth=32, a_depth=512, b_depth=256, g_bits=G_BITS_MIN,
+                 converters=None):
+        if converters is None:
+            converters = tuple(CONVERTERS)
+        if isinstance(converters, str) or not all(c in CONVERTERS for c in converters):
+            raise ValueError(f"converters must be names from {tuple(CONVERTERS)}, not "
+                             f"{converters!r}")
+        self._converter_names = tuple(c for c in CONVERTERS if c in converters)
         self._lanes = lanes_pow2(lanes)
         if self._lanes < 4:
             raise ValueError(f"lanes must be at least 4 (the converters take lanes // 4 fp16 "
@@ -205,6 +215,11 @@ class TrainingEngine(wiring.Component):
     a_depth = property(lambda self: self._a_depth)
     b_depth = property(lambda self: self._b_depth)
     conv_lanes = property(lambda self: self._lanes // 4)
+    converters = property(lambda self: self._converter_names)
+
+    @property
+    def _conv_mask(self):
+        return sum(1 << CONVERTERS[c] for c in self._converter_names)
     out_depth = property(lambda self: self._dot.out_depth)
 
     @property
@@ -243,8 +258,9 @@ class TrainingEngine(wiring.Component):
 
     @property
     def module_name(self):
+        tail = "" if len(self._converter_names) == len(CONVERTERS) else f"_c{self._conv_mask:02x}"
         return (f"engine{self._rows}x{self._lanes}_{self._accumulator}_s{self._slots}"
-                f"_q{self.out_depth}_a{self._a_depth}_b{self._b_depth}")
+                f"_q{self.out_depth}_a{self._a_depth}_b{self._b_depth}{tail}")
 
     def elaborate(self, platform):
         m = Module()
@@ -332,7 +348,7 @@ class TrainingEngine(wiring.Component):
                     m.d.sync += [state.eq(_CHECK), mul_x.eq(p.kb), add_a.eq(p.m),
                                  add_b.eq(p.ng), prod_a.eq(0), prod_b.eq(0), mul_done.eq(0)]
             with m.Elif(op == OPS["convert"]):
-                with m.If(p.conv >= len(CONVERTERS)):
+                with m.If(~(Const(self._conv_mask, 8) >> p.conv)[0]):
                     m.d.sync += [code.eq(STATUS["bad_conv"]), state.eq(_STATUS)]
                 with m.Elif(p.count == 0):
                     m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
@@ -532,13 +548,14 @@ class TrainingEngine(wiring.Component):
         results)``: a beat went into a converter this cycle, the FIFO's head as an ``o``
         beat, and whether the beat taken will produce a result."""
         C, g_bits = self.conv_lanes, self._g_bits
-        units = {
-            "rescale_int4_sym": RangeRescale(C, "int4_sym"),
-            "rescale_uint4": RangeRescale(C, "uint4"),
-            "to_fp4": LogConverter(C, g_bits),
-            "from_fp4": FP4Decoder(C, g_bits),
-            "track": RangeTracker(C, g_bits),
+        make = {
+            "rescale_int4_sym": lambda: RangeRescale(C, "int4_sym"),
+            "rescale_uint4": lambda: RangeRescale(C, "uint4"),
+            "to_fp4": lambda: LogConverter(C, g_bits),
+            "from_fp4": lambda: FP4Decoder(C, g_bits),
+            "track": lambda: RangeTracker(C, g_bits),
         }
+        units = {name: make[name]() for name in self._converter_names}
         converting = state == _CONV
         word = self.din.payload.data
         xs = [word[16 * j:16 * j + 16] for j in range(C)]

@@ -15,26 +15,26 @@ import collections
 
 import cocotb
 import numpy as np
+from board_protocol import BoardError, BoardHost, frame
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+from engine_driver import command, gemm_tiles, pack_a, pack_b, unpack_gemm
+from tb_engine import random_gemm
 
 import golden
 from hdl.board import ERRORS, FRAME, BoardTop
-
-from board_protocol import BoardError, BoardHost, frame
-from engine_driver import command, gemm_tiles, pack_a, pack_b, unpack_gemm
-from scoreboard import Scoreboard, params, rng
-from tb_engine import random_gemm
-
+from hdl.engine import CONVERTERS
 from scripts.board import check_gemms
+
+from scoreboard import Scoreboard, params, rng
 
 BOARD_GEMMS = 3           # random GEMMs of board_gemm (scripts/board.py's check)
 
 
 def board_of(p):
     eng = {k: p[k] for k in ("rows", "lanes", "slots", "acc_stages", "lane_stages",
-                             "out_depth", "a_depth", "b_depth")}
+                             "out_depth", "a_depth", "b_depth", "converters") if k in p}
     return BoardTop(clk_hz=p["divisor"] * 1_000_000, baud=1_000_000, engine=eng)
 
 
@@ -154,7 +154,13 @@ async def board_gemm(dut):
                                             g=3, phase=1), words)])
     got = done[0]["beats"]["data"][:, :cl].ravel()[:x.size]
     sb.compare(got, golden.to_fp4(x, 3, "odd"))
-    sb.finish(n + x.size, exhaustive=False)
+    # a converter the board was built without is refused, and nothing else happens
+    absent = [c for c in CONVERTERS if c not in board.engine.converters]
+    done = await bridge(host.run)([(command("convert", conv=c, count=1), [])
+                                   for c in absent])
+    sb.compare(np.array([d["status"] == "bad_conv" and d["beats"] is None for d in done]),
+               np.ones(len(absent)))
+    sb.finish(n + x.size + len(absent), exhaustive=False)
 
 
 @cocotb.test()

@@ -56,6 +56,8 @@ def test_engine_default(sim):
     ({"out_depth": 4}, ValueError, "out_depth must be at least 8 in the engine"),
     ({"g_bits": 9}, ValueError, "g_bits must be at most 8 in the engine"),
     ({"rows": 2.0}, TypeError, "rows must be a positive integer"),
+    ({"converters": ("to_fp4", "fft")}, ValueError, "converters must be names from"),
+    ({"converters": "to_fp4"}, ValueError, "converters must be names from"),
 ])
 def test_engine_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -69,6 +71,8 @@ def test_engine_properties():
     assert e.memory_bits == {"a": 512 * 32, "b": 4 * 256 * 32}
     # the fast dot unit (41 cycles at acc_stages 16) with two adder ranks fewer
     assert e.dot_latency == DotProduct(8, "fp16", **FAST_FP16).latency - 2 == 39
+    assert e.converters == ("rescale_int4_sym", "rescale_uint4", "to_fp4", "from_fp4", "track")
+    assert TrainingEngine(converters=["track", "to_fp4"]).module_name.endswith("_c14")
 
 
 def test_driver_packing():
