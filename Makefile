@@ -32,8 +32,15 @@ verilog: setup
 ifdef UNIT
 	$(PY) -m scripts.generate $(UNIT) $(PARAMS)
 else
-	$(PY) -m scripts.gen_verilog
+	$(MAKE) --no-print-directory $(VSTAMP)
 endif
+
+# The registered units' Verilog, regenerated when the hardware or the generator changed
+# (`make` and `make lint` in one run elaborate them once).
+VSTAMP := build/verilog/.generated
+$(VSTAMP): $(STAMP) $(wildcard hdl/*.py) scripts/gen_verilog.py scripts/generate.py golden/formats.py
+	$(PY) -m scripts.gen_verilog
+	@touch $@
 
 lint: verilog
 	$(PY) -m scripts.lint

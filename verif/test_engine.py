@@ -28,9 +28,15 @@ def _engine(p):
                           a_depth=p["a_depth"], b_depth=p["b_depth"])
 
 
-@pytest.mark.parametrize("sim", simulators())
-@pytest.mark.parametrize("p", [SMALL, {**SMALL, "accumulator": "exact", "acc_stages": 1,
-                                        "out_depth": 8}], ids=["fp16", "exact"])
+EXACT = {**SMALL, "accumulator": "exact", "acc_stages": 1, "out_depth": 8}
+
+
+# The fp16 engine on both simulators; the exact one (the same sequencer and converters, the
+# exact dot unit that test_dot runs on both) on Icarus, to keep make test's time.
+@pytest.mark.parametrize("sim,p", [pytest.param(s, SMALL, id=f"fp16-{s}")
+                                   for s in simulators()]
+                         + [pytest.param(s, EXACT, id=f"exact-{s}")
+                            for s in simulators() if s == "icarus"])
 def test_engine(sim, p):
     run_bench(_engine(p), "tb_engine", sim, p)
 
