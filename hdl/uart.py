@@ -16,7 +16,17 @@ from .params import integer
 __all__ = ["UARTRx", "UARTTx"]
 
 
-class UARTRx(wiring.Component):
+class _UART(wiring.Component):
+    """``divisor`` (clock cycles per bit), checked; the ports come from the subclass."""
+
+    def __init__(self, divisor):
+        self._divisor = integer(divisor, "divisor", 4)
+        super().__init__()
+
+    divisor = property(lambda self: self._divisor)
+
+
+class UARTRx(_UART):
     """Receiver: samples ``rx`` (synchronized by two flip-flops) in the middle of each bit.
 
     Members
@@ -32,12 +42,6 @@ class UARTRx(wiring.Component):
     rx: In(1, init=1)
     o: Out(stream.Signature(8))
     frame_error: Out(1)
-
-    def __init__(self, divisor):
-        self._divisor = integer(divisor, "divisor", 4)
-        super().__init__()
-
-    divisor = property(lambda self: self._divisor)
 
     def elaborate(self, platform):
         m = Module()
@@ -69,7 +73,7 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_UART):
     """Transmitter: a start bit, 8 data bits LSB first, a stop bit.
 
     Members
@@ -80,12 +84,6 @@ class UARTTx(wiring.Component):
 
     i: In(stream.Signature(8))
     tx: Out(1)
-
-    def __init__(self, divisor):
-        self._divisor = integer(divisor, "divisor", 4)
-        super().__init__()
-
-    divisor = property(lambda self: self._divisor)
 
     def elaborate(self, platform):
         m = Module()

@@ -41,35 +41,25 @@ class SerialTransport:
 
 
 def check_gemms(host, engine, rng, n, log=print, compare=None):
-    """``n`` random GEMMs (every mode, ragged shapes that fit one tile) through ``host``
+    """``n`` random GEMMs (every mode, ragged shapes, tiled over the memories) through ``host``
     (a :class:`board_protocol.BoardHost`), each against :func:`golden.gemm` with flags
     (also handed to ``compare(got, expected)`` when given: a bench's scoreboard).
     Returns ``(outputs checked, mismatches, first mismatch or None, MACs)``."""
-    from engine_driver import command, pack_a, pack_b, unpack_gemm
+    from engine_driver import gemm_commands, gemm_results
     from tb_engine import random_gemm
     checked = bad = macs = 0
     first = None
     for i in range(n):
         m = int(rng.integers(1, engine.slots * 2 + 2))
         k = int(rng.integers(1, 3 * engine.lanes))
-        kb = -(-k // engine.lanes)
-        ng_max = max(1, min(3, engine.b_depth // kb))
-        n_cols = int(rng.integers(1, engine.rows * ng_max + 1))
-        m = min(m, engine.a_depth // kb)
+        n_cols = int(rng.integers(1, 3 * engine.rows + 1))
         a, b, ctx = random_gemm(rng, m, k, n_cols)
-        wa, wb = pack_a(a, engine.lanes), pack_b(b, engine.lanes, engine.rows)
-        fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
-                  "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
-                  "g": ctx["g"]}
-        done = host.run([(command("load_a", count=len(wa)), wa),
-                         (command("load_b", count=len(wb)), wb),
-                         (command("gemm", m=m, kb=kb, ng=-(-n_cols // engine.rows),
-                                  **fields), [])])
+        cmds, tiles = gemm_commands(engine, a, b, ctx)
+        done = host.run(cmds)
         statuses = [d["status"] for d in done]
-        if statuses != ["ok"] * 3:
+        if statuses != ["ok"] * len(done):
             raise RuntimeError(f"GEMM {i}: the board answered {statuses}")
-        c, f = unpack_gemm(done[2]["beats"]["data"], done[2]["beats"]["flags"], m, n_cols,
-                           engine.rows)
+        c, f = gemm_results(engine, done, tiles, m, n_cols)
         want, want_f = golden.gemm(a, b, accumulator=engine.accumulator, lanes=engine.lanes,
                                    flags=True, **ctx)
         got = c | f << 16

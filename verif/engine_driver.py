@@ -25,7 +25,8 @@ from hdl.engine import CONVERTERS, OPS, STATUS, TrainingEngine
 
 from streams import Packer
 
-__all__ = ["EngineError", "command", "pack_a", "pack_b", "gemm_tiles", "unpack_gemm",
+__all__ = ["EngineError", "command", "pack_a", "pack_b", "gemm_tiles", "gemm_commands",
+           "gemm_results", "unpack_gemm",
            "EnginePorts", "RTLBackend"]
 
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
@@ -84,6 +85,38 @@ def gemm_tiles(m, k, n, lanes, rows, a_depth, b_depth):
                           f"bank {b_depth} words: build the engine with deeper memories")
     return [(m0, min(m, m0 + mt), n0, min(n, n0 + gt * rows))
             for m0 in range(0, m, mt) for n0 in range(0, n, gt * rows)]
+
+
+def gemm_commands(engine, a, b, ctx):
+    """The commands of ``C = A x B`` on ``engine``, tile by tile (``load_a``, ``load_b``,
+    ``gemm``): ``(commands, tiles)``. ``ctx``: :func:`golden.gemm`'s ``mode``,
+    ``a_signed``, ``b_signed``, ``phase`` and ``g``."""
+    m, k = a.shape
+    n = b.shape[1]
+    e = engine
+    fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
+              "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
+              "g": int(ctx["g"])}
+    cmds, tiles = [], gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
+    for m0, m1, n0, n1 in tiles:
+        wa, wb = pack_a(a[m0:m1], e.lanes), pack_b(b[:, n0:n1], e.lanes, e.rows)
+        cmds += [(command("load_a", count=len(wa)), wa),
+                 (command("load_b", count=len(wb)), wb),
+                 (command("gemm", m=m1 - m0, kb=-(-k // e.lanes),
+                          ng=-(-(n1 - n0) // e.rows), **fields), [])]
+    return cmds, tiles
+
+
+def gemm_results(engine, done, tiles, m, n):
+    """The (M, N) codes and flags of a GEMM from the results of :func:`gemm_commands`
+    (every third command is a tile's ``gemm``)."""
+    c = np.zeros((m, n), np.int64)
+    f = np.zeros((m, n), np.int64)
+    for (m0, m1, n0, n1), res in zip(tiles, done[2::3], strict=True):
+        assert res["status"] == "ok", res["status"]
+        c[m0:m1, n0:n1], f[m0:m1, n0:n1] = unpack_gemm(
+            res["beats"]["data"], res["beats"]["flags"], m1 - m0, n1 - n0, engine.rows)
+    return c, f
 
 
 def unpack_gemm(data, flags, m, n, rows):
@@ -230,16 +263,6 @@ class EnginePorts:
         return seen
 
 
-def _fp16_words(x, conv_lanes):
-    """fp16 codes (any shape) -> ``din`` words of ``conv_lanes`` codes (zero padded)."""
-    flat = np.asarray(x, np.uint16).ravel()
-    n = -(-flat.size // conv_lanes) if flat.size else 0
-    pad = np.zeros(n * conv_lanes, np.uint16)
-    pad[:flat.size] = flat
-    rows = pad.reshape(n, conv_lanes).astype("<u2")
-    return [int.from_bytes(r.tobytes(), "little") for r in rows]
-
-
 class RTLBackend:
     """The golden functions of a training step, computed by the simulated engine.
 
@@ -288,29 +311,26 @@ class RTLBackend:
         return data, flags
 
     # -- the golden API ----------------------------------------------------------------
+    def _codes(self, conv, x, dtype, flags, **fields):
+        """``x`` through converter ``conv``: its codes (``dtype``, shaped like ``x``) and,
+        with ``flags``, the flag bytes."""
+        x = np.asarray(x)
+        codes, f = self._lanes_out(self._convert(conv, x, **fields), x.size, x.shape)
+        codes, f = codes.astype(dtype), f.astype(np.uint8)
+        return (codes, f) if flags else codes
+
     def rescale(self, x, s, fmt="int4", rounding="rne", u=None, r_bits=0, *, flags=False):
         if fmt not in ("int4_sym", "uint4") or rounding != "rne" or u is not None:
             raise EngineError(f"the engine rescales to int4_sym and uint4 with rne, not "
                               f"{fmt!r} / {rounding!r}")
-        x = np.asarray(x)
-        beats = self._convert(f"rescale_{fmt}", x, scale=int(s))
-        q, f = self._lanes_out(beats, x.size, x.shape)
-        q, f = q.astype(np.uint8), f.astype(np.uint8)
-        return (q, f) if flags else q
+        return self._codes(f"rescale_{fmt}", x, np.uint8, flags, scale=int(s))
 
     def to_fp4(self, x, g=0, phase="even", *, flags=False):
-        x = np.asarray(x)
-        beats = self._convert("to_fp4", x, g=int(g), phase=int(phase == "odd"))
-        c, f = self._lanes_out(beats, x.size, x.shape)
-        c, f = c.astype(np.uint8), f.astype(np.uint8)
-        return (c, f) if flags else c
+        return self._codes("to_fp4", x, np.uint8, flags, g=int(g), phase=int(phase == "odd"))
 
     def from_fp4(self, c, g=0, phase="even", *, flags=False):
-        c = np.asarray(c)
-        beats = self._convert("from_fp4", c, g=int(g), phase=int(phase == "odd"))
-        x, f = self._lanes_out(beats, c.size, c.shape)
-        x, f = x.astype(np.uint16), f.astype(np.uint8)
-        return (x, f) if flags else x
+        return self._codes("from_fp4", c, np.uint16, flags, g=int(g),
+                           phase=int(phase == "odd"))
 
     def _track(self, x16, g):
         beats = self._convert("track", np.asarray(x16, np.uint16), g=int(g))
@@ -348,25 +368,13 @@ class RTLBackend:
             raise ValueError(f"gemm needs a (M, K) and b (K, N); got {a.shape} and {b.shape}")
         m, k = a.shape
         n = b.shape[1]
-        kb = -(-k // e.lanes)
-        ctx = {"mode": int(mode == "backward"), "a_signed": int(a_signed),
-               "b_signed": int(b_signed), "phase": int(phase == "odd"), "g": int(g)}
-        out = np.zeros((m, n), np.uint16)
-        fl = np.zeros((m, n), np.uint8)
-        cycles = 0
-        for m0, m1, n0, n1 in gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth):
-            wa = pack_a(a[m0:m1], e.lanes)
-            wb = pack_b(b[:, n0:n1], e.lanes, e.rows)
-            ng = -(-(n1 - n0) // e.rows)
-            ra, rb, rg = self._run([
-                (command("load_a", count=len(wa)), wa),
-                (command("load_b", count=len(wb)), wb),
-                (command("gemm", m=m1 - m0, kb=kb, ng=ng, **ctx), []),
-            ])
-            c, f = unpack_gemm(rg["beats"]["data"], rg["beats"]["flags"], m1 - m0, n1 - n0,
-                               e.rows)
-            out[m0:m1, n0:n1], fl[m0:m1, n0:n1] = c, f
-            cycles += rg["cycles"]
+        ctx = {"mode": mode, "a_signed": a_signed, "b_signed": b_signed, "phase": phase,
+               "g": g}
+        cmds, tiles = gemm_commands(e, a, b, ctx)
+        done = self._run(cmds)
+        out, fl = gemm_results(e, done, tiles, m, n)
+        out, fl = out.astype(np.uint16), fl.astype(np.uint8)
+        cycles = sum(d["cycles"] for d in done[2::3])
         key = f"{m}x{k}x{n} {mode}"
         s = self.stats.setdefault(key, {"calls": 0, "macs": 0, "cycles": 0})
         s["calls"] += 1
@@ -382,7 +390,8 @@ def engine_of(p):
     return TrainingEngine(p["rows"], p["lanes"], p.get("accumulator", "fp16"),
                           slots=p["slots"], acc_stages=p["acc_stages"],
                           lane_stages=p.get("lane_stages", 1), out_depth=p["out_depth"],
-                          a_depth=p["a_depth"], b_depth=p["b_depth"])
+                          a_depth=p["a_depth"], b_depth=p["b_depth"],
+                          converters=p.get("converters"))
 
 
 __all__ += ["engine_of"]

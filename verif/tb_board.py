@@ -19,7 +19,7 @@ from board_protocol import BoardError, BoardHost, frame
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
-from engine_driver import command, gemm_tiles, pack_a, pack_b, unpack_gemm
+from engine_driver import command, gemm_commands, gemm_results
 from tb_engine import random_gemm
 
 import golden
@@ -111,25 +111,12 @@ async def _setup(dut):
     return board, uart, BoardHost.of(uart, board)
 
 
-def _gemm_commands(e, a, b, ctx):
-    m, k = a.shape
-    n = b.shape[1]
-    (m0, m1, n0, n1), = gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
-    wa, wb = pack_a(a, e.lanes), pack_b(b, e.lanes, e.rows)
-    fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
-              "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
-              "g": ctx["g"]}
-    return [(command("load_a", count=len(wa)), wa), (command("load_b", count=len(wb)), wb),
-            (command("gemm", m=m, kb=-(-k // e.lanes), ng=-(-n // e.rows), **fields), [])]
-
-
 async def _check_gemm(sb, board, host, r, shape):
     e = board.engine
     a, b, ctx = random_gemm(r, *shape)
-    done = await bridge(host.run)(_gemm_commands(e, a, b, ctx))
-    assert [d["status"] for d in done] == ["ok"] * 3, [d["status"] for d in done]
-    c, f = unpack_gemm(done[2]["beats"]["data"], done[2]["beats"]["flags"], a.shape[0],
-                       b.shape[1], e.rows)
+    cmds, tiles = gemm_commands(e, a, b, ctx)
+    done = await bridge(host.run)(cmds)
+    c, f = gemm_results(e, done, tiles, a.shape[0], b.shape[1])
     want, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes, flags=True,
                                **ctx)
     sb.compare(c | f << 16, want.astype(np.int64) | want_f.astype(np.int64) << 16)

@@ -36,14 +36,13 @@ from engine_driver import (
     RTLBackend,
     command,
     engine_of,
-    gemm_tiles,
-    pack_a,
-    pack_b,
-    unpack_gemm,
+    gemm_commands,
+    gemm_results,
 )
 
 import golden
 from golden.fp16 import is_nan
+from hdl.engine import STATUS
 
 from scoreboard import Scoreboard, params, rng
 
@@ -82,39 +81,9 @@ def random_gemm(r, m, k, n, g_lo=-8, g_hi=8):
     return a, b, ctx
 
 
-def gemm_commands(e, a, b, ctx):
-    """Commands of a GEMM over its tiles: ``(commands, tiles)``."""
-    m, k = a.shape
-    n = b.shape[1]
-    kb = -(-k // e.lanes)
-    fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
-              "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
-              "g": ctx["g"]}
-    cmds, tiles = [], gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
-    for m0, m1, n0, n1 in tiles:
-        wa, wb = pack_a(a[m0:m1], e.lanes), pack_b(b[:, n0:n1], e.lanes, e.rows)
-        cmds += [(command("load_a", count=len(wa)), wa),
-                 (command("load_b", count=len(wb)), wb),
-                 (command("gemm", m=m1 - m0, kb=kb, ng=-(-(n1 - n0) // e.rows), **fields),
-                  [])]
-    return cmds, tiles
-
-
-def gather(e, done, tiles, m, n):
-    """The (M, N) codes and flags from the tiles' GEMM results (every third command)."""
-    c = np.zeros((m, n), np.int64)
-    f = np.zeros((m, n), np.int64)
-    for (m0, m1, n0, n1), res in zip(tiles, done[2::3], strict=True):
-        assert res["status"] == "ok", res["status"]
-        c[m0:m1, n0:n1], f[m0:m1, n0:n1] = unpack_gemm(res["beats"]["data"],
-                                                       res["beats"]["flags"], m1 - m0,
-                                                       n1 - n0, e.rows)
-    return c, f
-
-
 def check_gemm(sb, e, done, tiles, a, b, ctx):
     m, n = a.shape[0], b.shape[1]
-    got_c, got_f = gather(e, done, tiles, m, n)
+    got_c, got_f = gemm_results(e, done, tiles, m, n)
     want_c, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes, flags=True,
                                  **ctx)
     sb.compare(got_c | got_f << 16, want_c.astype(np.int64) | want_f.astype(np.int64) << 16)
@@ -313,8 +282,7 @@ async def engine_errors(dut):
     run = cmds[:2] + [(c, []) for c, _ in bad] + cmds[2:]
     done = await ports.run(run)
     got = [d["status"] for d in done[2:2 + len(bad)]]
-    sb.compare(np.array([list(STATUS_ORDER).index(s) for s in got]),
-               np.array([list(STATUS_ORDER).index(s) for _, s in bad]))
+    sb.compare(np.array([STATUS[s] for s in got]), np.array([STATUS[s] for _, s in bad]))
     for d in done[2:2 + len(bad)]:
         assert d["beats"] is None, "a refused command produced results"
     n_checked = check_gemm(sb, e, done[:2] + done[2 + len(bad):], tiles, a, b, ctx)
@@ -345,9 +313,6 @@ async def engine_errors(dut):
     sb.compare(np.array(raised), np.ones(len(calls)))
     assert ports.cycle == c0, "the driver ran a command it refused"
     sb.finish(len(bad) + n_checked + len(calls), exhaustive=False)
-
-
-STATUS_ORDER = ("ok", "bad_op", "too_large", "empty", "bad_conv")
 
 
 @cocotb.test()

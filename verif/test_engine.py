@@ -4,7 +4,7 @@ rules and the driver's host-side packing."""
 
 import numpy as np
 import pytest
-from engine_driver import gemm_tiles, pack_a, pack_b, unpack_gemm
+from engine_driver import engine_of, gemm_tiles, pack_a, pack_b, unpack_gemm
 
 from hdl.dot import DotProduct
 from hdl.engine import TrainingEngine
@@ -21,13 +21,6 @@ SMALL = {"rows": 2, "lanes": 4, "slots": 4, "acc_stages": 2, "lane_stages": 1,
 DEFAULT = ENGINE
 
 
-def _engine(p):
-    return TrainingEngine(p["rows"], p["lanes"], p.get("accumulator", "fp16"),
-                          slots=p["slots"], acc_stages=p["acc_stages"],
-                          lane_stages=p["lane_stages"], out_depth=p["out_depth"],
-                          a_depth=p["a_depth"], b_depth=p["b_depth"])
-
-
 EXACT = {**SMALL, "accumulator": "exact", "acc_stages": 1, "out_depth": 8}
 
 
@@ -38,14 +31,14 @@ EXACT = {**SMALL, "accumulator": "exact", "acc_stages": 1, "out_depth": 8}
                          + [pytest.param(s, EXACT, id=f"exact-{s}")
                             for s in simulators() if s == "icarus"])
 def test_engine(sim, p):
-    run_bench(_engine(p), "tb_engine", sim, p)
+    run_bench(engine_of(p), "tb_engine", sim, p)
 
 
 @pytest.mark.parametrize("sim", [s for s in simulators() if s == "verilator"])
 def test_engine_default(sim):
     """The instance make synth measures and make train-rtl trains with (hdl.units.ENGINE),
     on Verilator (on Icarus its bench runs for minutes)."""
-    run_bench(_engine(DEFAULT), "tb_engine", sim, DEFAULT)
+    run_bench(engine_of(DEFAULT), "tb_engine", sim, DEFAULT)
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
