@@ -179,15 +179,21 @@ def run_bench(component, tb_module, simulator, params=None, *, expect_vectors=No
         assert vectors == expect_vectors, f"{tb_module}: checked {vectors} vectors, " \
                                           f"expected {expect_vectors}"
     assert record["mismatches"] == 0, f"{tb_module}: {record['mismatches']} mismatches"
+    cov = record["coverage"]
+    assert cov is None or cov["hit"] == cov["bins"], \
+        f"{tb_module}: {cov['bins'] - cov['hit']} of {cov['bins']} coverage bins never hit, " \
+        f"e.g. {cov['holes']}"
     return record
 
 
 def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
-          extra_env=None, unit=None, verilog=None, build_dir=None):
+          extra_env=None, unit=None, verilog=None, build_dir=None, plusargs=(),
+          build_args=()):
     """:func:`run_bench` without the report and the assertions: build, run, return the
     record (``passed`` says whether it passed). ``verilog``: simulate this text instead of
     the component's own (a mutant, :mod:`mutation`), in ``build_dir``; the simulator's
-    output then goes to ``build_dir/sim.log``."""
+    output then goes to ``build_dir/sim.log``. ``plusargs``: the simulator's ``+NAME=value``
+    arguments; ``build_args``: more Verilator arguments (a mutant design's waivers)."""
     from cocotb_tools.runner import get_results, get_runner
 
     params = dict(params or {})
@@ -200,13 +206,13 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         fcntl.flock(lock, fcntl.LOCK_EX)
         vfile = build_dir / f"{unit}.v"
         _write_if_changed(vfile, text)
-        build_args = []
         if simulator == "verilator":
             setup_verilator()
             # One C++ file per model (no split, no precompiled header): at -O0 that compiles
             # in less CPU time than the split files and their headers.
-            build_args = [str(WAIVERS), "--output-split", "0"]
+            build_args = [str(WAIVERS), "--output-split", "0", *build_args]
         else:
+            build_args = []
             if shutil.which("iverilog") is None:
                 raise RuntimeError("iverilog not found: run `make` (or, as root, "
                                    "`apt-get update && apt-get install -y iverilog`)")
@@ -236,8 +242,11 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         stamp.write_text(key)
         result_file = build_dir / "results.jsonl"
         result_file.unlink(missing_ok=True)
+        coverage_file = build_dir / "coverage.jsonl"
+        coverage_file.unlink(missing_ok=True)
         env = {
             "FOURBIT_RESULT": str(result_file),
+            "FOURBIT_COVERAGE": str(coverage_file),
             "FOURBIT_PARAMS": json.dumps(params),
             "FOURBIT_LATENCY": str(getattr(component, "latency", 0)),
             "FOURBIT_SEED": str(seed()),
@@ -249,6 +258,7 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         try:
             runner.test(hdl_toplevel=unit, test_module=tb_module, build_dir=build_dir,
                         test_dir=build_dir, extra_env=env, waves=waves, results_xml=str(xml),
+                        plusargs=list(plusargs),
                         **({"log_file": build_dir / "sim.log"} if verilog is not None else {}))
         except SystemExit:
             # Under pytest the runner exits when a test failed; its results file stays, and
@@ -257,16 +267,24 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         seconds = time.perf_counter() - start
         n_tests, n_failed = get_results(xml)
         rows = _read_results(result_file)
+        cover = _read_results(coverage_file)
     vectors = sum(r["vectors"] for r in rows)
     mismatches = sum(r["mismatches"] for r in rows)
+    coverage = None
+    if cover:
+        coverage = {"bins": sum(c["bins"] for c in cover), "hit": sum(c["hit"] for c in cover),
+                    "holes": [h for c in cover for h in c["holes"]][:12],
+                    "groups": {c["name"]: [c["hit"], c["bins"]] for c in cover}}
     passed = (n_failed == 0 and n_tests > 0 and mismatches == 0 and vectors > 0
-              and (expect_vectors is None or vectors == expect_vectors))
+              and (expect_vectors is None or vectors == expect_vectors)
+              and (coverage is None or coverage["hit"] == coverage["bins"]))
     record = {
         "unit": unit, "simulator": simulator, "params": params, "vectors": vectors,
         "mismatches": mismatches, "exhaustive": bool(rows) and all(r["exhaustive"] for r in rows),
         "seconds": round(seconds, 3), "build_seconds": round(build_seconds, 3),
         "passed": passed, "kind": "unit",
         "seed": seed(), "cocotb_tests": n_tests, "cocotb_failed": n_failed,
+        "coverage": coverage,
         "checks": {r["name"]: r["vectors"] for r in rows},
     }
     return record

@@ -30,6 +30,11 @@ def add(record):
         json.dumps(record, indent=1))
 
 
+def _coverage(c):
+    """``hit/bins`` of a record's functional coverage, ``-`` for a bench without bins."""
+    return "-" if not c else f"{c['hit']}/{c['bins']}"
+
+
 def merge(run):
     """Merge one run's records into ``build/reports/regression.json`` and ``regression.md``."""
     parts = _parts(run)
@@ -41,14 +46,15 @@ def merge(run):
     REPORTS.mkdir(parents=True, exist_ok=True)
     (REPORTS / "regression.json").write_text(json.dumps({"tests": records}, indent=1) + "\n")
     lines = ["# Regression", "",
-             "| unit | params | simulator | vectors | mismatches | exhaustive | seconds "
-             "| vectors/s | build s | passed |",
-             "|---|---|---|---:|---:|---|---:|---:|---:|---|"]
+             "| unit | params | simulator | vectors | mismatches | exhaustive | coverage "
+             "| seconds | vectors/s | build s | passed |",
+             "|---|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in records:
         p = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         rate = r["vectors"] / r["seconds"] if r["seconds"] else 0
         lines.append(f"| {r['unit']} | {p} | {r['simulator']} | {r['vectors']} | "
                      f"{r['mismatches']} | {'yes' if r['exhaustive'] else 'no'} | "
+                     f"{_coverage(r.get('coverage'))} | "
                      f"{r['seconds']:.1f} | {rate:,.0f} | {r.get('build_seconds', 0):.1f} | "
                      f"{'yes' if r['passed'] else '**NO**'} |")
     (REPORTS / "regression.md").write_text("\n".join(lines) + "\n")

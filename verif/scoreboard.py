@@ -94,6 +94,9 @@ class Scoreboard:
                            got.ravel()[i], expected.ravel()[i])
         self.vectors += got.size
         self.mismatches += bad.size
+        if bad.size and os.environ.get("FOURBIT_FAIL_FAST"):
+            # The mutation flow: one mismatch decides, the rest of the bench is not needed.
+            raise AssertionError(f"{self.name}: {bad.size} mismatches (failing fast)")
 
     def finish(self, expected_vectors, exhaustive):
         """Write the counts for the harness, then assert the count and zero mismatches."""

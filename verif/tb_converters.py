@@ -17,15 +17,17 @@ code and flag byte together).
 """
 
 import cocotb
+import funcov
 import numpy as np
 
 import golden
-from golden.formats import FLAG_INVALID, FP4, FP16, INT_FORMATS
-from golden.fp16 import is_nan
+from golden.formats import FLAG_INVALID, FLAG_SATURATED, FP4, FP16, INT_FORMATS
+from golden.fp16 import decode_fp16, is_nan
 from golden.gradscale import gradscale
 from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
+from hdl.params import g_range
 
-from scoreboard import Scoreboard, params, rng
+from scoreboard import Scoreboard, cached, params, rng
 from streams import Stimulus, StreamBench
 
 RESET_RESULTS = 64        # results of the reset check (the sweep's first)
@@ -57,7 +59,8 @@ TRACKER_MAX_BEATS = 6
 # order gives lane k only the codes = k mod lanes: only lane 0 would see +-0, +-Inf or an
 # exact power of two). Zeros, infinities, quiet and signalling NaNs, the subnormal ends,
 # the smallest normal, the largest finite, exact levels and powers of two, ties of the
-# integer rescale (x.5) and of the log converter's midpoints, and values past saturation.
+# integer rescale (every x.5 up to 7.5, both signs: stochastic rounding must meet each in
+# both directions) and of the log converter's midpoints, and values past saturation.
 _NEG = FP16.SIGN_MASK
 FP16_CORNERS = (
     0x0000, _NEG, FP16.INF, _NEG | FP16.INF, FP16.QNAN, _NEG | FP16.QNAN,
@@ -66,6 +69,7 @@ FP16_CORNERS = (
     0x3C00, 0xBC00, 0x3400, 0x4000, 0x4400, 0x5400, 0x5800,
     0x3800, 0xB800, 0x3E00, 0xBE00, 0x4100, 0x4780, 0xC780, 0x4BC0,
     0x4500, 0x3A00, 0x4800, 0xC800, 0x4C00, 0x5640, 0xD640,
+    0xC100, 0x4300, 0xC300, 0x4480, 0xC480, 0x4580, 0xC580, 0x4680, 0xC680,
 )
 
 
@@ -123,8 +127,48 @@ async def log_converter_exhaustive(dut):
     c, fl = golden.to_fp4(x, g[:, None], ph[:, None], flags=True)
     stim = Stimulus({"x": x, "g": g, "phase": ph}, _key(c, fl, FP4.BITS),
                     inputs={"x": x, "g": g[:, None], "phase": ph[:, None]})
+    cov = log_coverage(unit)
+    cov.sample(code=c, phase=ph[:, None], lane=np.arange(lanes)[None, :],
+               situation=_log_situation(x, g[:, None], ph[:, None], c),
+               input=funcov.fp16_class(x))
     await run(dut, unit, stim, lambda o: _key(o["c"], o["flags"], FP4.BITS), "log_converter",
               exhaustive=True)
+    cov.finish(dut._log)
+
+
+def _log_situation(x, g, ph, c):
+    """:func:`funcov.fp4_situation` of fp16 codes ``x`` converted with ``g`` and phase
+    ``ph`` to the fp4 codes ``c``."""
+    _, sig, exp = decode_fp16(x)
+    y = np.ldexp(sig.astype(np.float64), (exp + g - ph).astype(np.int64))
+    return funcov.fp4_situation(y, c, is_nan(x), (np.asarray(x) & FP16.MAG_MASK) == FP16.INF)
+
+
+def log_coverage(unit):
+    """The log converter's bins: every fp4 code x phase x rounding situation that some fp16
+    input and g of the unit's range produce (the golden model over all of them), every lane x
+    situation and every lane x input class."""
+    lo, hi = g_range(unit.g_bits)
+
+    def reachable():
+        x = np.arange(1 << FP16.BITS, dtype=np.int64)
+        out = set()
+        for g in range(lo, hi + 1):
+            for ph in (0, 1):
+                c = golden.to_fp4(x, g, ph)
+                sit = _log_situation(x, g, ph, c)
+                out |= set(zip(c.tolist(), [ph] * len(x), sit.tolist()))
+        return np.array(sorted(f"{a}|{b}|{s_}" for a, b, s_ in out))
+
+    triples = {tuple(int(v) if v.isdigit() else v for v in t.split("|"))
+               for t in cached(reachable, "log_coverage", lo, hi).tolist()}
+    return funcov.Coverage(
+        f"log_converter_x{unit.lanes}_g{unit.g_bits}",
+        {"code": range(1 << FP4.BITS), "phase": (0, 1), "situation": funcov.FP4_SITUATIONS,
+         "lane": range(unit.lanes), "input": funcov.FP16_CLASSES},
+        {"code_phase_situation": ("code", "phase", "situation"),
+         "lane_situation": ("lane", "situation"), "lane_input": ("lane", "input")},
+        reachable={"code_phase_situation": triples})
 
 
 def _rescale_expected(x, s, fmt, u=None, r_bits=0):
@@ -161,8 +205,53 @@ async def rescale_exhaustive(dut):
     expected = _rescale_expected(x, np.broadcast_to(s[:, None], x.shape), unit.fmt, u, r_bits)
     stim = Stimulus(beats, expected, inputs={"x": x, "s": s[:, None]})
     w = INT_FORMATS[unit.fmt].bits
+    cov = rescale_coverage(unit)
+    good = ~np.isin(s, BAD_SCALES)
+    q, fl = (expected[good] & 0xF), (expected[good] >> w)
+    cov.sample(q=_int_value(q, unit.fmt), lane=np.arange(lanes)[None, :],
+               situation=_rescale_situation(x[good], s[good][:, None], fl),
+               input=funcov.fp16_class(x[good]))
     await run(dut, unit, stim, lambda o: _key(o["q"], o["flags"], w),
               f"rescale_{unit.fmt}_{unit.rounding}", exhaustive=not r_bits)
+    cov.finish(dut._log)
+
+
+RESCALE_SITUATIONS = ("exact", "tie", "inexact", "clamp", "nan")
+
+
+def _int_value(code, fmt):
+    code = np.asarray(code, np.int64)
+    return code - ((code >> 3) << 4) if INT_FORMATS[fmt].qmin < 0 else code
+
+
+def _rescale_situation(x, s, flags):
+    """``x * s`` (exact) on an integer, on a tie (.5), elsewhere; clamped (saturated, Inf
+    included); NaN."""
+    with np.errstate(invalid="ignore"):
+        v = np.abs(golden.fp16.fp16_to_float(x) * golden.fp16.fp16_to_float(s))
+        frac = v - np.floor(v)
+    out = np.where(frac == 0, "exact", np.where(frac == 0.5, "tie", "inexact"))
+    out = np.where((flags & FLAG_SATURATED) != 0, "clamp", out)
+    return np.where(is_nan(x), "nan", out)
+
+
+def rescale_coverage(unit):
+    """The rescale unit's bins (its rounding mode in the name): every output value x
+    situation that the mode can produce -- a tie rounds to an even value under RNE (either
+    neighbour under stochastic rounding), a clamp gives the format's ends, NaN gives 0 --
+    every lane x situation and every lane x input class."""
+    f = INT_FORMATS[unit.fmt]
+    values = range(f.qmin, f.qmax + 1)
+    ok = {(q, "exact") for q in values} | {(q, "inexact") for q in values}
+    ok |= {(q, "tie") for q in values if unit.rounding == "stochastic" or q % 2 == 0}
+    ok |= {(f.qmin, "clamp"), (f.qmax, "clamp"), (0, "nan")}
+    return funcov.Coverage(
+        f"rescale_x{unit.lanes}_{unit.fmt}_{unit.rounding}",
+        {"q": values, "situation": RESCALE_SITUATIONS, "lane": range(unit.lanes),
+         "input": funcov.FP16_CLASSES},
+        {"value_situation": ("q", "situation"), "lane_situation": ("lane", "situation"),
+         "lane_input": ("lane", "input")},
+        reachable={"value_situation": ok})
 
 
 @cocotb.test()

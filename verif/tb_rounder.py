@@ -20,6 +20,7 @@ and on the last cycle it is on the outputs.
 """
 
 import cocotb
+import funcov
 import numpy as np
 from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
@@ -115,16 +116,36 @@ def random_vectors(gen, n, w, ew, signed):
     return gen.integers(0, 2, n), mag, exp
 
 
-def vector_count(w, ew, signed, stages=0):
+def vector_count(w, ew, signed, stages=0, lanes=1):
     if exhaustive(w, ew, signed):
         n = 1 << (w + ew + (0 if signed else 1))
+        if not stages and lanes > 1:
+            n += lanes * len(set(_cases(*all_vectors(w, ew, signed), signed)))
     else:
         n = N_RANDOM + len(corners(w, ew, signed)[0])
     return 2 * n if stages else n           # pipelined: first and last cycle of each result
 
 
 def expected_vectors(configs, lanes):
-    return sum(vector_count(*c) for c in configs)
+    return sum(vector_count(*c, lanes=lanes) for c in configs)
+
+
+def _cases(s, m, e, signed):
+    """:func:`funcov.rounding_case` of each input."""
+    if signed:
+        s = np.where(m == 0, 0, s)
+    r, f = golden.round_fp16(s, m.astype(np.uint64), e)
+    return funcov.rounding_case(m, e, r, f).tolist()
+
+
+def lane_corners(s, m, e, signed, lanes):
+    """For an exhaustive sweep, one more step per rounding case with one input of that case
+    in every lane (an exhaustive sweep meets a rare case in fewer lanes than it has: only two
+    inputs of the 12-bit configuration round from above a tie)."""
+    cases = np.array(_cases(s, m, e, signed))
+    pick = np.concatenate([np.resize(np.nonzero(cases == c)[0], lanes)
+                           for c in funcov.ROUNDING_CASES if np.any(cases == c)])
+    return s[pick], m[pick], e[pick]
 
 
 def _pack(values, bits, lanes):
@@ -161,7 +182,22 @@ async def config(dut, k):
         # vectors is free: sorted by exponent, sign and magnitude, consecutive steps toggle
         # few input bits, which saves Icarus most of its event traffic.
         order = np.lexsort((m, s, e))
+        # ... and step j's group rotated by j's base-``lanes`` digit sum, so that every lane
+        # sees every magnitude residue and every position in a binade (in plain order, lane
+        # k would only get m = k mod lanes: the zeros and the ties all in the same lanes).
+        whole = n - n % lanes
+        rows = order[:whole].reshape(-1, lanes)
+        j, shift = np.arange(len(rows)), np.zeros(len(rows), np.int64)
+        while np.any(j):
+            shift, j = shift + j, j // lanes
+        turn = (np.arange(lanes)[None, :] - shift[:, None]) % lanes
+        order = np.concatenate([rows[np.arange(len(rows))[:, None], turn].ravel(),
+                                order[whole:]])
         s, m, e = s[order], m[order], e[order]
+        if full and lanes > 1:
+            s, m, e = (np.concatenate(p) for p in zip((s, m, e),
+                                                      lane_corners(s, m, e, signed, lanes)))
+            n = len(m)
     want_r, want_f = golden.round_fp16(s, m.astype(np.uint64), e)
     pad = -n % lanes
     sp, mp, ep = (np.pad(x, (0, pad)) for x in (s, m, e))
@@ -197,7 +233,32 @@ async def config(dut, k):
         first_r = _unpack(first_r, FP16.BITS, lanes)[:n]
         first_f = _unpack(first_f, FLAGS_SHAPE.width, lanes)[:n]
         sb.compare(first_r | (first_f << 16), want, sign=s, mag=m, exp=e)
-    sb.finish(expected_vectors=vector_count(w, ew, signed, stages), exhaustive=full)
+    sb.finish(expected_vectors=vector_count(w, ew, signed, stages, lanes), exhaustive=full)
+    cov = rounder_coverage(name, w, ew, signed, lanes)
+    cov.sample(case=funcov.rounding_case(m, e, want_r, want_f), sign=s,
+               lane=np.arange(n) % lanes)
+    cov.finish(dut._log)
+
+
+def rounder_coverage(name, w, ew, signed, lanes):
+    """A rounder configuration's bins: every rounding case (:data:`funcov.ROUNDING_CASES`) x
+    sign that its inputs can produce (all inputs of an exhaustive configuration through the
+    golden rounder; every case and sign otherwise, but a signed zero), every lane x case."""
+    if exhaustive(w, ew, signed):
+        s, m, e = all_vectors(w, ew, signed)
+        if signed:
+            s = np.where(m == 0, 0, s)
+        r, f = golden.round_fp16(s, m.astype(np.uint64), e)
+        ok = set(zip(funcov.rounding_case(m, e, r, f).tolist(), s.tolist()))
+    else:
+        ok = {(c, sg) for c in funcov.ROUNDING_CASES for sg in (0, 1)
+              if not (signed and c == "zero" and sg)}
+    cases = sorted({c for c, _ in ok}, key=funcov.ROUNDING_CASES.index)
+    return funcov.Coverage(
+        name, {"case": funcov.ROUNDING_CASES, "sign": (0, 1), "lane": range(lanes)},
+        {"case_sign": ("case", "sign"), "lane_case": ("lane", "case")},
+        reachable={"case_sign": ok,
+                   "lane_case": {(k, c) for k in range(lanes) for c in cases}})
 
 
 async def _drive_pipelined(dut, k, stages, drive, handles):
