@@ -6,7 +6,10 @@ the reset check under random gaps and backpressure.
 Parameters (``FOURBIT_PARAMS``): ``lanes`` and ``accumulator``.
 """
 
+import itertools
+
 import cocotb
+import funcov
 import numpy as np
 
 import golden
@@ -74,6 +77,49 @@ def key(out):
     return out["result"] | (out["flags"] << 16)
 
 
+G_EXTREMES = (-32, 31)           # the 6-bit g range's ends
+LENGTHS = {"one": 1, "short": 5, "long": 20}      # beats: a representative of each class
+
+
+def directed_dots(r, lanes):
+    """Random operands in every context: mode x signedness x phase x g (either end of its
+    range, or 0) x one beat, a short and a long dot product (the coverage cross of
+    :func:`_coverage`)."""
+    dots = []
+    for mode, a_s, b_s, ph, g, n in itertools.product((0, 1), (0, 1), (0, 1), (0, 1),
+                                                       (G_EXTREMES[0], 0, G_EXTREMES[1]),
+                                                       LENGTHS.values()):
+        d = make_dots(r, lanes, [n])[0]
+        d.update(mode=mode, a_signed=a_s, b_signed=b_s, phase=ph, g=g)
+        dots.append(d)
+    return dots
+
+
+_COVERAGE = {}
+
+
+def _coverage(lanes, acc):
+    """The dot unit's bins, per dot product: mode x a signedness x b signedness x length
+    (one beat, 2-8 beats, more) x g (either end of its range, or inside), and mode x phase."""
+    if (lanes, acc) not in _COVERAGE:
+        _COVERAGE[lanes, acc] = funcov.Coverage(
+            f"dot{lanes}_{acc}",
+            {"mode": (0, 1), "a_signed": (0, 1), "b_signed": (0, 1), "phase": (0, 1),
+             "length": tuple(LENGTHS), "g": ("min", "inside", "max")},
+            {"context": ("mode", "a_signed", "b_signed", "length", "g"),
+             "mode_phase": ("mode", "phase")})
+    return _COVERAGE[lanes, acc]
+
+
+def _sample(lanes, acc, dots):
+    n = np.array([len(d["a"]) for d in dots])
+    g = np.array([d["g"] for d in dots])
+    _coverage(lanes, acc).sample(
+        **{k: np.array([d[k] for d in dots]) for k in CONTEXT},
+        length=np.where(n == 1, "one", np.where(n <= 8, "short", "long")),
+        g=np.where(g == G_EXTREMES[0], "min", np.where(g == G_EXTREMES[1], "max", "inside")))
+
+
 def full_rate_dots(case, r, lanes):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
@@ -83,7 +129,8 @@ def full_rate_dots(case, r, lanes):
         lengths = list(r.integers(1, 9, 300)) + list(r.integers(9, 257, 12)) + [4096, 1]
         return (make_dots(r, lanes, lengths)
                 + make_dots(r, lanes, [int(x) for x in r.integers(1, 5, 100)],
-                            g_range=(-32, 31)))
+                            g_range=(-32, 31))
+                + directed_dots(r, lanes))
     if case == "extremes":
         dots = []
         for g in (-32, 0, 16, 31):
@@ -109,9 +156,11 @@ async def dot_full_rate(dut, case):
     """The dot products of :func:`full_rate_dots` back to back with ``o.ready`` high."""
     bench, lanes, acc, r, sb = await _bench(dut, case, salt={"random": 1, "extremes": 2,
                                                              "latency": 4}[case])
-    stim = stimulus(full_rate_dots(case, r, lanes), acc, lanes, r)
+    dots = full_rate_dots(case, r, lanes)
+    stim = stimulus(dots, acc, lanes, r)
     await bench.full_rate(sb, stim)
     sb.finish(expected_vectors=2 * len(stim), exhaustive=False)
+    _sample(lanes, acc, dots)
 
 
 @cocotb.test()
@@ -121,3 +170,6 @@ async def dot_reset(dut):
     dots = make_dots(r, lanes, [int(x) for x in r.integers(1, 6, RESET_DOTS)])
     await bench.reset_check(sb, stimulus(dots, acc, lanes, r), pre_results=RESET_PRE)
     sb.finish(expected_vectors=RESET_DOTS, exhaustive=False)
+    _sample(lanes, acc, dots)
+    # The last test of the module: the bins of all of them (cocotb runs them in order).
+    _coverage(lanes, acc).finish(dut._log)

@@ -14,6 +14,7 @@ Parameters (from the pytest side): ``op`` (``"add"`` or ``"mul"``), ``lanes``, `
 """
 
 import cocotb
+import funcov
 import numpy as np
 
 import golden
@@ -107,6 +108,7 @@ async def full_rate(dut, source):
     sb = Scoreboard(f"fp16_{p['op']}_{source}", dut._log)
     await bench.full_rate(sb, stim)
     sb.finish(expected_vectors=stim.expected.size + len(stim), exhaustive=False)
+    _sample(p, stim)
 
 
 @cocotb.test()
@@ -120,3 +122,53 @@ async def stream(dut):
     sb = Scoreboard(f"fp16_{p['op']}_stream", dut._log)
     await bench.reset_check(sb, stim, pre_results=n // 2, valid_prob=0.6, ready_prob=0.5)
     sb.finish(expected_vectors=stim.expected.size, exhaustive=False)
+    _sample(p, stim)
+    # The last test of the module: the bins of all three (cocotb runs them in order).
+    _coverage(p).finish(dut._log)
+
+
+_COVERAGE = {}
+
+
+def _coverage(p):
+    """The unit's bins, shared by the module's tests: every IEEE case of the result
+    (:data:`funcov.ROUNDING_CASES`, and ``special`` for a NaN or Inf operand) -- an exact sum
+    of two fp16 values is never rounded to zero, so the adder has no ``underflow_zero`` --
+    every pair of operand classes, and every lane x case."""
+    key = (p["op"], p["lanes"])
+    if key not in _COVERAGE:
+        cases = [c for c in funcov.ROUNDING_CASES + ("special",)
+                 if not (p["op"] == "add" and c == "underflow_zero")]
+        _COVERAGE[key] = funcov.Coverage(
+            f"fp16_{p['op']}_x{p['lanes']}",
+            {"case": cases, "a": funcov.FP16_CLASSES, "b": funcov.FP16_CLASSES,
+             "lane": range(p["lanes"])},
+            {"case": ("case",), "operands": ("a", "b"), "lane_case": ("lane", "case")})
+    return _COVERAGE[key]
+
+
+def ieee_case(op, a, b, code, flags):
+    """The IEEE case of each result: the exact sum or product of the operands (integers:
+    significands below 2**11, aligned exponents within 2**40) through
+    :func:`funcov.rounding_case`; ``special`` when an operand is NaN or Inf."""
+    sa, ma, ea = golden.fp16.decode_fp16(a)
+    sb, mb, eb = golden.fp16.decode_fp16(b)
+    if op == "mul":
+        mag, exp = ma * mb, ea + eb
+    else:
+        lo = np.minimum(ea, eb)
+        va = np.where(sa == 1, -ma, ma) << (ea - lo)
+        vb = np.where(sb == 1, -mb, mb) << (eb - lo)
+        mag, exp = np.abs(va + vb), lo
+    case = funcov.rounding_case(mag, exp, code, flags)
+    special = ((np.asarray(a) & FP16.EXP_MASK) == FP16.EXP_MASK) | \
+        ((np.asarray(b) & FP16.EXP_MASK) == FP16.EXP_MASK)
+    return np.where(special, "special", case)
+
+
+def _sample(p, stim):
+    a, b = stim.inputs["a"], stim.inputs["b"]
+    want = np.asarray(stim.expected, np.int64)
+    lanes = np.arange(p["lanes"])[None, :] if np.ndim(a) == 2 else 0
+    _coverage(p).sample(case=ieee_case(p["op"], a, b, want & 0xFFFF, want >> 16), lane=lanes,
+                        a=funcov.fp16_class(a), b=funcov.fp16_class(b))
