@@ -83,11 +83,13 @@ synth-smoke: setup
 study: setup
 	$(PY) -m scripts.study
 
-# Mutation score of the benches (verif/mutation.py): 200 Yosys mutants per unit, each under
-# the unit's own bench on Icarus, survivors checked for equivalence (about 10 minutes):
-# build/reports/mutation.{json,md}. `make test` runs a smoke version (verif/test_mutation.py).
+# Mutation score of the benches (verif/mutation.py): 200 Yosys mutants of each of 13 units in
+# one selectable Verilator build per unit, each under the unit's own bench, survivors checked
+# for equivalence: build/reports/mutation.{json,md}. MUTATE_UNITS=a,b reruns some. `make test` runs
+# a smoke version (verif/test_mutation.py).
+MUTATE_UNITS ?=
 mutate: setup
-	PYTHONPATH=.:verif $(PY) -m mutation
+	PYTHONPATH=.:verif $(PY) -m mutation $(if $(MUTATE_UNITS),--units $(MUTATE_UNITS))
 
 # 4-bit training through the RTL: 3 SGD steps of the digits MLP (batch 32) with every 4-bit
 # operation on the simulated training engine (Verilator), compared bit for bit with the

@@ -272,14 +272,47 @@ async def decoder_exhaustive(dut):
     x, fl = golden.from_fp4(c, g[:, None], ph[:, None], flags=True)
     stim = Stimulus({"c": c, "g": g, "phase": ph}, _key(x, fl, FP16.BITS),
                     inputs={"c": c, "g": g[:, None], "phase": ph[:, None]})
+    cov = decoder_coverage(unit)
+    cov.sample(code=c, phase=ph[:, None], case=_decode_case(c, g[:, None], ph[:, None], x, fl),
+               lane=np.arange(lanes)[None, :])
     await run(dut, unit, stim, lambda o: _key(o["x"], o["flags"], FP16.BITS), "fp4_decoder",
               exhaustive=True)
+    cov.finish(dut._log)
+
+
+def _decode_case(c, g, ph, x, fl):
+    """:func:`funcov.rounding_case` of the decoder's power of two ``2**(2(e-4) + ph - g)``."""
+    e = np.asarray(c, np.int64) & ((1 << FP4.EXP_BITS) - 1)
+    exp = FP4.RADIX_LOG2 * (e - FP4.EXP_BIAS) + ph - g
+    return funcov.rounding_case((e != 0).astype(np.int64), exp, x, fl)
+
+
+def decoder_coverage(unit):
+    """The decoder's bins: every fp4 code x phase x result case (exact, subnormal, overflow,
+    underflow to zero, zero) that some g of the unit's range gives, and every lane x code."""
+    lo, hi = g_range(unit.g_bits)
+    c, g, ph = np.meshgrid(np.arange(1 << FP4.BITS), np.arange(lo, hi + 1), (0, 1))
+    x, fl = golden.from_fp4(c, g, ph, flags=True)
+    ok = set(zip(c.ravel().tolist(), ph.ravel().tolist(),
+                 _decode_case(c, g, ph, x, fl).ravel().tolist()))
+    return funcov.Coverage(
+        f"fp4_decoder_x{unit.lanes}_g{unit.g_bits}",
+        {"code": range(1 << FP4.BITS), "phase": (0, 1), "case": funcov.ROUNDING_CASES,
+         "lane": range(unit.lanes)},
+        {"code_phase_case": ("code", "phase", "case"), "lane_code": ("lane", "code")},
+        reachable={"code_phase_case": ok})
+
+
+def tracker_tensor_count(lanes):
+    """Tensors of :func:`tracker_tensors`."""
+    return FP16.INF + 1 + TRACKER_RANDOM_TENSORS + lanes + 6
 
 
 def tracker_tensors(lanes, g_bits, gen):
     """Tensors for the tracker bench: first one single-beat tensor per fp16 magnitude from
     +0 to +Inf (that magnitude in a random lane, random signs, smaller values and NaNs in
-    the others, random g), then random multi-beat tensors. Returns the beat fields and the
+    the others, random g), then random multi-beat tensors, then the directed ones of
+    :func:`tracker_corner_tensors`. Returns the beat fields and the
     per-tensor ``(max, nan, g)``."""
     lo, hi = -(1 << (g_bits - 1)), (1 << (g_bits - 1)) - 1
     mags = np.arange(FP16.INF + 1, dtype=np.int64)
@@ -305,6 +338,11 @@ def tracker_tensors(lanes, g_bits, gen):
     lasts.append(last2)
     gs.append(g2)
     tensor_g.append(g2[last2 == 1])
+    x3, last3, g3 = tracker_corner_tensors(lanes, lo, hi, gen)
+    xs.append(x3)
+    lasts.append(last3)
+    gs.append(g3)
+    tensor_g.append(g3[last3 == 1])
     x = np.concatenate(xs)
     last = np.concatenate(lasts)
     g = np.concatenate(gs)
@@ -318,6 +356,28 @@ def tracker_tensors(lanes, g_bits, gen):
     tnan = np.zeros(nt, bool)
     np.logical_or.at(tnan, tensor, isnan.any(axis=1))
     return {"x": x, "g": g, "last": last}, tmax, tnan, np.concatenate(tensor_g)
+
+
+def tracker_corner_tensors(lanes, lo, hi, gen):
+    """The tracker's directed tensors (``lanes + 6``): +-Inf in each lane
+    of a single beat without NaN; three-beat tensors all zero, with a subnormal max and a
+    NaN, with an Inf and a NaN; and the GradScale rules pushed against both ends of g
+    (an Inf at ``lo`` and ``lo + 1``, a zero tensor at ``hi``)."""
+    small = gen.integers(0, 0x7000, (lanes, lanes))
+    inf = np.where(np.eye(lanes, dtype=bool), FP16.INF, small)
+    inf |= gen.integers(0, 2, (lanes, lanes)) << (FP16.BITS - 1)
+    zeros = np.zeros((3, lanes), np.int64)
+    sub = gen.integers(0, 0x400, (3, lanes))
+    sub[1, gen.integers(0, lanes)] = FP16.QNAN
+    infnan = gen.integers(0, 0x7C00, (3, lanes))
+    infnan[0, 0], infnan[2, lanes - 1] = FP16.INF, FP16.QNAN | 1
+    ends = np.zeros((3, lanes), np.int64)
+    ends[0, 0] = ends[1, 0] = FP16.INF
+    x = np.concatenate([inf, zeros, sub, infnan, ends])
+    last = np.concatenate([np.ones(lanes, np.int64)] + [np.array([0, 0, 1])] * 3
+                          + [np.ones(3, np.int64)])
+    g = np.concatenate([gen.integers(lo, hi + 1, lanes + 9), [lo, lo + 1, hi]])
+    return x, last, g
 
 
 @cocotb.test()
@@ -340,6 +400,43 @@ async def tracker_tensors_test(dut):
 
     stim = Stimulus(beats, key(tmax, tnan, paper, direct), ends=beats["last"],
                     inputs={"max": tmax, "g": tg})
+    cov = tracker_coverage(unit)
+    tracker_sample(cov, beats, tmax, tnan, tg, {"paper": paper, "direct": direct}, lo, hi)
     await run(dut, unit, stim, lambda o: key(o["max"], o["nan"], o["g_paper"], o["g_direct"]),
               "range_tracker", exhaustive=False)
+    cov.finish(dut._log)
+
+
+def tracker_coverage(unit):
+    """The tracker's bins, per tensor: class of the max magnitude x NaN present x length
+    (one beat or more); the lane holding the max x its class (single-beat tensors); per
+    GradScale rule, the move of g (down, same, up) and where it lands (the range's ends or
+    inside)."""
+    return funcov.Coverage(
+        f"range_tracker_x{unit.lanes}_g{unit.g_bits}",
+        {"max": ("zero", "subnormal", "normal", "inf"), "nan": (0, 1),
+         "length": ("one", "more"), "lane": range(unit.lanes), "rule": ("paper", "direct"),
+         "move": ("down", "same", "up"), "lands": ("lo", "inside", "hi")},
+        {"max_nan_length": ("max", "nan", "length"), "lane_max": ("lane", "max"),
+         "rule_move": ("rule", "move"), "rule_lands": ("rule", "lands")},
+        reachable={"lane_max": {(k, c) for k in range(unit.lanes)
+                                for c in ("subnormal", "normal", "inf")}})
+
+
+def tracker_sample(cov, beats, tmax, tnan, tg, rules, lo, hi):
+    last = beats["last"]
+    start = np.concatenate([[0], np.nonzero(last)[0][:-1] + 1])
+    length = np.where(np.diff(np.concatenate([start, [len(last)]])) == 1, "one", "more")
+    cov.sample(max=funcov.fp16_class(tmax), nan=tnan.astype(np.int64), length=length)
+    one = length == "one"
+    x = beats["x"][start[one]]
+    mag = np.where(is_nan(x), -1, x & FP16.MAG_MASK)
+    top = tmax[one]
+    keep = top > 0
+    cov.sample(lane=np.argmax(mag == top[:, None], axis=1)[keep],
+               max=funcov.fp16_class(top[keep]))
+    for rule, new in rules.items():
+        new = np.asarray(new, np.int64)
+        cov.sample(rule=rule, move=np.where(new < tg, "down", np.where(new > tg, "up", "same")),
+                   lands=np.where(new == lo, "lo", np.where(new == hi, "hi", "inside")))
 

@@ -8,12 +8,12 @@ from tb_converters import (
     LOG_G,
     RESCALE_SCALES,
     STOCHASTIC_SCALES,
-    TRACKER_RANDOM_TENSORS,
     sweep_beats,
+    tracker_tensor_count,
     vectors,
 )
 
-from golden.formats import FP4, FP16
+from golden.formats import FP4
 from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
 from harness import run_bench, simulators
@@ -72,7 +72,7 @@ def test_fp4_decoder(sim):
 def test_range_tracker(sim):
     lanes = 16
     unit = RangeTracker(lanes=lanes, g_bits=6)
-    tensors = FP16.INF + 1 + TRACKER_RANDOM_TENSORS
+    tensors = tracker_tensor_count(lanes)
     run_bench(unit, "tb_converters", sim, {"lanes": lanes, "g_bits": 6},
               expect_vectors=vectors(tensors),
               extra_env=_filter("tracker_tensors_test"))
