@@ -1,6 +1,6 @@
-"""cocotb benches for the board top (:class:`hdl.board.BoardTop`): a UART model on its ``rx``
-and ``tx`` pins, and the host protocol code ``scripts/board.py`` uses on a serial port
-(:mod:`board_protocol`) driving it through that model.
+"""cocotb benches for the board top (:class:`hdl.board.BoardTop`): cocotbext-uart's UART
+model on its ``rx`` and ``tx`` pins, and the host protocol code ``scripts/board.py`` uses on
+a serial port (:mod:`board_protocol`) driving it through that model.
 
 - ``board_gemm``: random GEMMs through the protocol (loads, the GEMM, its results and
   status) by ``scripts/board.py``'s own check, and a conversion, against
@@ -11,14 +11,13 @@ and ``tx`` pins, and the host protocol code ``scripts/board.py`` uses on a seria
 Parameters (``FOURBIT_PARAMS``): ``divisor`` (cycles per bit) and the engine's.
 """
 
-import collections
-
 import cocotb
 import numpy as np
 from board_protocol import BoardError, BoardHost, frame
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, Timer
+from cocotbext.uart import UartSink, UartSource
 from engine_driver import command, gemm_commands, gemm_results
 from tb_engine import random_gemm
 
@@ -38,56 +37,35 @@ def board_of(p):
     return BoardTop(clk_hz=p["divisor"] * 1_000_000, baud=1_000_000, engine=eng)
 
 
+CLOCK_NS = 10             # the bench's clock period
+
+
 class SimUART:
-    """The host's serial port, simulated: bytes written go out on the board's ``rx`` pin,
-    bytes the board sends on ``tx`` are collected. ``write`` and ``read`` are blocking
-    calls for code in a ``bridge`` thread, like pyserial's."""
+    """The host's serial port, simulated with cocotbext-uart: a ``UartSource`` drives the
+    board's ``rx`` pin, a ``UartSink`` collects what it sends on ``tx``, both at the board's
+    bit time (``divisor`` clock cycles). ``write`` and ``read`` are blocking calls for code
+    in a ``bridge`` thread, like pyserial's; ``read`` gives up after ``timeout_bytes`` byte
+    times without the bytes it waits for."""
 
     def __init__(self, dut, divisor, timeout_bytes=200):
         self.dut, self.d = dut, divisor
-        self.outbox = collections.deque()
-        self.inbox = collections.deque()
+        baud = 1e9 / (divisor * CLOCK_NS)
+        self.source = UartSource(dut.rx, baud=baud, bits=8, stop_bits=1)
+        self.sink = UartSink(dut.tx, baud=baud, bits=8, stop_bits=1)
         self.timeout_cycles = timeout_bytes * 10 * divisor
-        dut.rx.value = 1
-        cocotb.start_soon(self._send())
-        cocotb.start_soon(self._receive())
-
-    async def _send(self):
-        dut, clk = self.dut, self.dut.clk
-        while True:
-            if not self.outbox:
-                await RisingEdge(clk)
-                continue
-            byte = self.outbox.popleft()
-            for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
-                dut.rx.value = bit
-                await ClockCycles(clk, self.d)
-
-    async def _receive(self):
-        dut, clk = self.dut, self.dut.clk
-        while True:
-            await FallingEdge(dut.tx)
-            await ClockCycles(clk, self.d + self.d // 2)
-            byte = 0
-            for k in range(8):
-                byte |= int(dut.tx.value) << k
-                await ClockCycles(clk, self.d)
-            assert int(dut.tx.value) == 1, "the board sent a byte without its stop bit"
-            self.inbox.append(byte)
 
     async def _write(self, data):
-        self.outbox.extend(data)
-        while self.outbox:                       # returns once the bytes are on the line
-            await RisingEdge(self.dut.clk)
+        await self.source.write(data)
+        await self.source.wait()                 # returns once the bytes are on the line
 
     async def _read(self, n):
         waited = 0
-        while len(self.inbox) < n:
+        while self.sink.count() < n:
             await ClockCycles(self.dut.clk, self.d)
             waited += self.d
             if waited > self.timeout_cycles:
-                raise TimeoutError(f"the board sent {len(self.inbox)} of {n} bytes")
-        return bytes(self.inbox.popleft() for _ in range(n))
+                raise TimeoutError(f"the board sent {self.sink.count()} of {n} bytes")
+        return bytes(self.sink.read_nowait(n))
 
     async def quiet(self, cycles):
         await ClockCycles(self.dut.clk, cycles)
@@ -102,7 +80,7 @@ class SimUART:
 async def _setup(dut):
     p = params()
     board = board_of(p)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     dut.rst.value = 1
     uart = SimUART(dut, board.divisor)
     await ClockCycles(dut.clk, 3)
