@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from tb_fp16 import CORNER_PAIRS
 
 from golden.formats import FP16
 from golden.testfloat import CASES as TESTFLOAT_CASES
@@ -33,8 +34,13 @@ def test_fp16_unit(sim, op):
     unit = UNITS[op](lanes=LANES)
     run_bench(unit, "tb_fp16", sim,
               params={"op": op, "lanes": LANES, "n_random": N_RANDOM, "n_stream": N_STREAM},
-              expect_vectors=_full_rate_vectors(TESTFLOAT_CASES) + _full_rate_vectors(N_RANDOM)
-              + N_STREAM * LANES)
+              expect_vectors=expected_vectors())
+
+
+def expected_vectors():
+    """Vectors of one bench run (also ``make mutate``'s count)."""
+    return (_full_rate_vectors(TESTFLOAT_CASES)
+            + _full_rate_vectors(N_RANDOM + CORNER_PAIRS * LANES) + N_STREAM * LANES)
 
 
 # --- without a simulator: parameters, properties, Amaranth-simulator quick checks ----------
