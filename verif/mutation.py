@@ -383,9 +383,14 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     cap = CAP_FACTOR * clean["cycles"] + CAP_SLACK if clean["cycles"] else 0
     if workers > 1:                            # the second build, before the pool starts
         run_mutant(name, design, 0, 1, fail_fast=True)
-    # Outcomes already simulated for this very design (an interrupted run) are kept.
+    # Outcomes already simulated for this very design under this very bench (an interrupted
+    # run) are kept: the key covers the Verilog, the bench's sources and its configuration.
     cache = design.work / "outcomes.json"
-    key = hashlib.sha256(design.text.encode()).hexdigest()
+    h = hashlib.sha256(design.text.encode())
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.read_bytes())
+    h.update(repr((t.params, t.cocotb_filter, t.expect_vectors, cap)).encode())
+    key = h.hexdigest()
     saved = json.loads(cache.read_text()) if cache.exists() else {}
     outcomes = {int(k): v for k, v in saved.get(key, {}).items() if int(k) in ks}
     lock = threading.Lock()
