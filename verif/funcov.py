@@ -25,7 +25,7 @@ import numpy as np
 from cocotb_coverage.coverage import CoverCross, CoverPoint, coverage_db
 
 from golden.formats import FLAG_OVERFLOW, FP4, FP16
-from golden.fp16 import is_nan, is_snan
+from golden.fp16 import _bit_length, is_nan, is_snan
 
 __all__ = ["Coverage", "fp16_class", "rounding_case", "fp4_situation", "ROUNDING_CASES",
            "FP16_CLASSES", "FP4_SITUATIONS"]
@@ -146,12 +146,7 @@ def rounding_case(mag, exp, code, flags):
     code = np.asarray(code, np.int64)
     flags = np.asarray(flags, np.int64)
     nz = mag != 0
-    blen = np.zeros(mag.shape, np.int64)
-    v = mag.copy()
-    while np.any(v):
-        blen += v != 0
-        v = v >> np.uint64(1)
-    q = np.maximum(blen - 1 + exp, FP16.EMIN) - FP16.FRAC_BITS   # weight of the last kept bit
+    q = np.maximum(_bit_length(mag) - 1 + exp, FP16.EMIN) - FP16.FRAC_BITS   # last kept bit
     sh = q - exp                                                 # bits dropped
     # The dropped bits against half a unit of the last place, in integers (mag < 2**62).
     s_ = np.clip(sh, 1, 63).astype(np.uint64)

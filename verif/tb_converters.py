@@ -220,8 +220,7 @@ RESCALE_SITUATIONS = ("exact", "tie", "inexact", "clamp", "nan")
 
 
 def _int_value(code, fmt):
-    code = np.asarray(code, np.int64)
-    return code - ((code >> 3) << 4) if INT_FORMATS[fmt].qmin < 0 else code
+    return golden.fp4.int4_value(code, signed=INT_FORMATS[fmt].qmin < 0)
 
 
 def _rescale_situation(x, s, flags):
