@@ -96,12 +96,14 @@ def tool_env():
     return dict(os.environ, PATH=str(VENV_BIN) + os.pathsep + os.environ.get("PATH", ""))
 
 
-def yosys(cwd, *args):
+def yosys(cwd, *args, timeout=None):
     """Run the project's Yosys (the venv's YoWASP build; the ``YOSYS`` override is for sby)
     as ``yosys -q *args`` in ``cwd``; returns the ``CompletedProcess``, output captured as
-    text. YoWASP sees only ``cwd``: name files relative to it."""
+    text. YoWASP sees only ``cwd``: name files relative to it. ``timeout`` (seconds) kills
+    it and raises :class:`subprocess.TimeoutExpired` (Yosys's own ``sat -timeout`` does not
+    fire under WASI)."""
     return subprocess.run([tool("yosys", override=False), "-q", *args], cwd=cwd,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def z3(env=None):

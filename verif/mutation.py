@@ -29,20 +29,25 @@ A mutant is
   for a clocked one from reset in the first cycle for ``depth`` cycles (by default the
   unit's latency + 3: two beats through; ``bounded`` in the report), a stream's payload
   only while its ``valid`` is high, since a receiver ignores it otherwise;
-- ``missed``: the bench passed and the check found a difference, or could not decide within
-  its time limit (counted against the bench, never for it);
+- ``missed``: the bench passed and the check found inputs on which an output differs (a
+  hole in the bench), or could not decide within its time limit (``undecided`` in the
+  report; counted against the bench, never for it);
 - ``error``: the flow could not build or run it. Never counted as a kill: a unit with errors
   fails ``make mutate``.
 
 The score is ``killed / (mutants - equivalent - errors)``. Reports:
 ``build/reports/mutation.{json,md}``: ``{"seed", "units": [{"unit", "mutants", "killed",
-"equivalent", "missed", "errors", "score", "target", "seconds", "missed_list"}]}``.
+"equivalent", "bounded", "missed", "undecided", "errors", "score", "target", "seconds",
+"missed_list"}]}``. The verdicts are kept in the unit's work directory (``outcomes.json``,
+keyed by the design, the bench's sources and its configuration; ``proofs.json``, keyed by
+the design): an interrupted run resumes where it stopped.
 """
 
 import argparse
 import hashlib
 import json
 import re
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -72,7 +77,7 @@ WORKERS = 2                    # simulations at once (this machine has two cores
 SEL_BITS = 16                  # width of mutsel: up to 65535 mutants
 CAP_FACTOR = 4                 # cycle cap: this many times the original's cycles, plus CAP_SLACK
 CAP_SLACK = 2000
-EQUIV_SECONDS = 120            # time limit of one bounded equivalence check
+EQUIV_SECONDS = 300            # time limit of one equivalence check (wall clock)
 # Verilator flags of the mutant design: lint is the unit's own business (its clean build is
 # linted in make test), and a mutant that feeds a bit back into its own cone is not a loop
 # while it is disabled.
@@ -331,10 +336,11 @@ def _miter(design, k):
 def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     """Whether mutant ``k`` equals the original: ``"proved"`` for a combinational unit (the
     miter's SAT check covers every input), ``"bounded"`` for a clocked one when every output
-    agrees for ``depth`` cycles from reset (:func:`_miter`), ``None`` when the check finds a
-    difference or does not decide within ``timeout`` seconds. (:func:`_equal_everywhere`
-    proves more, by induction, but took a minute per mutant of the rounder bank and closed
-    on none of the five tried: the flow does not wait for it.)"""
+    agrees for ``depth`` cycles from reset (:func:`_miter`); ``"differs"`` when the check
+    finds inputs on which an output differs (a bench hole), ``"undecided"`` when it does not
+    decide within ``timeout`` seconds. (:func:`_equal_everywhere` proves more, by induction,
+    but took a minute per mutant of the rounder bank and closed on none of the five tried:
+    the flow does not wait for it.)"""
     clocked = "clk" in design.ports
     depth = target(name).depth or getattr(design.unit, "latency", 0) + 3
     (design.work / f"miter{k}.v").write_text(_miter(design, k))
@@ -343,10 +349,19 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     # opt merges the two copies' identical logic: what is left to solve is the mutant's cone.
     script = (f"read_verilog mut.v; read_verilog -formal miter{k}.v; hierarchy -top miter; "
               f"proc; chformal -lower; flatten; memory -nordff; opt; opt_clean; "
-              f"sat -verify -prove-asserts {seq} -timeout {timeout}")
-    if toolchain.yosys(design.work, "-p", script).returncode:
-        return None
-    return "bounded" if clocked else "proved"
+              f"sat -verify -prove-asserts {seq}")
+    try:
+        r = toolchain.yosys(design.work, "-p", script, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "undecided"
+    if r.returncode == 0:
+        return "bounded" if clocked else "proved"
+    if "proof did fail" in (r.stdout or "") + (r.stderr or ""):
+        return "differs"
+    raise RuntimeError(f"mutant {k}'s equivalence check failed: {r.stderr.strip()[-800:]}")
+
+
+EQUAL = ("proved", "bounded")
 
 
 def _equal_everywhere(design, k):
@@ -388,8 +403,9 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     cache = design.work / "outcomes.json"
     h = hashlib.sha256(design.text.encode())
     for src in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(src.read_bytes())
-    h.update(repr((t.params, t.cocotb_filter, t.expect_vectors, cap)).encode())
+        if src.name != Path(__file__).name:      # this flow's code is in the key below
+            h.update(src.read_bytes())
+    h.update(repr((t.params, t.cocotb_filter, t.expect_vectors, cap, BUILD_ARGS)).encode())
     key = h.hexdigest()
     saved = json.loads(cache.read_text()) if cache.exists() else {}
     outcomes = {int(k): v for k, v in saved.get(key, {}).items() if int(k) in ks}
@@ -408,20 +424,34 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
         for i, k in enumerate(todo):
             pool.submit(one, k, i % workers)
     survivors = [k for k in ks if outcomes[k] == "survived"]
+    # The checks' verdicts depend on the design alone: kept too.
+    proof_cache = design.work / "proofs.json"
+    pkey = hashlib.sha256(repr((design.text, t.depth, EQUIV_SECONDS)).encode()).hexdigest()
+    kept = json.loads(proof_cache.read_text()) if proof_cache.exists() else {}
+    proofs = {int(k): v for k, v in kept.get(pkey, {}).items() if v != "undecided"}
+
+    def check(k):
+        verdict = equivalent(name, design, k)
+        with lock:
+            proofs[k] = verdict
+            proof_cache.write_text(json.dumps({pkey: proofs}))
+
     with ThreadPoolExecutor(workers) as pool:
-        proofs = dict(zip(survivors, pool.map(lambda k: equivalent(name, design, k),
-                                              survivors)))
-    counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "bounded": 0}
+        list(pool.map(check, [k for k in survivors if k not in proofs]))
+    counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "bounded": 0,
+              "undecided": 0}
     missed = []
     for k in ks:
         out = outcomes[k]
         if out == "survived":
             proof = proofs[k]
-            out = "equivalent" if proof else "missed"
-            if proof == "bounded":
-                counts["bounded"] += 1
+            out = "equivalent" if proof in EQUAL else "missed"
+            if proof in ("bounded", "undecided"):
+                counts[proof] += 1
             if out == "missed":
-                missed.append(f"#{k} {design.descriptions[k - 1]}")
+                why = ("a difference found" if proof == "differs"
+                       else f"undecided in {EQUIV_SECONDS} s")
+                missed.append(f"#{k} {design.descriptions[k - 1]} ({why})")
         counts["errors" if out == "error" else out] += 1
         outcomes[k] = out
     judged = len(ks) - counts["equivalent"] - counts["errors"]
@@ -454,12 +484,12 @@ def write_reports(results, seed, out=REPORTS):
              f"Yosys `mutate -list N -seed {seed}` on each unit's simulated Verilog (flattened); "
              "all mutants in one Verilator build, each under the unit's own bench as `make "
              "test` runs it; survivors checked by a bounded formal equivalence check.", "",
-             "| unit | module | mutants | killed | equivalent (bounded) | missed | errors "
+             "| unit | module | mutants | killed | equivalent (bounded) | missed (undecided) | errors "
              "| score | target | seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
-                     f"| {r['equivalent']} ({r.get('bounded', 0)}) | {r['missed']} "
+                     f"| {r['equivalent']} ({r.get('bounded', 0)}) | {r['missed']} ({r.get('undecided', 0)}) "
                      f"| {r['errors']} | {score} "
                      f"| {100 * r['target']:.0f}% {'met' if met(r) else '**not met**'} "
                      f"| {r['seconds']} |")

@@ -140,6 +140,20 @@ class Packer:
         return {name: np.concatenate(p) for name, p in parts.items()}
 
 
+def rotate_lanes(rows):
+    """``rows`` (``(n, lanes)``) with row ``j`` rotated right by the sum of ``j``'s base-
+    ``lanes`` digits. A sweep laid out in plain order gives lane ``k`` only the values
+    ``= k mod lanes`` (the zeros, the ties, a lone low bit all in the same lanes); rotated,
+    every lane sees every residue, and with each of them the high bits vary too."""
+    rows = np.asarray(rows)
+    lanes = rows.shape[1]
+    j, shift = np.arange(len(rows)), np.zeros(len(rows), np.int64)
+    while np.any(j):
+        shift, j = shift + j % lanes, j // lanes
+    turn = (np.arange(lanes)[None, :] - shift[:, None]) % lanes
+    return rows[np.arange(len(rows))[:, None], turn]
+
+
 def first_last(lengths):
     """``(first, last)`` flags (0/1 arrays, one per beat) of runs of ``lengths`` beats: a dot
     product's or a tensor's beats."""

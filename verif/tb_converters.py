@@ -28,7 +28,7 @@ from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 from hdl.params import g_range
 
 from scoreboard import Scoreboard, cached, params, rng
-from streams import Stimulus, StreamBench
+from streams import Stimulus, StreamBench, rotate_lanes
 
 RESET_RESULTS = 64        # results of the reset check (the sweep's first)
 PRE_RESET_OUT = 24        # of which delivered before the reset
@@ -60,7 +60,8 @@ TRACKER_MAX_BEATS = 6
 # exact power of two). Zeros, infinities, quiet and signalling NaNs, the subnormal ends,
 # the smallest normal, the largest finite, exact levels and powers of two, ties of the
 # integer rescale (every x.5 up to 7.5, both signs: stochastic rounding must meet each in
-# both directions) and of the log converter's midpoints, and values past saturation.
+# both directions) and of the log converter's midpoints, values past saturation, and
+# subnormal powers of two and midpoints at every normalizing shift.
 _NEG = FP16.SIGN_MASK
 FP16_CORNERS = (
     0x0000, _NEG, FP16.INF, _NEG | FP16.INF, FP16.QNAN, _NEG | FP16.QNAN,
@@ -70,6 +71,10 @@ FP16_CORNERS = (
     0x3800, 0xB800, 0x3E00, 0xBE00, 0x4100, 0x4780, 0xC780, 0x4BC0,
     0x4500, 0x3A00, 0x4800, 0xC800, 0x4C00, 0x5640, 0xD640,
     0xC100, 0x4300, 0xC300, 0x4480, 0xC480, 0x4580, 0xC580, 0x4680, 0xC680,
+    # Subnormal powers of two and midpoints (1.01b): an exact value and a tie after every
+    # path through the normalizing shifter.
+    0x0002, 0x0004, 0x0008, 0x0010, 0x0020, 0x0040, 0x0080, 0x0100, 0x0200,
+    0x0005, 0x000A, 0x0028, 0x00A0, 0x0280,
 )
 
 
@@ -79,14 +84,16 @@ def sweep_beats(lanes):
 
 
 def _sweep_codes(lanes):
-    """Every fp16 code once, as ``(65536 // lanes, lanes)``, then ``len(FP16_CORNERS)`` beats
-    in which lane ``k`` of beat ``j`` gets corner ``(j + k) mod len(FP16_CORNERS)``: every
-    lane sees every corner."""
+    """Every fp16 code once, as ``(65536 // lanes, lanes)`` rotated (:func:`rotate_lanes`:
+    every lane gets every residue of the code mod ``lanes``, so every lane sees a lone low
+    significand bit), then ``len(FP16_CORNERS)`` beats in which lane ``k`` of beat ``j`` gets
+    corner ``(j + k) mod len(FP16_CORNERS)``: every lane sees every corner."""
     assert (1 << FP16.BITS) % lanes == 0, "lanes must divide 65536"
     n = len(FP16_CORNERS)
     corners = np.asarray(FP16_CORNERS, np.int64)[(np.arange(n)[:, None]
                                                   + np.arange(lanes)[None, :]) % n]
-    return np.concatenate([np.arange(1 << FP16.BITS, dtype=np.int64).reshape(-1, lanes),
+    return np.concatenate([rotate_lanes(np.arange(1 << FP16.BITS, dtype=np.int64)
+                                        .reshape(-1, lanes)),
                            corners])
 
 

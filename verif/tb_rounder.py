@@ -30,7 +30,7 @@ from golden.formats import FP16
 from hdl.rounder import FLAGS_SHAPE, FP16Rounder
 
 from scoreboard import Scoreboard, params, rng
-from streams import Packer, start_clock
+from streams import Packer, rotate_lanes, start_clock
 
 # (width, exp_width, signed, stages): an exhaustive 12-bit one, the dot-product normalizer's
 # shape, the fp4 decoder's (a power of two: mag = 1); then pipelined: a rank at every register
@@ -186,12 +186,7 @@ async def config(dut, k):
         # sees every magnitude residue and every position in a binade (in plain order, lane
         # k would only get m = k mod lanes: the zeros and the ties all in the same lanes).
         whole = n - n % lanes
-        rows = order[:whole].reshape(-1, lanes)
-        j, shift = np.arange(len(rows)), np.zeros(len(rows), np.int64)
-        while np.any(j):
-            shift, j = shift + j, j // lanes
-        turn = (np.arange(lanes)[None, :] - shift[:, None]) % lanes
-        order = np.concatenate([rows[np.arange(len(rows))[:, None], turn].ravel(),
+        order = np.concatenate([rotate_lanes(order[:whole].reshape(-1, lanes)).ravel(),
                                 order[whole:]])
         s, m, e = s[order], m[order], e[order]
         if full and lanes > 1:
