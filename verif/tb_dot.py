@@ -96,28 +96,42 @@ def directed_dots(r, lanes):
 
 
 _COVERAGE = {}
+CONTEXT_DIMS = {"mode": (0, 1), "a_signed": (0, 1), "b_signed": (0, 1), "phase": (0, 1),
+                "length": tuple(LENGTHS), "g": ("min", "inside", "max")}
+CONTEXT_CROSSES = {"context": ("mode", "a_signed", "b_signed", "length", "g"),
+                   "mode_phase": ("mode", "phase")}
 
 
 def _coverage(lanes, acc):
     """The dot unit's bins, per dot product: mode x a signedness x b signedness x length
     (one beat, 2-8 beats, more) x g (either end of its range, or inside), and mode x phase."""
     if (lanes, acc) not in _COVERAGE:
-        _COVERAGE[lanes, acc] = funcov.Coverage(
-            f"dot{lanes}_{acc}",
-            {"mode": (0, 1), "a_signed": (0, 1), "b_signed": (0, 1), "phase": (0, 1),
-             "length": tuple(LENGTHS), "g": ("min", "inside", "max")},
-            {"context": ("mode", "a_signed", "b_signed", "length", "g"),
-             "mode_phase": ("mode", "phase")})
+        _COVERAGE[lanes, acc] = funcov.Coverage(f"dot{lanes}_{acc}", CONTEXT_DIMS,
+                                                CONTEXT_CROSSES)
     return _COVERAGE[lanes, acc]
 
 
+def length_class(beats):
+    """``"one"``, ``"short"`` (2-8 beats) or ``"long"`` per dot product length."""
+    n = np.asarray(beats)
+    return np.where(n == 1, "one", np.where(n <= 8, "short", "long"))
+
+
+def g_class(g):
+    """``"min"``, ``"max"`` (the 6-bit range's ends) or ``"inside"`` per ``g``."""
+    g = np.asarray(g)
+    return np.where(g == G_EXTREMES[0], "min", np.where(g == G_EXTREMES[1], "max", "inside"))
+
+
+def context_columns(dots):
+    """The columns of :data:`CONTEXT_CROSSES` of 4-bit dot products (dicts)."""
+    return {**{k: np.array([d[k] for d in dots]) for k in CONTEXT},
+            "length": length_class([len(d["a"]) for d in dots]),
+            "g": g_class([d["g"] for d in dots])}
+
+
 def _sample(lanes, acc, dots):
-    n = np.array([len(d["a"]) for d in dots])
-    g = np.array([d["g"] for d in dots])
-    _coverage(lanes, acc).sample(
-        **{k: np.array([d[k] for d in dots]) for k in CONTEXT},
-        length=np.where(n == 1, "one", np.where(n <= 8, "short", "long")),
-        g=np.where(g == G_EXTREMES[0], "min", np.where(g == G_EXTREMES[1], "max", "inside")))
+    _coverage(lanes, acc).sample(**context_columns(dots))
 
 
 def full_rate_dots(case, r, lanes):

@@ -7,20 +7,36 @@ wait). Every result carries its slot and is checked against the golden dot produ
 own beats, in completion order (the order of the ``last`` beats: the unit is in order).
 
 - ``interleave_full_rate``: ``4 * slots`` dot products of one length, round robin, at full
-  rate: one beat per cycle (no interlock wait with ``slots >= loop_cycles``) and every result
-  ``latency`` cycles after its ``last`` beat.
+  rate: one beat per cycle (no interlock wait with ``slots >= loop_cycles``, and few enough
+  results owed for any output FIFO) and every result ``latency`` cycles after its ``last``
+  beat.
 - ``interleave_traffic``: ragged lengths (1 .. 40 beats), random slot order and bursts,
   ``g`` over -32 .. 31, random gaps and backpressure; the bursts must make the interlock wait
-  (counted in a run at full rate).
+  (counted in a run at full rate). The random run has the dot unit bench's directed set too
+  (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``); a round
+  robin run gives every slot a one-beat, a 5-beat and a 24-beat dot product.
 - ``interleave_reset``: the stream bench's reset check on an interleaved stream: the stream
   resumes at the first beat with no dot product open across it.
+
+Coverage (:func:`coverage`): every slot x slot order (round robin, random, bursts), every
+slot x length (one beat, 2-8, more); for the 4-bit units also the dot unit's bins
+(:data:`tb_dot.CONTEXT_CROSSES`).
 
 Parameters: ``lanes``, ``accumulator``, ``slots``, ``acc_stages``, ``lane_stages``,
 ``out_depth`` (a one-slot unit runs the same tests, its beats without a slot field).
 """
 
 import cocotb
+import funcov
 import numpy as np
+from tb_dot import (
+    CONTEXT_CROSSES,
+    CONTEXT_DIMS,
+    LENGTHS,
+    context_columns,
+    directed_dots,
+    length_class,
+)
 
 import golden
 from golden.baselines import fp16_dot
@@ -141,7 +157,36 @@ def stimulus(r, dots, slots, order, accumulator, lanes):
                               phase=PHASES[dot["phase"]], g=dot["g"],
                               accumulator=accumulator, lanes=lanes, flags=True)
         expected.append(int(code) | int(fl) << 16 | s << 24)
-    return Stimulus(f, expected, ends=f["last"], starts=f["first"])
+    stim = Stimulus(f, expected, ends=f["last"], starts=f["first"])
+    stim.slot_of = {d: s for d, s in done}
+    return stim
+
+
+ORDERS = ("round_robin", "random", "burst")
+_COVERAGE = {}
+
+
+def coverage(unit):
+    """The unit's bins (module docstring), one set per simulation."""
+    if unit.module_name not in _COVERAGE:
+        dims = {"slot": range(unit.slots), "order": ORDERS, "length": tuple(LENGTHS)}
+        crosses = {"slot_order": ("slot", "order"), "slot_length": ("slot", "length")}
+        if not is_fp16(unit):
+            dims.update(CONTEXT_DIMS)
+            crosses.update(CONTEXT_CROSSES)
+        _COVERAGE[unit.module_name] = funcov.Coverage(f"interleave_{unit.module_name}",
+                                                      dims, crosses)
+    return _COVERAGE[unit.module_name]
+
+
+def sample(unit, dots, stim, order):
+    """Samples the bins of ``dots``, checked as ``stim`` in slot order ``order``."""
+    cov = coverage(unit)
+    slots = np.array([stim.slot_of[d] for d in range(len(dots))])
+    length = length_class([len(d["a"]) for d in dots])
+    cov.sample(slot=slots, order=order, length=length)
+    if not is_fp16(unit):
+        cov.sample(**context_columns(dots))
 
 
 async def bench(dut, salt):
@@ -166,6 +211,7 @@ async def interleave_full_rate(dut):
     sb = Scoreboard(f"interleave_full_rate_{unit.module_name}", dut._log)
     await sb_.full_rate(sb, stim)
     sb.finish(expected_vectors=2 * len(stim), exhaustive=False)
+    sample(unit, dots, stim, "round_robin")
 
 
 @cocotb.test()
@@ -173,17 +219,23 @@ async def interleave_traffic(dut):
     unit, r, sb_ = await bench(dut, 12)
     sb = Scoreboard(f"interleave_traffic_{unit.module_name}", dut._log)
     total = 0
-    for order in ("random", "burst"):
-        lengths = [int(x) for x in r.integers(1, 41, 6 * streams_of(unit))]
+    n = streams_of(unit)
+    for order in ("random", "burst", "round_robin"):
+        lengths = ([1] * n + [5] * n + [24] * n if order == "round_robin"
+                   else [int(x) for x in r.integers(1, 41, 6 * n)])
         dots = dots_for(r, unit, lengths, g_range=(-32, 31))
+        if order == "random" and not is_fp16(unit):
+            dots += directed_dots(r, unit.lanes)
         stim = stimulus(r, dots, unit.slots, order, accumulator_of(unit), unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
+        sample(unit, dots, stim, order)
     # Bursts at full rate: the results as always, and the interlock must have held beats.
     dots = dots_for(r, unit, [int(x) for x in r.integers(2, 12, 3 * streams_of(unit))])
     stim = stimulus(r, dots, unit.slots, "burst", accumulator_of(unit), unit.lanes)
     waits = await sb_.traffic(sb, stim, valid_prob=1.0, ready_prob=1.0)
     total += len(stim)
+    sample(unit, dots, stim, "burst")
     sb.finish(expected_vectors=total, exhaustive=False)
     if unit.loop_cycles > 1:
         assert waits > 0, "bursts to one slot never made the accumulator interlock wait"
@@ -197,3 +249,5 @@ async def interleave_reset(dut):
     sb = Scoreboard(f"interleave_reset_{unit.module_name}", dut._log)
     await sb_.reset_check(sb, stim, pre_results=2 * streams_of(unit))
     sb.finish(expected_vectors=len(stim), exhaustive=False)
+    sample(unit, dots, stim, "random")
+    coverage(unit).finish(dut._log)      # the last test: the bins of all of them

@@ -27,8 +27,8 @@ def test_interleave(sim, lanes, accumulator, slots, acc_stages, lane_stages, out
          "lane_stages": lane_stages, "out_depth": out_depth}
     unit = DotProduct(lanes, accumulator, slots=slots, acc_stages=acc_stages,
                       lane_stages=lane_stages, out_depth=out_depth)
-    # full rate: 2 rows x 4 * S; traffic: 2 x 6 * S + 3 * S; reset: 24 * S dot products,
-    # S = max(slots, 4)
+    # full rate: 2 rows x 4 * S; traffic: 2 x 6 * S + 3 * S random and bursts, 72 directed,
+    # 3 * S round robin; reset: 24 * S dot products, S = max(slots, 4)
     run_bench(unit, "tb_interleave", sim, p)
 
 
