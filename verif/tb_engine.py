@@ -24,10 +24,19 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
 - ``engine_reset``: a reset in the middle of a GEMM; the engine then runs the next
   commands correctly (loads and the GEMM again).
 
+Coverage (:func:`coverage`, sampled on every command the driver runs and every GEMM
+checked): every op x status the command set defines (each refusal reason of each op); every
+built converter x TPR phase it takes; every GEMM context of :data:`MODES`; forward and
+backward x ``g`` at either end of its range or inside; whole and ragged M x K x N; one tile
+and many.
+
 Parameters (``FOURBIT_PARAMS``): the engine's (``engine_driver.engine_of``).
 """
 
+import itertools
+
 import cocotb
+import funcov
 import numpy as np
 from cocotb.task import bridge
 from engine_driver import (
@@ -38,11 +47,12 @@ from engine_driver import (
     engine_of,
     gemm_commands,
     gemm_results,
+    gemm_tiles,
 )
 
 import golden
 from golden.fp16 import is_nan
-from hdl.engine import STATUS
+from hdl.engine import CONVERTERS, OPS, STATUS
 
 from scoreboard import Scoreboard, params, rng
 
@@ -52,33 +62,98 @@ MODES = (  # (mode, a_signed, b_signed, phase): the three GEMMs of a layer and t
     ("backward", False, True, "odd"), ("backward", False, False, "even"),
     ("backward", False, True, "even"), ("backward", False, False, "odd"),
 )
-#: (M, K, N) of the random-traffic GEMMs, relative to (slots, lanes, rows): see gemm_shapes.
-TRAFFIC_GEMMS = 8
 CONVERT_VALUES = 96          # values per converter call in engine_convert
 TRACK_TENSORS = 4
 
 
 def gemm_shapes(e, r):
-    """Ragged and whole shapes; the last one needs two M tiles and two N tiles."""
-    s, lanes, rows = e.slots, e.lanes, e.rows
-    shapes = [(s, lanes, rows), (2 * s + 1, 3 * lanes - 1, rows + 1), (1, 1, 1),
-              (s - 1, lanes + 3, 2 * rows - 1)]
-    while len(shapes) < TRAFFIC_GEMMS - 1:
-        shapes.append((int(r.integers(1, 2 * s + 3)), int(r.integers(1, 4 * lanes)),
-                       int(r.integers(1, 3 * rows + 2))))
-    # a GEMM over two tiles along M and along N
+    """Every combination of whole and ragged M, K and N (M not a multiple of ``slots``, K
+    not of ``lanes``, N not of ``rows``), sizes drawn at random; a 1 x 1 x 1 GEMM; and one
+    over two tiles along M and along N."""
+    def size(unit, ragged, whole_max):            # a multiple of unit, or not
+        if ragged:
+            return unit * int(r.integers(0, whole_max)) + int(r.integers(1, unit))
+        return unit * int(r.integers(1, whole_max + 1))
+
+    shapes = [(size(e.slots, rm, 2), size(e.lanes, rk, 3), size(e.rows, rn, 2))
+              for rm, rk, rn in itertools.product((0, 1), repeat=3)]
     kb = 2
-    shapes.append((e.a_depth // kb + 3, kb * lanes, (e.b_depth // kb) * rows + 2))
-    return shapes
+    return shapes + [(1, 1, 1), (e.a_depth // kb + 3, kb * e.lanes,
+                                 (e.b_depth // kb) * e.rows + 2)]
 
 
-def random_gemm(r, m, k, n, g_lo=-8, g_hi=8):
-    mode, a_signed, b_signed, phase = MODES[int(r.integers(len(MODES)))]
+def random_gemm(r, m, k, n, g_lo=-8, g_hi=8, ctx=None, g=None):
+    """Random operands and context (``ctx``: an entry of :data:`MODES`, ``g``: fixed)."""
+    mode, a_signed, b_signed, phase = MODES[int(r.integers(len(MODES)))] if ctx is None else ctx
     ctx = {"mode": mode, "a_signed": a_signed, "b_signed": b_signed, "phase": phase,
-           "g": int(r.integers(g_lo, g_hi + 1))}
+           "g": int(r.integers(g_lo, g_hi + 1)) if g is None else g}
     a = r.integers(0, 16, (m, k)).astype(np.uint8)
     b = r.integers(0, 16, (k, n)).astype(np.uint8)
     return a, b, ctx
+
+
+_COVERAGE = {}
+_OP_NAMES = {v: k for k, v in OPS.items()}
+_CONV_NAMES = {v: k for k, v in CONVERTERS.items()}
+# Each op's refusals (hdl.engine's datasheet); "fault" is never a bin: no beat may be lost.
+REFUSALS = {"load_a": ("empty", "too_large"), "load_b": ("empty", "too_large"),
+            "gemm": ("empty", "too_large"), "convert": ("empty", "bad_conv"),
+            "unknown": ("bad_op",)}
+EDGES = ("whole", "ragged")
+
+
+def coverage(e):
+    """The engine's bins (module docstring)."""
+    if e.module_name not in _COVERAGE:
+        ops = (*OPS, "unknown")
+        status = {(op, "ok") for op in OPS} | {(op, s) for op, ss in REFUSALS.items()
+                                               for s in ss}
+        phases = {(c, ph) for c in e.converters
+                  for ph in ((0, 1) if c in ("to_fp4", "from_fp4") else (0,))}
+        _COVERAGE[e.module_name] = funcov.Coverage(
+            f"engine_{e.module_name}",
+            {"op": ops, "status": tuple(STATUS), "conv": e.converters, "phase": (0, 1),
+             "context": range(len(MODES)), "mode": ("forward", "backward"),
+             "g": ("min", "inside", "max"), "m": EDGES, "k": EDGES, "n": EDGES,
+             "tiles": ("one", "many")},
+            {"command": ("op", "status"), "convert": ("conv", "phase"),
+             "gemm_context": ("context",), "gemm_g": ("mode", "g"),
+             "gemm_shape": ("m", "k", "n"), "gemm_tiles": ("tiles",)},
+            reachable={"command": status, "convert": phases})
+    return _COVERAGE[e.module_name]
+
+
+class CoveredPorts(EnginePorts):
+    """:class:`EnginePorts` that samples the command bins of every command it runs (the
+    driver's included)."""
+
+    async def run(self, commands, **kw):
+        done = await super().run(commands, **kw)
+        cov, e = coverage(self.engine), self.engine
+        for (fields, _), res in zip(commands, done):
+            op = _OP_NAMES.get(fields["op"], "unknown")
+            cov.sample(op=op, status=res["status"])
+            if res["status"] != "ok":
+                continue
+            if op == "convert":
+                cov.sample(conv=_CONV_NAMES[fields["conv"]], phase=fields.get("phase", 0))
+            elif op == "gemm":
+                ctx = (("forward", "backward")[fields.get("mode", 0)],
+                       bool(fields.get("a_signed", 0)), bool(fields.get("b_signed", 0)),
+                       ("even", "odd")[fields.get("phase", 0)])
+                g = fields.get("g", 0)
+                cov.sample(mode=ctx[0], g="min" if g == e.g_range[0] else
+                           "max" if g == e.g_range[1] else "inside")
+                if ctx in MODES:
+                    cov.sample(context=MODES.index(ctx))
+        return done
+
+
+def sample_gemm(e, m, k, n):
+    """The shape bins of a checked (M, K) x (K, N) GEMM."""
+    tiles = gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
+    coverage(e).sample(m=EDGES[m % e.slots > 0], k=EDGES[k % e.lanes > 0],
+                       n=EDGES[n % e.rows > 0], tiles="many" if len(tiles) > 1 else "one")
 
 
 def check_gemm(sb, e, done, tiles, a, b, ctx):
@@ -89,12 +164,13 @@ def check_gemm(sb, e, done, tiles, a, b, ctx):
     sb.compare(got_c | got_f << 16, want_c.astype(np.int64) | want_f.astype(np.int64) << 16)
     for res in done:
         assert res["status"] == "ok", res["status"]
+    sample_gemm(e, m, a.shape[1], n)
     return m * n
 
 
 async def _ports(dut, valid_prob=1.0, ready_prob=1.0, salt=0):
     e = engine_of(params())
-    ports = await EnginePorts(dut, e, rng(dut._log, salt), valid_prob, ready_prob).start()
+    ports = await CoveredPorts(dut, e, rng(dut._log, salt), valid_prob, ready_prob).start()
     return e, ports
 
 
@@ -104,8 +180,10 @@ async def engine_gemm_traffic(dut):
     r = rng(salt=11)
     sb = Scoreboard("engine gemm (traffic, ragged, tiled)", dut._log)
     jobs, cmds, expected = [], [], 0
-    for m, k, n in gemm_shapes(e, r):
-        a, b, ctx = random_gemm(r, m, k, n, *e.g_range)
+    # every context of MODES, and forward and backward each at either end of g and inside
+    for i, (m, k, n) in enumerate(gemm_shapes(e, r)):
+        a, b, ctx = random_gemm(r, m, k, n, *e.g_range, ctx=MODES[i % len(MODES)],
+                                g=(e.g_range[0], e.g_range[1], None)[i % 3])
         c, tiles = gemm_commands(e, a, b, ctx)
         jobs.append((len(cmds), len(c), tiles, a, b, ctx))
         cmds += c
@@ -255,6 +333,7 @@ async def engine_layer(dut):
         sb.compare(c.astype(np.int64) | f.astype(np.int64) << 16,
                    want.astype(np.int64) | want_f.astype(np.int64) << 16)
         expected += want.size
+        sample_gemm(e, *a.shape, b.shape[1])
     sb.finish(expected, exhaustive=False)
 
 
@@ -273,6 +352,7 @@ async def engine_errors(dut):
         (command("convert", conv="to_fp4", count=0), "empty"),
         (command("load_a", count=0), "empty"),
         (command("load_a", count=e.a_depth + 1), "too_large"),
+        (command("load_b", count=0), "empty"),
         (command("load_b", count=e.b_depth * e.rows + 1), "too_large"),
         (command("gemm", m=0, kb=1, ng=1), "empty"),
         (command("gemm", m=e.a_depth // kb + 1, kb=kb, ng=1), "too_large"),
@@ -335,3 +415,4 @@ async def engine_reset(dut):
     cmds2, tiles2 = gemm_commands(e, a2, b2, ctx2)
     n2 = check_gemm(sb, e, await ports.run(cmds2), tiles2, a2, b2, ctx2)
     sb.finish(n1 + n2, exhaustive=False)
+    coverage(e).finish(dut._log)           # the last test: the bins of all of them
