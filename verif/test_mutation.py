@@ -26,5 +26,7 @@ def test_mutation_flow_on_the_forward_lane():
     assert mutation.equivalent("int4_mul_lane", design, 0) == "proved"
     assert mutation.classify("int4_mul_lane", design, 1) == "killed"
     assert mutation.equivalent("int4_mul_lane", design, 1) == "differs"   # the killed one
+    # a check cut by its wall-clock limit is undecided (missed), never equivalent
+    assert mutation.equivalent("int4_mul_lane", design, 1, timeout=0.01) == "undecided"
     broken = dataclasses.replace(design, text="module int4_mul_lane(; endmodule\n")
     assert mutation.classify("int4_mul_lane", broken, 1, worker=9) == "error"
