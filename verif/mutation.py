@@ -342,7 +342,7 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     but took a minute per mutant of the rounder bank and closed on none of the five tried:
     the flow does not wait for it.)"""
     clocked = "clk" in design.ports
-    depth = target(name).depth or getattr(design.unit, "latency", 0) + 3
+    depth = check_depth(name, design.unit)
     (design.work / f"miter{k}.v").write_text(_miter(design, k))
     seq = (f"-seq {depth} -set-init-zero -set-at 1 rst 1" if "rst" in design.ports
            else f"-seq {depth} -set-init-zero" if clocked else "")
@@ -362,6 +362,11 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
 
 
 EQUAL = ("proved", "bounded")
+
+
+def check_depth(name, unit):
+    """Cycles of the bounded check of a clocked unit: the target's, or latency + 3."""
+    return target(name).depth or getattr(unit, "latency", 0) + 3
 
 
 def _equal_everywhere(design, k):
@@ -456,6 +461,7 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
         outcomes[k] = out
     judged = len(ks) - counts["equivalent"] - counts["errors"]
     return {"unit": name, "module": design.top, "mutants": len(ks), **counts,
+            "depth": check_depth(name, design.unit) if "clk" in design.ports else None,
             "score": counts["killed"] / judged if judged else None, "target": t.target,
             "seconds": round(time.perf_counter() - t0, 1), "missed_list": missed,
             "outcomes": [outcomes[k] for k in ks]}
@@ -484,13 +490,14 @@ def write_reports(results, seed, out=REPORTS):
              f"Yosys `mutate -list N -seed {seed}` on each unit's simulated Verilog (flattened); "
              "all mutants in one Verilator build, each under the unit's own bench as `make "
              "test` runs it; survivors checked by a bounded formal equivalence check.", "",
-             "| unit | module | mutants | killed | equivalent (bounded) | missed (undecided) "
-             "| errors | score | target | seconds |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| unit | module | mutants | killed | equivalent (bounded) | check depth "
+             "| missed (undecided) | errors | score | target | seconds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
                      f"| {r['equivalent']} ({r.get('bounded', 0)}) "
+                     f"| {r.get('depth') or '-'} "
                      f"| {r['missed']} ({r.get('undecided', 0)}) "
                      f"| {r['errors']} | {score} "
                      f"| {100 * r['target']:.0f}% {'met' if met(r) else '**not met**'} "
