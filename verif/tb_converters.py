@@ -51,6 +51,12 @@ RESCALE_SCALES = (
 )
 BAD_SCALES = (0x0000, 0x8000, 0xBC00, FP16.INF, 0xFC00, FP16.QNAN, 0x7C01)
 STOCHASTIC_SCALES = (0x0155, 0x2E66, 0x3C00, 0x4170)
+# Beats with a random valid scale each (the scale's significand goes through the
+# multiplier's partial-product rows: a fixed set of scales leaves most patterns of them
+# unseen), their codes mostly picked so that x * s lands in the 4-bit range (random codes
+# times a random scale nearly always saturate or round to 0, where a wrong product bit shows
+# in no output).
+RANDOM_SCALE_BEATS = 1024
 TRACKER_RANDOM_TENSORS = 1500
 TRACKER_MAX_BEATS = 6
 
@@ -76,6 +82,12 @@ FP16_CORNERS = (
     0x0002, 0x0004, 0x0008, 0x0010, 0x0020, 0x0040, 0x0080, 0x0100, 0x0200,
     0x0005, 0x000A, 0x0028, 0x00A0, 0x0280,
 )
+
+
+def rescale_beats(lanes, r_bits=0):
+    """Beats of :func:`rescale_exhaustive`."""
+    scales = STOCHASTIC_SCALES if r_bits else RESCALE_SCALES
+    return len(scales) * sweep_beats(lanes) + RANDOM_SCALE_BEATS + len(BAD_SCALES)
 
 
 def sweep_beats(lanes):
@@ -194,16 +206,18 @@ def _rescale_expected(x, s, fmt, u=None, r_bits=0):
 @cocotb.test()
 async def rescale_exhaustive(dut):
     """Every fp16 code (and the lane corners) x ``RESCALE_SCALES`` (RNE) or
-    ``STOCHASTIC_SCALES`` with random ``u``, then one beat of random codes per invalid scale."""
+    ``STOCHASTIC_SCALES`` with random ``u``; ``RANDOM_SCALE_BEATS`` beats of random codes and
+    a random valid scale each; one beat of random codes per invalid scale."""
     p = params()
     unit = RangeRescale(p["lanes"], p["fmt"], p["rounding"], p["r_bits"])
     lanes, r_bits = unit.lanes, unit.r_bits
     gen = rng(None, salt=7)
     codes = _sweep_codes(lanes)
     scales = STOCHASTIC_SCALES if r_bits else RESCALE_SCALES
-    x = np.concatenate([codes] * len(scales)
+    rs = gen.integers(1, FP16.INF, RANDOM_SCALE_BEATS)
+    x = np.concatenate([codes] * len(scales) + [_in_range_codes(gen, rs, lanes)]
                        + [gen.integers(0, 1 << FP16.BITS, (len(BAD_SCALES), lanes))])
-    s = np.concatenate([np.repeat(scales, len(codes)), BAD_SCALES])
+    s = np.concatenate([np.repeat(scales, len(codes)), rs, BAD_SCALES])
     beats = {"x": x, "s": s}
     u = None
     if r_bits:
@@ -221,6 +235,18 @@ async def rescale_exhaustive(dut):
     await run(dut, unit, stim, lambda o: _key(o["q"], o["flags"], w),
               f"rescale_{unit.fmt}_{unit.rounding}", exhaustive=not r_bits)
     cov.finish(dut._log)
+
+
+def _in_range_codes(gen, s, lanes):
+    """Per scale code in ``s``, ``lanes`` fp16 codes: the nearest to ``y / s`` for ``y``
+    within a few fp16 ulps of a midpoint ``m + 0.5`` (-8 <= m <= 7: where a low product bit
+    decides the rounding; 1 in 2), uniform in -8.5 .. 8.5 (3 in 8), or any code (1 in 8)."""
+    shape = (len(s), lanes)
+    near = (gen.integers(-8, 8, shape) + 0.5) * (1 + gen.uniform(-4, 4, shape) * 2.0 ** -11)
+    y = np.where(gen.random(shape) < 0.5, near, gen.uniform(-8.5, 8.5, shape))
+    with np.errstate(over="ignore"):
+        x = golden.fp16_from_float(y / golden.fp16_to_float(s)[:, None]).astype(np.int64)
+    return np.where(gen.random(shape) < 7 / 8, x, gen.integers(0, 1 << FP16.BITS, shape))
 
 
 RESCALE_SITUATIONS = ("exact", "tie", "inexact", "clamp", "nan")

@@ -4,10 +4,8 @@ and the full-rate check (``tb_converters``); parameter checks."""
 
 import pytest
 from tb_converters import (
-    BAD_SCALES,
     LOG_G,
-    RESCALE_SCALES,
-    STOCHASTIC_SCALES,
+    rescale_beats,
     sweep_beats,
     tracker_tensor_count,
     vectors,
@@ -39,7 +37,7 @@ def test_log_converter(sim):
 @pytest.mark.parametrize("sim", simulators())
 def test_rescale_rne(sim, fmt):
     unit = RangeRescale(lanes=LANES, fmt=fmt)
-    beats = len(RESCALE_SCALES) * sweep_beats(LANES) + len(BAD_SCALES)
+    beats = rescale_beats(LANES)
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": fmt, "rounding": "rne", "r_bits": 0},
               expect_vectors=vectors(beats, LANES),
@@ -50,7 +48,7 @@ def test_rescale_rne(sim, fmt):
 def test_rescale_stochastic(sim):
     unit = RangeRescale(lanes=LANES, fmt="int4", rounding="stochastic",
                         r_bits=STOCHASTIC_R_BITS)
-    beats = len(STOCHASTIC_SCALES) * sweep_beats(LANES) + len(BAD_SCALES)
+    beats = rescale_beats(LANES, STOCHASTIC_R_BITS)
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": "int4", "rounding": "stochastic",
                "r_bits": STOCHASTIC_R_BITS},
