@@ -337,7 +337,7 @@ def decoder_coverage(unit):
 
 def tracker_tensor_count(lanes):
     """Tensors of :func:`tracker_tensors`."""
-    return FP16.INF + 1 + TRACKER_RANDOM_TENSORS + lanes + 6
+    return FP16.INF + 1 + TRACKER_RANDOM_TENSORS + lanes + 6 + FP16.FRAC_BITS * lanes
 
 
 def tracker_tensors(lanes, g_bits, gen):
@@ -391,10 +391,12 @@ def tracker_tensors(lanes, g_bits, gen):
 
 
 def tracker_corner_tensors(lanes, lo, hi, gen):
-    """The tracker's directed tensors (``lanes + 6``): +-Inf in each lane
+    """The tracker's directed tensors (``lanes + 6 + 10 * lanes``): +-Inf in each lane
     of a single beat without NaN; three-beat tensors all zero, with a subnormal max and a
-    NaN, with an Inf and a NaN; and the GradScale rules pushed against both ends of g
-    (an Inf at ``lo`` and ``lo + 1``, a zero tensor at ``hi``)."""
+    NaN, with an Inf and a NaN; the GradScale rules pushed against both ends of g
+    (an Inf at ``lo`` and ``lo + 1``, a zero tensor at ``hi``); and single-beat tensors with
+    one NaN whose payload is one bit, every bit in every lane (a NaN detector blind to one
+    payload bit in one lane shows nowhere else)."""
     small = gen.integers(0, 0x7000, (lanes, lanes))
     inf = np.where(np.eye(lanes, dtype=bool), FP16.INF, small)
     inf |= gen.integers(0, 2, (lanes, lanes)) << (FP16.BITS - 1)
@@ -405,10 +407,16 @@ def tracker_corner_tensors(lanes, lo, hi, gen):
     infnan[0, 0], infnan[2, lanes - 1] = FP16.INF, FP16.QNAN | 1
     ends = np.zeros((3, lanes), np.int64)
     ends[0, 0] = ends[1, 0] = FP16.INF
-    x = np.concatenate([inf, zeros, sub, infnan, ends])
+    m = FP16.FRAC_BITS
+    lane, bit = np.divmod(np.arange(m * lanes), m)
+    nans = gen.integers(0, 0x7000, (m * lanes, lanes))
+    nans[np.arange(m * lanes), lane] = FP16.INF | (1 << bit)
+    nans |= gen.integers(0, 2, nans.shape) << (FP16.BITS - 1)
+    x = np.concatenate([inf, zeros, sub, infnan, ends, nans])
     last = np.concatenate([np.ones(lanes, np.int64)] + [np.array([0, 0, 1])] * 3
-                          + [np.ones(3, np.int64)])
-    g = np.concatenate([gen.integers(lo, hi + 1, lanes + 9), [lo, lo + 1, hi]])
+                          + [np.ones(3 + m * lanes, np.int64)])
+    g = np.concatenate([gen.integers(lo, hi + 1, lanes + 9), [lo, lo + 1, hi],
+                        gen.integers(lo, hi + 1, m * lanes)])
     return x, last, g
 
 
