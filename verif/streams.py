@@ -154,6 +154,12 @@ def rotate_lanes(rows):
     return rows[np.arange(len(rows))[:, None], turn]
 
 
+def every_lane(n, lanes):
+    """``(n, lanes)`` indices ``(j + k) mod n``: ``n`` beats in which lane ``k`` of beat ``j``
+    gets item ``(j + k) mod n``, so that every lane meets every one of ``n`` items."""
+    return (np.arange(n)[:, None] + np.arange(lanes)[None, :]) % n
+
+
 def first_last(lengths):
     """``(first, last)`` flags (0/1 arrays, one per beat) of runs of ``lengths`` beats: a dot
     product's or a tensor's beats."""

@@ -28,7 +28,7 @@ from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 from hdl.params import g_range
 
 from scoreboard import Scoreboard, cached, params, rng
-from streams import Stimulus, StreamBench, rotate_lanes
+from streams import Stimulus, StreamBench, every_lane, rotate_lanes
 
 RESET_RESULTS = 64        # results of the reset check (the sweep's first)
 PRE_RESET_OUT = 24        # of which delivered before the reset
@@ -101,9 +101,7 @@ def _sweep_codes(lanes):
     significand bit), then ``len(FP16_CORNERS)`` beats in which lane ``k`` of beat ``j`` gets
     corner ``(j + k) mod len(FP16_CORNERS)``: every lane sees every corner."""
     assert (1 << FP16.BITS) % lanes == 0, "lanes must divide 65536"
-    n = len(FP16_CORNERS)
-    corners = np.asarray(FP16_CORNERS, np.int64)[(np.arange(n)[:, None]
-                                                  + np.arange(lanes)[None, :]) % n]
+    corners = np.asarray(FP16_CORNERS, np.int64)[every_lane(len(FP16_CORNERS), lanes)]
     return np.concatenate([rotate_lanes(np.arange(1 << FP16.BITS, dtype=np.int64)
                                         .reshape(-1, lanes)),
                            corners])

@@ -117,10 +117,11 @@ def length_class(beats):
     return np.where(n == 1, "one", np.where(n <= 8, "short", "long"))
 
 
-def g_class(g):
-    """``"min"``, ``"max"`` (the 6-bit range's ends) or ``"inside"`` per ``g``."""
+def g_class(g, ends=G_EXTREMES):
+    """``"min"``, ``"max"`` (the ends of g's range, by default the 6-bit one) or ``"inside"``
+    per ``g``."""
     g = np.asarray(g)
-    return np.where(g == G_EXTREMES[0], "min", np.where(g == G_EXTREMES[1], "max", "inside"))
+    return np.where(g == ends[0], "min", np.where(g == ends[1], "max", "inside"))
 
 
 def context_columns(dots):

@@ -49,6 +49,7 @@ from engine_driver import (
     gemm_results,
     gemm_tiles,
 )
+from tb_dot import g_class
 
 import golden
 from golden.fp16 import is_nan
@@ -141,9 +142,7 @@ class CoveredPorts(EnginePorts):
                 ctx = (("forward", "backward")[fields.get("mode", 0)],
                        bool(fields.get("a_signed", 0)), bool(fields.get("b_signed", 0)),
                        ("even", "odd")[fields.get("phase", 0)])
-                g = fields.get("g", 0)
-                cov.sample(mode=ctx[0], g="min" if g == e.g_range[0] else
-                           "max" if g == e.g_range[1] else "inside")
+                cov.sample(mode=ctx[0], g=g_class(fields.get("g", 0), e.g_range))
                 if ctx in MODES:
                     cov.sample(context=MODES.index(ctx))
         return done

@@ -24,7 +24,7 @@ from golden.testfloat import load as load_testfloat
 from hdl.fp16 import FP16Adder, FP16Multiplier
 
 from scoreboard import Scoreboard, params, rng
-from streams import Stimulus, StreamBench
+from streams import Stimulus, StreamBench, every_lane
 
 UNITS = {"add": (FP16Adder, golden.fp16_add), "mul": (FP16Multiplier, golden.fp16_mul)}
 
@@ -46,7 +46,7 @@ def corner_pairs(lanes):
     """Every pair of :data:`CORNERS` in every lane: ``CORNER_PAIRS`` beats, lane ``k`` of
     beat ``j`` getting pair ``(j + k) mod CORNER_PAIRS`` (flattened, beat by beat)."""
     n = len(CORNERS)
-    pair = (np.arange(CORNER_PAIRS)[:, None] + np.arange(lanes)[None, :]) % CORNER_PAIRS
+    pair = every_lane(CORNER_PAIRS, lanes)
     c = np.asarray(CORNERS, np.int64)
     return c[pair // n].ravel(), c[pair % n].ravel()
 
