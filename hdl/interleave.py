@@ -124,7 +124,9 @@ class Interleaved:
         that beat's write, ``loop_cycles`` ranks later. ``busy`` has a bit per slot: set when
         the slot's beat enters rank 0, cleared when it leaves rank ``loop_cycles - 2``; with
         at most one beat per slot in that window (``first`` beats wait too) one bit is
-        enough, and ``i.ready`` depends on the beat only through one read of ``busy``."""
+        enough, and ``i.ready`` depends on the beat only through one read of ``busy``. Each
+        bit is set from its own slot's decode (``slot == k``, not ready's read of ``busy``):
+        the same function, with no multiplexer of the whole map in the set path."""
         window = self.loop_cycles - 1
         if not window:
             m.d.comb += admit.eq(1)
@@ -132,7 +134,8 @@ class Interleaved:
         n = self._slots
         busy = Signal(n)
         leaving = self._sides[window - 1]
-        enter = Mux(pipe.accept, (Const(1, n) << beat.slot)[:n], 0)
+        taking = self.i.valid & pipe.open
+        enter = Cat(taking & (beat.slot == k) & ~busy[k] for k in range(n))
         leave = Mux(pipe.en & pipe.valid[window - 1], (Const(1, n) << leaving.slot)[:n], 0)
         m.d.sync += busy.eq((busy | enter) & ~leave)
         m.d.comb += admit.eq(~busy.bit_select(beat.slot, 1))

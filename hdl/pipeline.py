@@ -105,6 +105,7 @@ class Pipeline:
         if credit and lockstep:
             raise ValueError("credit and lockstep are two different modes: choose one")
         keep = keep or {}
+        room = None
         self._m = m
         self.depth = depth
         self.lockstep = lockstep
@@ -149,7 +150,6 @@ class Pipeline:
             self.fifo, self.owed, self.fresh = fifo, owed, fresh
             full = Mux(fresh, near_limit, at_limit)
             room = ~result_in | ~full
-            admit = room if admit is None else admit & room
             o_valid = fifo.r_rdy
         elif lockstep:
             en = Signal(name=f"{name}_en")
@@ -165,8 +165,13 @@ class Pipeline:
             o_valid = self.valid[-1]
         accept = self.accept_signal(name)       # a beat enters rank 0 this cycle
         ready = self.take[0] & ~rst
+        if room is not None:
+            ready = ready & room
+        #: ``i.ready`` without the ``admit`` interlock (what the interlock ANDs into).
+        self.open = Signal(name=f"{name}_open")
+        m.d.comb += self.open.eq(ready)
         if admit is not None:
-            ready = ready & admit
+            ready = self.open & admit
         m.d.comb += [i.ready.eq(ready), o.valid.eq(o_valid & ~rst),
                      accept.eq(i.valid & i.ready)]
         prev = self.accept
