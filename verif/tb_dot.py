@@ -14,7 +14,7 @@ import numpy as np
 
 import golden
 from golden.formats import MODES
-from hdl.dot import DotProduct
+from hdl.dot import MAX_BEATS_LOG2, DotProduct
 
 from scoreboard import Scoreboard, cached, params, rng
 from streams import Stimulus, StreamBench, first_last
@@ -135,11 +135,31 @@ def _sample(lanes, acc, dots):
     _coverage(lanes, acc).sample(**context_columns(dots))
 
 
-def full_rate_dots(case, r, lanes):
+def accumulator_top_dots(r, lanes):
+    """Backward dot products that fill the exact accumulator to its top bits: ``2**16``
+    beats (the most it holds exactly), ``2**15`` and ``2**14`` beats of large products
+    (``|p| >= 12 << 12`` each; the last with e = 6 or 7 and any ``b``), positive, negative,
+    positive, so that the final rounder normalizes sums whose leading one lies in each of
+    the register's top three bits with random bits below it (the 4096-beat extremes end
+    four bits lower). ``g`` keeps every result a normal fp16 number, so that its
+    significand shows every normalized bit."""
+    top = 1 << MAX_BEATS_LOG2
+    dots = []
+    for n, sign, e_lo, b_lo, g in ((top, 0, 7, 12, 31), (top >> 1, 1, 7, 12, 24),
+                                    (top >> 2, 0, 6, 0, 20)):
+        d = {**BACKWARD, "g": g}
+        d["a"] = (sign << 3) | r.integers(e_lo, 8, (n, lanes))
+        d["b"] = r.integers(b_lo, 16, (n, lanes))
+        dots.append(d)
+    return dots
+
+
+def full_rate_dots(case, r, lanes, accumulator="fp16"):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
-    beats, and the largest/smallest scales; ``latency``: one-beat and short dot products back
-    to back, then a long one."""
+    beats, and the largest/smallest scales, and with the exact accumulator
+    :func:`accumulator_top_dots`; ``latency``: one-beat and short dot products back to back,
+    then a long one."""
     if case == "random":
         lengths = list(r.integers(1, 9, 300)) + list(r.integers(9, 257, 12)) + [4096, 1]
         return (make_dots(r, lanes, lengths)
@@ -153,6 +173,8 @@ def full_rate_dots(case, r, lanes):
             dots += make_dots(r, lanes, [4096], codes=(0b0111, 15, {**BACKWARD, "g": g}))
             dots += make_dots(r, lanes, [3], codes=(0b1111, 0b1000, {**BACKWARD, "g": g,
                                                                      "b_signed": 1}))
+        if accumulator == "exact":
+            dots += accumulator_top_dots(r, lanes)
         return dots
     return make_dots(r, lanes, [1] * 5 + [int(x) for x in r.integers(1, 5, 60)] + [300])
 
@@ -171,7 +193,7 @@ async def dot_full_rate(dut, case):
     """The dot products of :func:`full_rate_dots` back to back with ``o.ready`` high."""
     bench, lanes, acc, r, sb = await _bench(dut, case, salt={"random": 1, "extremes": 2,
                                                              "latency": 4}[case])
-    dots = full_rate_dots(case, r, lanes)
+    dots = full_rate_dots(case, r, lanes, acc)
     stim = stimulus(dots, acc, lanes, r)
     await bench.full_rate(sb, stim)
     sb.finish(expected_vectors=2 * len(stim), exhaustive=False)
