@@ -28,7 +28,11 @@ A mutant is
   same inputs, every output equal -- for every input of a combinational unit (``proved``);
   for a clocked one from reset in the first cycle for ``depth`` cycles (by default the
   unit's latency + 3: two beats through; ``bounded`` in the report), a stream's payload
-  only while its ``valid`` is high, since a receiver ignores it otherwise;
+  only while its ``valid`` is high, since a receiver ignores it otherwise. A mutation
+  inside a submodule instance that is a feed-forward pipeline (no loop through its
+  registers, no memory: a rounder, an fp16 adder core) is checked on that instance alone
+  first, with free inputs, every output in every cycle, for its latency + 3 cycles
+  (``local``): equal there means equal in the unit, and the check is far smaller;
 - ``missed``: the bench passed and the check found inputs on which an output differs (a
   hole in the bench), or could not decide within its time limit (``undecided`` in the
   report; counted against the bench, never for it);
@@ -37,7 +41,7 @@ A mutant is
 
 The score is ``killed / (mutants - equivalent - errors)``. Reports:
 ``build/reports/mutation.{json,md}``: ``{"seed", "units": [{"unit", "mutants", "killed",
-"equivalent", "bounded", "missed", "undecided", "errors", "score", "target", "seconds",
+"equivalent", "bounded", "local", "missed", "undecided", "errors", "score", "target", "seconds",
 "missed_list"}]}``. The verdicts are kept in the unit's work directory (``outcomes.json``,
 keyed by the design, the bench's sources and its configuration; ``proofs.json``, keyed by
 the design): an interrupted run resumes where it stopped.
@@ -53,6 +57,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from amaranth.hdl import Fragment
 
 from hdl import (
     DotProduct,
@@ -196,6 +202,7 @@ class MutantDesign:
     descriptions: list                 # descriptions[k - 1]: mutant k
     ports: dict                        # name -> (direction, width), from Yosys
     text: str                          # the wrapper and the mutated design, Verilog
+    lines: list = field(default_factory=list)   # lines[k - 1]: mutant k's mutate command
 
     @property
     def top(self):
@@ -228,7 +235,7 @@ def build_design(unit, n, seed=SEED, work=None):
              json.loads((work / "ports.json").read_text())["modules"][top]["ports"].items()}
     text = (work / "mut.v").read_text() + "\n" + _wrapper(top, ports)
     (work / "mutants.v").write_text(text)
-    return MutantDesign(unit, work, [_describe(ln) for ln in lines], ports, text)
+    return MutantDesign(unit, work, [_describe(ln) for ln in lines], ports, text, lines)
 
 
 def _decl(ports, prefix="", kind="wire"):
@@ -301,9 +308,10 @@ def classify(name, design, k, worker=0, cap=0):
     return "survived" if rec["passed"] else "killed"
 
 
-def _miter(design, k):
+def _miter(design, k, streams=True):
     """Verilog of the equivalence miter of mutant ``k``: the original and the mutant side
-    by side; ``ok`` is low when an output differs (payloads compared only while valid)."""
+    by side; ``ok`` is low when an output differs (with ``streams``, a stream's payload
+    only while its valid is high)."""
     top = design.top
     ins = {n: w for n, (d, w) in design.ports.items() if d == "input"}
     outs = {n: w for n, (d, w) in design.ports.items() if d == "output"}
@@ -318,7 +326,7 @@ def _miter(design, k):
     for n in outs:
         same = f"(gold_{n} == gate_{n})"
         stream = n[:-len("__payload")] if n.endswith("__payload") else None
-        if stream is not None and f"{stream}__valid" in outs:
+        if streams and stream is not None and f"{stream}__valid" in outs:
             same = f"(!gold_{stream}__valid || {same})"
         terms.append(same)
     lines.append(f"  wire same = {' && '.join(terms) or '1'};")
@@ -331,35 +339,117 @@ def _miter(design, k):
     return "\n".join(lines + ["endmodule", ""])
 
 
+@dataclass
+class _Local:
+    """A submodule on its own, as :func:`_miter` sees a design."""
+    top: str
+    ports: dict
+    latency: object               # its ``latency`` property, when it has one
+
+
+def _latency(unit, inst):
+    """``latency`` of the Amaranth object elaborated as ``unit``'s submodule ``inst``."""
+    for frag, sub_name, *_ in Fragment.get(unit, None).subfragments:
+        if sub_name == inst:
+            return getattr(frag.origins[0], "latency", None) if frag.origins else None
+    return None
+
+
+def _local_design(design, k):
+    """Mutant ``k`` applied to the one submodule instance it lies in, alone: ``(directory,
+    _Local)``, or ``None`` when the mutation is not inside an instance (a cell of the top
+    module), the instance is not a feed-forward pipeline (a loop through its registers, or
+    a memory: the check's window would not reach all of its states), or the command does
+    not apply to it (a name the submodule's own netlist does not have)."""
+    line = design.lines[k - 1] if design.lines else ""
+    cell = re.search(r"-cell (\S+)", line)
+    inst = re.match(r"\$flatten\\([^.$\\]+)\.", cell.group(1)) if cell else None
+    if inst is None:
+        return None
+    inst = inst.group(1)
+    work = design.work / f"local{k}"
+    work.mkdir(exist_ok=True)
+    (work / "unit.v").write_text((design.work / "unit.v").read_text())
+    top = design.top
+    # The names of mutate -list come from the whole unit's read_verilog and proc: the same
+    # passes first, then the instance's module alone, flattened and optimized as prep does.
+    _yosys(work, "-p", f"read_verilog unit.v; hierarchy -top {top}; proc; write_json hier.json")
+    cells = json.loads((work / "hier.json").read_text())["modules"][top]["cells"]
+    if inst not in cells:
+        return None
+    sub = cells[inst]["type"].lstrip("\\")
+    cmd = (line.replace(f"-module {top} ", f"-module {sub} ")
+           .replace(f"$flatten\\{inst}.", "").replace(f"-wire {inst}.", "-wire "))
+    script = [f"read_verilog unit.v; hierarchy -top {top}; proc; hierarchy -top {sub}",
+              "flatten; opt_expr; opt_clean; opt -noff -keepdc; wreduce; opt_clean",
+              # the feed-forward test on a copy (opt_dff rewires the flip-flops' inputs)
+              "design -save base", "select -assert-none t:$mem t:$mem_v2",
+              "opt_dff; scc -all_cell_types -expect 0", "design -load base",
+              "write_json ports.json", f"{cmd} -ctrl mutsel {SEL_BITS} {k}", "opt_clean",
+              "splitnets -driver", f"rename {sub} local__mut", "write_verilog -noattr mut.v"]
+    if toolchain.yosys(work, "-p", "; ".join(script)).returncode:
+        return None
+    ports = {n: (p["direction"], len(p["bits"])) for n, p in
+             json.loads((work / "ports.json").read_text())["modules"][sub]["ports"].items()}
+    return work, _Local("local", ports, _latency(design.unit, inst))
+
+
+def _sat(work, miter, seq, timeout):
+    """Run the miter's SAT check in ``work``: ``True`` (no difference), ``False`` (one
+    found), ``None`` (not decided within ``timeout`` seconds)."""
+    script = (f"read_verilog mut.v; read_verilog -formal {miter}; hierarchy -top miter; "
+              f"proc; chformal -lower; flatten; memory -nordff; opt; opt_clean; "
+              f"sat -verify -prove-asserts {seq}")
+    try:
+        r = toolchain.yosys(work, "-p", script, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode == 0:
+        return True
+    if "proof did fail" in (r.stdout or "") + (r.stderr or ""):
+        return False
+    raise RuntimeError(f"the equivalence check in {work} failed: {r.stderr.strip()[-800:]}")
+
+
+def _seq(ports, depth):
+    clocked = "clk" in ports
+    return (f"-seq {depth} -set-init-zero -set-at 1 rst 1" if "rst" in ports
+            else f"-seq {depth} -set-init-zero" if clocked else "")
+
+
 def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     """Whether mutant ``k`` equals the original: ``"proved"`` for a combinational unit (the
     miter's SAT check covers every input), ``"bounded"`` for a clocked one when every output
-    agrees for ``depth`` cycles from reset (:func:`_miter`); ``"differs"`` when the check
+    agrees for ``depth`` cycles from reset (:func:`_miter`), ``"local"`` when the submodule
+    instance it lies in is a feed-forward pipeline that is equal on its own
+    (:func:`_local_design`); ``"differs"`` when the check
     finds inputs on which an output differs (a bench hole), ``"undecided"`` when it does not
     decide within ``timeout`` seconds. (:func:`_equal_everywhere` proves more, by induction,
     but took a minute per mutant of the rounder bank and closed on none of the five tried:
     the flow does not wait for it.)"""
     clocked = "clk" in design.ports
     depth = check_depth(name, design.unit)
+    # First the instance the mutation lies in, alone, with free inputs: equal outputs there
+    # mean equal outputs in the unit, and the check is far smaller. A feed-forward pipeline's
+    # state is a function of its last inputs, so that a window longer than its latency (the
+    # unit's depth is) covers every state it can be in: "local" is a complete proof.
+    local = _local_design(design, k)
+    if local is not None:
+        work, sub = local
+        # (every output compared in every cycle: the unit may read a payload without valid)
+        (work / "miter.v").write_text(_miter(sub, k, streams=False))
+        sub_depth = depth if sub.latency is None else sub.latency + 3
+        if _sat(work, "miter.v", _seq(sub.ports, sub_depth), timeout):
+            return "local"
     (design.work / f"miter{k}.v").write_text(_miter(design, k))
-    seq = (f"-seq {depth} -set-init-zero -set-at 1 rst 1" if "rst" in design.ports
-           else f"-seq {depth} -set-init-zero" if clocked else "")
     # opt merges the two copies' identical logic: what is left to solve is the mutant's cone.
-    script = (f"read_verilog mut.v; read_verilog -formal miter{k}.v; hierarchy -top miter; "
-              f"proc; chformal -lower; flatten; memory -nordff; opt; opt_clean; "
-              f"sat -verify -prove-asserts {seq}")
-    try:
-        r = toolchain.yosys(design.work, "-p", script, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    same = _sat(design.work, f"miter{k}.v", _seq(design.ports, depth), timeout)
+    if same is None:
         return "undecided"
-    if r.returncode == 0:
-        return "bounded" if clocked else "proved"
-    if "proof did fail" in (r.stdout or "") + (r.stderr or ""):
-        return "differs"
-    raise RuntimeError(f"mutant {k}'s equivalence check failed: {r.stderr.strip()[-800:]}")
+    return ("bounded" if clocked else "proved") if same else "differs"
 
 
-EQUAL = ("proved", "bounded")
+EQUAL = ("proved", "bounded", "local")
 
 
 def check_depth(name, unit):
@@ -442,14 +532,14 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(check, [k for k in survivors if k not in proofs]))
     counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "bounded": 0,
-              "undecided": 0}
+              "local": 0, "undecided": 0}
     missed = []
     for k in ks:
         out = outcomes[k]
         if out == "survived":
             proof = proofs[k]
             out = "equivalent" if proof in EQUAL else "missed"
-            if proof in ("bounded", "undecided"):
+            if proof in ("bounded", "local", "undecided"):
                 counts[proof] += 1
             if out == "missed":
                 why = ("a difference found" if proof == "differs"
@@ -488,13 +578,13 @@ def write_reports(results, seed, out=REPORTS):
              f"Yosys `mutate -list N -seed {seed}` on each unit's simulated Verilog (flattened); "
              "all mutants in one Verilator build, each under the unit's own bench as `make "
              "test` runs it; survivors checked by a bounded formal equivalence check.", "",
-             "| unit | module | mutants | killed | equivalent (bounded) | check depth "
+             "| unit | module | mutants | killed | equivalent (bounded, local) | check depth "
              "| missed (undecided) | errors | score | target | seconds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
-                     f"| {r['equivalent']} ({r.get('bounded', 0)}) "
+                     f"| {r['equivalent']} ({r.get('bounded', 0)}, {r.get('local', 0)}) "
                      f"| {r.get('depth') or '-'} "
                      f"| {r['missed']} ({r.get('undecided', 0)}) "
                      f"| {r['errors']} | {score} "

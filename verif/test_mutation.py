@@ -1,9 +1,13 @@
 """Smoke test of the mutation flow (:mod:`mutation`, ``make mutate``): a few mutants of the
 forward lane in one selectable build under its own bench, the equivalence checks both ways,
-and a design that cannot be built counted as an error, never as a kill. One test (one
-design, one Verilator build)."""
+and a design that cannot be built counted as an error, never as a kill (one Verilator
+build); and the check of a mutant on the submodule instance it lies in."""
 
 import dataclasses
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 import mutation
 
@@ -30,3 +34,65 @@ def test_mutation_flow_on_the_forward_lane():
     assert mutation.equivalent("int4_mul_lane", design, 1, timeout=0.01) == "undecided"
     broken = dataclasses.replace(design, text="module int4_mul_lane(; endmodule\n")
     assert mutation.classify("int4_mul_lane", broken, 1, worker=9) == "error"
+
+
+class _Pipe(wiring.Component):
+    """A one-rank feed-forward submodule: ``y = a ^ b``, registered."""
+    a: In(4)
+    b: In(4)
+    y: Out(4)
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.y.eq(self.a ^ self.b)
+        return m
+
+
+class _Acc(wiring.Component):
+    """A submodule with a loop through its register: ``y += a``."""
+    a: In(4)
+    y: Out(4)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.y.eq(self.y + self.a)
+        return m
+
+
+class _Top(wiring.Component):
+    a: In(4)
+    b: In(4)
+    y: Out(4)
+    z: Out(4)
+    module_name = "local_smoke"
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pipe = pipe = _Pipe()
+        m.submodules.acc = acc = _Acc()
+        m.d.comb += [pipe.a.eq(self.a), pipe.b.eq(self.b), acc.a.eq(self.a),
+                     self.y.eq(pipe.y), self.z.eq(acc.y)]
+        return m
+
+
+def test_local_check_of_a_submodule():
+    """A mutant inside a feed-forward instance is checked on that instance alone (here the
+    original against itself: equal; the mutant: a difference); one inside an instance with a
+    register loop is not (the window would not reach its states)."""
+    design = mutation.build_design(_Top(), 40, work=mutation.BUILD / "mutate" / "local_smoke")
+    inside = {}
+    for k, line in enumerate(design.lines, 1):
+        for inst in ("pipe", "acc"):
+            if f"-cell $flatten\\{inst}." in line:
+                inside.setdefault(inst, k)
+    assert set(inside) == {"pipe", "acc"}, design.lines
+    assert mutation._local_design(design, inside["acc"]) is None
+    work, sub = mutation._local_design(design, inside["pipe"])
+    assert sub.latency == 1 and set(sub.ports) >= {"a", "b", "y", "clk"}
+    seq = mutation._seq(sub.ports, sub.latency + 3)
+    (work / "same.v").write_text(mutation._miter(sub, 0, streams=False))
+    assert mutation._sat(work, "same.v", seq, 60) is True
+    (work / "mutant.v").write_text(mutation._miter(sub, inside["pipe"], streams=False))
+    assert mutation._sat(work, "mutant.v", seq, 60) is False
