@@ -32,7 +32,9 @@ A mutant is
   inside a submodule instance that is a feed-forward pipeline (no loop through its
   registers, no memory: a rounder, an fp16 adder core) is checked on that instance alone
   first, with free inputs, every output in every cycle, for its latency + 3 cycles
-  (``local``): equal there means equal in the unit, and the check is far smaller;
+  (``local``): equal there means equal in the unit, and the check is far smaller; and
+  before the bounded check, a proof by induction on the whole unit (``induction``: every
+  signal paired by name agrees in every reachable state; :func:`_equal_everywhere`);
 - ``missed``: the bench passed and the check found inputs on which an output differs (a
   hole in the bench), or could not decide within its time limit (``undecided`` in the
   report; counted against the bench, never for it);
@@ -41,10 +43,11 @@ A mutant is
 
 The score is ``killed / (mutants - equivalent - errors)``. Reports:
 ``build/reports/mutation.{json,md}``: ``{"seed", "units": [{"unit", "mutants", "killed",
-"equivalent", "bounded", "local", "missed", "undecided", "errors", "score", "target", "seconds",
-"missed_list"}]}``. The verdicts are kept in the unit's work directory (``outcomes.json``,
-keyed by the design, the bench's sources and its configuration; ``proofs.json``, keyed by
-the design): an interrupted run resumes where it stopped.
+"equivalent", "bounded", "local", "induction", "missed", "undecided", "errors", "score",
+"target", "seconds", "missed_list"}]}``. The verdicts are kept in the unit's work
+directory (``outcomes.json``, keyed by the design, the bench's sources and its
+configuration; ``proofs.json``, keyed by the design): an interrupted run resumes where it
+stopped.
 """
 
 import argparse
@@ -84,6 +87,7 @@ SEL_BITS = 16                  # width of mutsel: up to 65535 mutants
 CAP_FACTOR = 4                 # cycle cap: this many times the original's cycles, plus CAP_SLACK
 CAP_SLACK = 2000
 EQUIV_SECONDS = 150            # time limit of one equivalence check (wall clock)
+INDUCT_STEPS = 2               # cycles of the induction (:func:`_equal_everywhere`)
 # Verilator flags of the mutant design: lint is the unit's own business (its clean build is
 # linted in make test), and a mutant that feeds a bit back into its own cone is not a loop
 # while it is disabled.
@@ -418,15 +422,14 @@ def _seq(ports, depth):
 
 
 def equivalent(name, design, k, timeout=EQUIV_SECONDS):
-    """Whether mutant ``k`` equals the original: ``"proved"`` for a combinational unit (the
-    miter's SAT check covers every input), ``"bounded"`` for a clocked one when every output
-    agrees for ``depth`` cycles from reset (:func:`_miter`), ``"local"`` when the submodule
-    instance it lies in is a feed-forward pipeline that is equal on its own
-    (:func:`_local_design`); ``"differs"`` when the check
-    finds inputs on which an output differs (a bench hole), ``"undecided"`` when it does not
-    decide within ``timeout`` seconds. (:func:`_equal_everywhere` proves more, by induction,
-    but took a minute per mutant of the rounder bank and closed on none of the five tried:
-    the flow does not wait for it.)"""
+    """Whether mutant ``k`` equals the original, the cheapest complete proof first:
+    ``"proved"`` for a combinational unit (the miter's SAT check covers every input);
+    for a clocked one ``"local"`` when the submodule instance it lies in is a feed-forward
+    pipeline that is equal on its own (:func:`_local_design`), ``"induction"`` when every
+    signal of the two designs agrees in every reachable state (:func:`_equal_everywhere`),
+    ``"bounded"`` when every output agrees for ``depth`` cycles from reset (:func:`_miter`);
+    ``"differs"`` when the check finds inputs on which an output differs (a bench hole),
+    ``"undecided"`` when it does not decide within ``timeout`` seconds."""
     clocked = "clk" in design.ports
     depth = check_depth(name, design.unit)
     # First the instance the mutation lies in, alone, with free inputs: equal outputs there
@@ -441,6 +444,11 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
         sub_depth = depth if sub.latency is None else sub.latency + 3
         if _sat(work, "miter.v", _seq(sub.ports, sub_depth), timeout):
             return "local"
+    # Then the whole unit by induction: a complete proof where it closes (in seconds on a
+    # fault that no reachable state sets off), where the bounded check below has to unroll
+    # the whole unit over its depth.
+    if clocked and _equal_everywhere(design, k, timeout):
+        return "induction"
     (design.work / f"miter{k}.v").write_text(_miter(design, k))
     # opt merges the two copies' identical logic: what is left to solve is the mutant's cone.
     same = _sat(design.work, f"miter{k}.v", _seq(design.ports, depth), timeout)
@@ -449,7 +457,7 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     return ("bounded" if clocked else "proved") if same else "differs"
 
 
-EQUAL = ("proved", "bounded", "local")
+EQUAL = ("proved", "bounded", "local", "induction")
 
 
 def check_depth(name, unit):
@@ -457,11 +465,20 @@ def check_depth(name, unit):
     return target(name).depth or getattr(unit, "latency", 0) + 3
 
 
-def _equal_everywhere(design, k):
-    """Yosys's ``equiv_make``/``equiv_simple``/``equiv_induct`` on the original and mutant
-    ``k``: every matched signal equal in every reachable state (a proof by induction; a
-    mutant whose difference never reaches a matched signal passes too, since equal outputs
-    are what counts). ``False`` where the induction does not close."""
+def _equal_everywhere(design, k, timeout):
+    """Mutant ``k`` equal to the original in every reachable state, by induction: ``True``
+    (proved), ``False`` (not proved: it differs, or the induction does not close) or ``None``
+    (no answer within ``timeout`` seconds).
+
+    Yosys's ``equiv_make`` pairs every signal of the two designs by name (the mutant's own
+    selector logic excepted: :func:`_selector_names`), ``equiv_simple`` and ``equiv_induct``
+    prove that once all pairs agree for ``INDUCT_STEPS`` cycles they agree in the next one,
+    for any inputs (``rst`` among them), and a ``sat`` check from the initial state (the
+    flip-flops' init values) proves that they agree in the first ``INDUCT_STEPS`` cycles.
+    Together: every output equal in every cycle of every run, not only within a window.
+    It closes where the difference dies within a few cycles of every state (a fault no
+    reachable value of its inputs sets off); a state the mutant keeps apart for longer
+    (a payload register loaded while its stream is stalled) needs the bounded check."""
     ports = ", ".join(design.ports)
     lines = []
     for side, sel in (("gold", 0), ("gate", k)):
@@ -469,11 +486,29 @@ def _equal_everywhere(design, k):
                   f"  {design.top}__mut u ({', '.join(f'.{n}({n})' for n in design.ports)}, "
                   f".mutsel({SEL_BITS}'d{sel}));", "endmodule"]
     (design.work / f"sides{k}.v").write_text("\n".join(lines) + "\n")
-    script = (f"read_verilog mut.v sides{k}.v; hierarchy; proc; flatten; memory -nomap; "
-              f"memory_map; opt_expr; opt_clean; equiv_make gold gate equiv; "
-              f"hierarchy -top equiv; equiv_simple -seq 2; equiv_induct -seq 2; "
-              f"equiv_status -assert")
-    return toolchain.yosys(design.work, "-p", script).returncode == 0
+    (design.work / "selector.txt").write_text("".join(
+        f"u.{n}\n" for n in _selector_names((design.work / "mut.v").read_text())))
+    load = (f"read_verilog mut.v sides{k}.v; hierarchy; proc; flatten; memory -nomap; "
+            f"memory_map; opt_clean; opt_expr; opt_clean")
+    steps = f"-seq {INDUCT_STEPS}"
+    scripts = (f"{load}; equiv_make -blacklist selector.txt gold gate equiv; hierarchy -top "
+               f"equiv; equiv_simple {steps}; equiv_induct {steps}; equiv_status -assert",
+               f"{load}; equiv_make -make_assert -blacklist selector.txt gold gate base; "
+               f"hierarchy -top base; sat -verify -prove-asserts {steps} -set-init-zero")
+    for script in scripts:
+        try:
+            if toolchain.yosys(design.work, "-p", script, timeout=timeout).returncode:
+                return False
+        except subprocess.TimeoutExpired:
+            return None
+    return True
+
+
+def _selector_names(text):
+    """The mutant selector ``mutsel`` of a ``mutate -ctrl`` design and the wires decoding it
+    (``mutsel == k``): constants that differ between the original and a mutant by design."""
+    return ["mutsel", *(n.lstrip("\\") for n in
+                        re.findall(r"assign\s+(\\\S+|\w+)\s*=\s*mutsel\s*==", text))]
 
 
 def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress=None,
@@ -532,14 +567,14 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(check, [k for k in survivors if k not in proofs]))
     counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "bounded": 0,
-              "local": 0, "undecided": 0}
+              "local": 0, "induction": 0, "undecided": 0}
     missed = []
     for k in ks:
         out = outcomes[k]
         if out == "survived":
             proof = proofs[k]
             out = "equivalent" if proof in EQUAL else "missed"
-            if proof in ("bounded", "local", "undecided"):
+            if proof in ("bounded", "local", "induction", "undecided"):
                 counts[proof] += 1
             if out == "missed":
                 why = ("a difference found" if proof == "differs"
@@ -577,14 +612,18 @@ def write_reports(results, seed, out=REPORTS):
     lines = ["# Mutation score", "",
              f"Yosys `mutate -list N -seed {seed}` on each unit's simulated Verilog (flattened); "
              "all mutants in one Verilator build, each under the unit's own bench as `make "
-             "test` runs it; survivors checked by a bounded formal equivalence check.", "",
-             "| unit | module | mutants | killed | equivalent (bounded, local) | check depth "
+             "test` runs it; a survivor is equivalent when a formal check shows every output "
+             "equal: on the submodule instance it lies in (local), by induction on the whole "
+             "unit, or for the check depth's cycles from reset (bounded).", "",
+             "| unit | module | mutants | killed | equivalent (bounded, local, induction) "
+             "| check depth "
              "| missed (undecided) | errors | score | target | seconds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
-                     f"| {r['equivalent']} ({r.get('bounded', 0)}, {r.get('local', 0)}) "
+                     f"| {r['equivalent']} ({r.get('bounded', 0)}, {r.get('local', 0)}, "
+                     f"{r.get('induction', 0)}) "
                      f"| {r.get('depth') or '-'} "
                      f"| {r['missed']} ({r.get('undecided', 0)}) "
                      f"| {r['errors']} | {score} "

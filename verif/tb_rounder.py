@@ -120,7 +120,7 @@ def vector_count(w, ew, signed, stages=0, lanes=1):
     if exhaustive(w, ew, signed):
         n = 1 << (w + ew + (0 if signed else 1))
         if not stages and lanes > 1:
-            n += lanes * len(set(_cases(*all_vectors(w, ew, signed), signed)))
+            n += lanes * len(_lane_groups(*all_vectors(w, ew, signed), signed))
     else:
         n = N_RANDOM + len(corners(w, ew, signed)[0])
     return 2 * n if stages else n           # pipelined: first and last cycle of each result
@@ -130,21 +130,30 @@ def expected_vectors(configs, lanes):
     return sum(vector_count(*c, lanes=lanes) for c in configs)
 
 
-def _cases(s, m, e, signed):
-    """:func:`funcov.rounding_case` of each input."""
+def _lane_groups(s, m, e, signed):
+    """The input classes that every lane of an exhaustive sweep must meet (indices into
+    ``s, m, e``): each rounding case, and each output bit (result and flags) at each value
+    it takes. An exhaustive sweep meets a rare class in fewer lanes than it has: only two
+    inputs of the 12-bit configuration round from above a tie, and in the 1-bit one only
+    +-2**-15 sets the fraction's top bit, so that a fault in that bit of the other lanes
+    would pass."""
     if signed:
         s = np.where(m == 0, 0, s)
     r, f = golden.round_fp16(s, m.astype(np.uint64), e)
-    return funcov.rounding_case(m, e, r, f).tolist()
+    cases = np.array(funcov.rounding_case(m, e, r, f))
+    groups = [np.nonzero(cases == c)[0] for c in funcov.ROUNDING_CASES if np.any(cases == c)]
+    word = r.astype(np.int64) | (f.astype(np.int64) << FP16.BITS)
+    for b in range(FP16.BITS + FLAGS_SHAPE.width):
+        bit = (word >> b) & 1
+        if bit.min() != bit.max():                # a constant bit shows in every lane
+            groups += [np.nonzero(bit == 0)[0], np.nonzero(bit == 1)[0]]
+    return groups
 
 
 def lane_corners(s, m, e, signed, lanes):
-    """For an exhaustive sweep, one more step per rounding case with one input of that case
-    in every lane (an exhaustive sweep meets a rare case in fewer lanes than it has: only two
-    inputs of the 12-bit configuration round from above a tie)."""
-    cases = np.array(_cases(s, m, e, signed))
-    pick = np.concatenate([np.resize(np.nonzero(cases == c)[0], lanes)
-                           for c in funcov.ROUNDING_CASES if np.any(cases == c)])
+    """For an exhaustive sweep, one more step per class of :func:`_lane_groups`, with one
+    input of that class in every lane."""
+    pick = np.concatenate([np.resize(g, lanes) for g in _lane_groups(s, m, e, signed)])
     return s[pick], m[pick], e[pick]
 
 

@@ -26,7 +26,10 @@ def test_mutation_flow_on_the_forward_lane():
     design = mutation.build_design(mutation.target("int4_mul_lane").make(), mutation.MUTANTS,
                                    work=work)
     assert design.descriptions[0].split()[0] in ("inv", "const0", "const1", "cnot0", "cnot1")
-    assert mutation._equal_everywhere(design, 0)            # the original equals itself
+    # the induction: the original equals itself, the killed mutant is not proved equal
+    assert mutation._equal_everywhere(design, 0, 60) is True
+    assert mutation._equal_everywhere(design, 1, 60) is False
+    assert mutation._selector_names("assign _07_ = mutsel == 16'h0001;\n") == ["mutsel", "_07_"]
     assert mutation.equivalent("int4_mul_lane", design, 0) == "proved"
     assert mutation.classify("int4_mul_lane", design, 1) == "killed"
     assert mutation.equivalent("int4_mul_lane", design, 1) == "differs"   # the killed one
