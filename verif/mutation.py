@@ -312,6 +312,31 @@ def classify(name, design, k, worker=0, cap=0):
     return "survived" if rec["passed"] else "killed"
 
 
+def _held_offers(ports, ready="{}__ready"):
+    """Verilog assumptions that the sources of the unit's input streams follow rule 2 of
+    ``amaranth.lib.stream``: once ``valid`` is asserted, it stays asserted and ``payload``
+    unchanged until the transfer (``valid & ready``). A check without them would count a
+    mutant that reads an offered, not yet taken payload (the same beat, under the rule) as
+    a difference no legal source can show. ``ready``: the name of stream ``{}``'s ready
+    signal where the assumptions are placed."""
+    if "clk" not in ports:
+        return []
+    lines = []
+    for name, (d, _) in ports.items():
+        p = name[:-len("__valid")] if name.endswith("__valid") else None
+        if (p is None or d != "input" or ports.get(f"{p}__ready", ("",))[0] != "output"
+                or f"{p}__payload" not in ports):
+            continue
+        width = ports[f"{p}__payload"][1]
+        lines += [f"  reg {p}__waits = 1'b0;", f"  reg {_range(width)}{p}__held;",
+                  f"  always @(posedge clk) begin {p}__waits <= {p}__valid && "
+                  f"!{ready.format(p)}; "
+                  f"{p}__held <= {p}__payload; end",
+                  f"  always @* if ({p}__waits) assume({p}__valid && "
+                  f"{p}__payload == {p}__held);"]
+    return lines
+
+
 def _miter(design, k, streams=True):
     """Verilog of the equivalence miter of mutant ``k``: the original and the mutant side
     by side; ``ok`` is low when an output differs (with ``streams``, a stream's payload
@@ -333,6 +358,8 @@ def _miter(design, k, streams=True):
         if streams and stream is not None and f"{stream}__valid" in outs:
             same = f"(!gold_{stream}__valid || {same})"
         terms.append(same)
+    if streams:
+        lines += _held_offers(design.ports, ready="gold_{}__ready")
     lines.append(f"  wire same = {' && '.join(terms) or '1'};")
     if "clk" in ins:
         # Checked from the cycle after the first one, in which rst is held high.
@@ -403,7 +430,7 @@ def _sat(work, miter, seq, timeout):
     found), ``None`` (not decided within ``timeout`` seconds)."""
     script = (f"read_verilog mut.v; read_verilog -formal {miter}; hierarchy -top miter; "
               f"proc; chformal -lower; flatten; memory -nordff; opt; opt_clean; "
-              f"sat -verify -prove-asserts {seq}")
+              f"sat -verify -prove-asserts -set-assumes {seq}")
     try:
         r = toolchain.yosys(work, "-p", script, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -484,17 +511,20 @@ def _equal_everywhere(design, k, timeout):
     for side, sel in (("gold", 0), ("gate", k)):
         lines += [f"module {side}({ports});", *(d + ";" for d in _decl(design.ports)),
                   f"  {design.top}__mut u ({', '.join(f'.{n}({n})' for n in design.ports)}, "
-                  f".mutsel({SEL_BITS}'d{sel}));", "endmodule"]
+                  f".mutsel({SEL_BITS}'d{sel}));", *_held_offers(design.ports), "endmodule"]
     (design.work / f"sides{k}.v").write_text("\n".join(lines) + "\n")
     (design.work / "selector.txt").write_text("".join(
         f"u.{n}\n" for n in _selector_names((design.work / "mut.v").read_text())))
-    load = (f"read_verilog mut.v sides{k}.v; hierarchy; proc; flatten; memory -nomap; "
-            f"memory_map; opt_clean; opt_expr; opt_clean")
+    load = (f"read_verilog mut.v; read_verilog -formal sides{k}.v; hierarchy; proc; "
+            f"chformal -lower; flatten; memory -nomap; memory_map; opt_clean; opt_expr; "
+            f"opt_clean")
     steps = f"-seq {INDUCT_STEPS}"
     scripts = (f"{load}; equiv_make -blacklist selector.txt gold gate equiv; hierarchy -top "
-               f"equiv; equiv_simple {steps}; equiv_induct {steps}; equiv_status -assert",
+               f"equiv; equiv_simple {steps}; equiv_induct -set-assumes {steps}; "
+               f"equiv_status -assert",
                f"{load}; equiv_make -make_assert -blacklist selector.txt gold gate base; "
-               f"hierarchy -top base; sat -verify -prove-asserts {steps} -set-init-zero")
+               f"hierarchy -top base; sat -verify -prove-asserts -set-assumes {steps} "
+               f"-set-init-zero")
     for script in scripts:
         try:
             if toolchain.yosys(design.work, "-p", script, timeout=timeout).returncode:

@@ -154,10 +154,41 @@ def accumulator_top_dots(r, lanes):
     return dots
 
 
+def range_dots(r, lanes):
+    """Backward dot products whose beat sums lie ``2**16`` and more apart: a *tiny* beat (one
+    lane, the smallest product: code 1 x 1) and *huge* beats (every lane a product of code 6
+    or 7 x 12..15, about ``2**19`` times larger), tiny then huge (the fp16 adder swaps its
+    operands), huge then tiny, huge cancelled by its negation then tiny, and random
+    sequences of both with random signs, at ``g`` from 0 to 5 (every result finite). Only
+    there does the accumulator's exponent difference reach 16 or more: random operands
+    keep it below."""
+    def tiny(sign=0):
+        a, b = np.zeros(lanes, np.int64), np.zeros(lanes, np.int64)
+        k = r.integers(0, lanes)
+        a[k], b[k] = (sign << 3) | 1, 1
+        return a, b
+
+    def huge(sign=0):
+        return (sign << 3) | r.integers(6, 8, lanes), r.integers(12, 16, lanes)
+
+    dots = []
+    for g in (0, 3, 5):
+        h = huge()
+        seqs = [[tiny(), huge()], [huge(), tiny()],
+                [h, ((h[0] ^ 8), h[1]), tiny(int(r.integers(0, 2)))]]
+        seqs += [[(tiny if r.random() < 0.5 else huge)(int(r.integers(0, 2)))
+                  for _ in range(6)] for _ in range(4)]
+        for seq in seqs:
+            d = {**BACKWARD, "g": g}
+            d["a"], d["b"] = (np.array(x) for x in zip(*seq, strict=True))
+            dots.append(d)
+    return dots
+
+
 def full_rate_dots(case, r, lanes, accumulator="fp16"):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
-    beats, and the largest/smallest scales, and with the exact accumulator
+    beats, and the largest/smallest scales, :func:`range_dots`, and with the exact accumulator
     :func:`accumulator_top_dots`; ``latency``: one-beat and short dot products back to back,
     then a long one."""
     if case == "random":
@@ -173,6 +204,7 @@ def full_rate_dots(case, r, lanes, accumulator="fp16"):
             dots += make_dots(r, lanes, [4096], codes=(0b0111, 15, {**BACKWARD, "g": g}))
             dots += make_dots(r, lanes, [3], codes=(0b1111, 0b1000, {**BACKWARD, "g": g,
                                                                      "b_signed": 1}))
+        dots += range_dots(r, lanes)
         if accumulator == "exact":
             dots += accumulator_top_dots(r, lanes)
         return dots
