@@ -497,8 +497,9 @@ def _equal_everywhere(design, k, timeout):
     (proved), ``False`` (not proved: it differs, or the induction does not close) or ``None``
     (no answer within ``timeout`` seconds).
 
-    Yosys's ``equiv_make`` pairs every signal of the two designs by name (the mutant's own
-    selector logic excepted: :func:`_selector_names`), ``equiv_simple`` and ``equiv_induct``
+    Yosys's ``equiv_make`` pairs every signal of the two designs that reaches an output by
+    name (the mutant's own selector logic excepted: :func:`_selector_names`),
+    ``equiv_simple`` and ``equiv_induct``
     prove that once all pairs agree for ``INDUCT_STEPS`` cycles they agree in the next one,
     for any inputs (``rst`` among them), and a ``sat`` check from the initial state (the
     flip-flops' init values) proves that they agree in the first ``INDUCT_STEPS`` cycles.
@@ -515,9 +516,13 @@ def _equal_everywhere(design, k, timeout):
     (design.work / f"sides{k}.v").write_text("\n".join(lines) + "\n")
     (design.work / "selector.txt").write_text("".join(
         f"u.{n}\n" for n in _selector_names((design.work / "mut.v").read_text())))
+    # Each side keeps only what reaches an output or an assumption (bit by bit: a register
+    # bit nothing reads, such as a stream flag kept with its beat, may differ harmlessly).
+    trim = "select -set live o:* t:$assume %u %ci* i:* %u; delete @live %n"
     load = (f"read_verilog mut.v; read_verilog -formal sides{k}.v; hierarchy; proc; "
             f"chformal -lower; flatten; memory -nomap; memory_map; opt_clean; opt_expr; "
-            f"opt_clean")
+            f"opt_clean; splitcells; splitnets -driver; opt_clean; cd gold; {trim}; cd ..; "
+            f"cd gate; {trim}; cd ..; opt_clean")
     steps = f"-seq {INDUCT_STEPS}"
     scripts = (f"{load}; equiv_make -blacklist selector.txt gold gate equiv; hierarchy -top "
                f"equiv; equiv_simple {steps}; equiv_induct -set-assumes {steps}; "
