@@ -25,6 +25,7 @@ FORWARD = {"mode": 0, "a_signed": 1, "b_signed": 1, "phase": 0, "g": 0}
 BACKWARD = {"mode": 1, "a_signed": 0, "b_signed": 0, "phase": 1, "g": 0}
 RESET_DOTS = 240                 # dot products of the reset check
 RESET_PRE = 40                   # results out before it
+RESET_TINY = 60                  # of them, at tiny scales
 
 
 def make_dots(r, lanes, lengths, *, g_range=(-8, 8), codes=None):
@@ -141,16 +142,75 @@ def accumulator_top_dots(r, lanes):
     (``|p| >= 12 << 12`` each; the last with e = 6 or 7 and any ``b``), positive, negative,
     positive, so that the final rounder normalizes sums whose leading one lies in each of
     the register's top three bits with random bits below it (the 4096-beat extremes end
-    four bits lower). ``g`` keeps every result a normal fp16 number, so that its
-    significand shows every normalized bit."""
+    four bits lower), and 6000 negative beats, whose sum lies between ``-2**(w - 4)`` and
+    ``-2**(w - 5)`` for a ``w``-bit register at any lanes (``-2**32 .. -2**31`` at 8): there
+    its bit ``w - 5`` is 0 under ones, a pattern the rounder's chunked negation must carry
+    through (the ``2**15``-beat sum has random bits there; missing it hid a stuck bit)
+    ``g`` keeps every result a normal fp16 number, so that its significand shows every
+    normalized bit."""
     top = 1 << MAX_BEATS_LOG2
     dots = []
     for n, sign, e_lo, b_lo, g in ((top, 0, 7, 12, 31), (top >> 1, 1, 7, 12, 24),
-                                    (top >> 2, 0, 6, 0, 20)):
+                                    (top >> 2, 0, 6, 0, 20), (6000, 1, 7, 12, 22)):
         d = {**BACKWARD, "g": g}
         d["a"] = (sign << 3) | r.integers(e_lo, 8, (n, lanes))
         d["b"] = r.integers(b_lo, 16, (n, lanes))
         dots.append(d)
+    return dots
+
+
+def zero_dots(r, lanes):
+    """Dot products whose exact sum is 0, in both modes at ``g`` across its range: one beat
+    of zero operands, and a beat followed by its negation (forward: the signed ``a`` negated;
+    backward: the fp4 sign flipped), so that the rounders see a zero at every scale. A zero
+    is the one value whose exponent after normalization follows the scale alone: at a large
+    scale (``g <= -14``) it lies in the normal range, and only the rounder's zero flag keeps
+    the result +0."""
+    dots = []
+    for ctx, g in itertools.product((FORWARD, BACKWARD), (G_EXTREMES[0], -14, 0, G_EXTREMES[1])):
+        base = {**ctx, "g": g, "phase": int(r.integers(0, 2))}
+        b = r.integers(0, 16, (1, lanes))
+        dots.append({**base, "a": np.zeros((1, lanes), np.int64), "b": b})
+        if ctx is FORWARD:
+            a = r.integers(-7, 8, (1, lanes))
+            pair = np.concatenate([a, -a]) & 15
+        else:
+            a = r.integers(0, 16, (1, lanes))
+            pair = np.concatenate([a, a ^ 8])
+        dots.append({**base, "a": pair, "b": np.concatenate([b, b])})
+    return dots
+
+
+def _backward_lanes(total, lanes):
+    """Backward lane operands ``(a, b)`` (fp4 code, unsigned ``b``) whose products
+    ``b * 4**(e - 1)`` sum to ``total``, taken greedily; ``None`` if ``lanes`` do not suffice."""
+    a, b = np.zeros(lanes, np.int64), np.zeros(lanes, np.int64)
+    for k in range(lanes):
+        if total == 0:
+            break
+        e = min(7, (total.bit_length() - 1) // 2 + 1)
+        a[k], b[k] = e, min(15, total >> 2 * (e - 1))
+        total -= int(b[k]) << 2 * (e - 1)
+    return (a, b) if total == 0 else None
+
+
+def sticky_dots(r, lanes):
+    """One-beat backward dot products whose sum is ``2**L + 2**(L - 11) + 2**j``: the
+    rounders' round bit set, the kept significand even and one bit below the round bit, at
+    each position ``j`` under it, for the two largest ``L`` that ``lanes`` products reach,
+    with either sign. Only such a sum rounds up through that one bit (without it, the tie
+    rounds down to even), so each bit of the rounders' sticky OR shows in a result; the
+    lowest of them needs a sum of 19 bits, which random operands never make exact."""
+    dots = []
+    top = (lanes * 15 << 12).bit_length() - 1
+    for big in (top, top - 1):
+        for j in range(big - 11):
+            lane_ops = _backward_lanes((1 << big) + (1 << (big - 11)) + (1 << j), lanes)
+            if lane_ops is None:
+                continue
+            a, b = lane_ops
+            sign = int(r.integers(0, 2)) << 3
+            dots.append({**BACKWARD, "g": big - 10, "a": (a | sign)[None], "b": b[None]})
     return dots
 
 
@@ -188,7 +248,8 @@ def range_dots(r, lanes):
 def full_rate_dots(case, r, lanes, accumulator="fp16"):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
-    beats, and the largest/smallest scales, :func:`range_dots`, and with the exact accumulator
+    beats, and the largest/smallest scales, :func:`range_dots`, :func:`zero_dots`,
+    :func:`sticky_dots`, and with the exact accumulator
     :func:`accumulator_top_dots`; ``latency``: one-beat and short dot products back to back,
     then a long one."""
     if case == "random":
@@ -204,7 +265,7 @@ def full_rate_dots(case, r, lanes, accumulator="fp16"):
             dots += make_dots(r, lanes, [4096], codes=(0b0111, 15, {**BACKWARD, "g": g}))
             dots += make_dots(r, lanes, [3], codes=(0b1111, 0b1000, {**BACKWARD, "g": g,
                                                                      "b_signed": 1}))
-        dots += range_dots(r, lanes)
+        dots += range_dots(r, lanes) + zero_dots(r, lanes) + sticky_dots(r, lanes)
         if accumulator == "exact":
             dots += accumulator_top_dots(r, lanes)
         return dots
@@ -234,9 +295,13 @@ async def dot_full_rate(dut, case):
 
 @cocotb.test()
 async def dot_reset(dut):
-    """The reset check over ``RESET_DOTS`` short dot products (1 to 5 beats)."""
+    """The reset check over ``RESET_DOTS`` short dot products (1 to 5 beats), the last
+    ``RESET_TINY`` of them at scales (``g`` 16 .. 31) where results and beat sums come out
+    subnormal or zero, so that a rounder's underflow flag is held under backpressure too."""
     bench, lanes, acc, r, sb = await _bench(dut, "stream", salt=3)
-    dots = make_dots(r, lanes, [int(x) for x in r.integers(1, 6, RESET_DOTS)])
+    lengths = [int(x) for x in r.integers(1, 6, RESET_DOTS)]
+    dots = (make_dots(r, lanes, lengths[:-RESET_TINY])
+            + make_dots(r, lanes, lengths[-RESET_TINY:], g_range=(16, 31)))
     await bench.reset_check(sb, stimulus(dots, acc, lanes, r), pre_results=RESET_PRE)
     sb.finish(expected_vectors=RESET_DOTS, exhaustive=False)
     _sample(lanes, acc, dots)
