@@ -16,7 +16,7 @@ from amaranth.lib import data, memory
 from golden.formats import FP16
 
 from .fp16 import FP16AddCore
-from .params import FLAGS_SHAPE, integer, positive_int
+from .params import FP16_FLAGS, integer, pack_flags, positive_int, unpack_flags
 from .pipeline import Pipeline, bundle
 
 __all__ = ["SlotStore", "Interleaved"]
@@ -162,13 +162,15 @@ class Interleaved:
         :meth:`_side`, as rank ``c - 1``'s). Drives the output rank."""
         # The loop: acc[slot] read (registered into the chunk rank when the adder is
         # pipelined), the adder's D ranks, acc[slot] written at their end.
-        acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": FLAGS_SHAPE})
+        # Only the flags an fp16 operation raises are stored: the other bits of the byte are
+        # then constant 0 rather than a value the store feeds back to itself.
+        acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": bin(FP16_FLAGS).count("1")})
         accs = SlotStore(m, "accumulators", acc_layout, self._slots)
         # A first beat adds -0 (exact: the chunk itself) and starts from no flags.
         reader = self._sides[c - 1] if self._acc_stages else flow
         old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
         operand = {"acc": Mux(reader["first"], FP16.SIGN_MASK, old.acc),
-                   "flags": Mux(reader["first"], 0, old.flags)}
+                   "flags": Mux(reader["first"], 0, unpack_flags(old.flags))}
         if self._acc_stages:
             operand = pipe.rank(c, operand, "acc_old")
         add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
@@ -180,8 +182,8 @@ class Interleaved:
             m.d.comb += add.en.eq(pipe.en)
         new = {"acc": add.result, "flags": loop["flags"] | add.flags}
         end = c + self._acc_stages
-        accs.write(m, loop["slot"] if self._slots > 1 else 0, Cat(new["acc"], new["flags"]),
-                   pipe.en & pipe.valid[end])
+        accs.write(m, loop["slot"] if self._slots > 1 else 0,
+                   Cat(new["acc"], pack_flags(new["flags"])), pipe.en & pipe.valid[end])
         m.d.comb += last_in.eq(loop["last"])
         self._output(m, pipe, new["acc"], new["flags"], bundle(m, loop, "out_side"))
 

@@ -8,7 +8,7 @@ parameter).
 import operator
 
 from amaranth import hdl
-from amaranth.hdl import Const, Mux
+from amaranth.hdl import Cat, Const, Mux
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,11 +23,15 @@ from golden.formats import (
     G_RANGE,
 )
 
-__all__ = ["FLAGS_SHAPE", "LANES_MAX", "positive_int", "lanes_pow2", "check_g_bits", "g_range",
+__all__ = ["FLAGS_SHAPE", "FP16_FLAGS", "LANES_MAX", "pack_flags", "unpack_flags",
+           "positive_int", "lanes_pow2", "check_g_bits", "g_range",
            "g_shape", "flag_byte", "clamp", "ScaledStream", "Staged", "integer"]
 
 # Flags are one byte per result (golden.formats); the bit positions come from its FLAG_*.
 FLAGS_SHAPE = hdl.unsigned(8)
+# The flags an fp16 rounding or addition can raise (none of them saturates): state that
+# holds flags across beats stores these bits only, so the others are 0 by construction.
+FP16_FLAGS = FLAG_INEXACT | FLAG_UNDERFLOW | FLAG_OVERFLOW | FLAG_INVALID
 LANES_MAX = 64            # widest dot unit: a 64-lane adder tree (synth sweeps up to it)
 
 _FLAG_BITS = {"inexact": FLAG_INEXACT, "underflow": FLAG_UNDERFLOW,
@@ -91,6 +95,22 @@ def flag_byte(**conditions):
     for name, cond in conditions.items():
         out = out | Mux(cond, _FLAG_BITS[name], 0)
     return out
+
+
+def _bits(mask):
+    return [i for i in range(FLAGS_SHAPE.width) if mask >> i & 1]
+
+
+def pack_flags(flags, mask=FP16_FLAGS):
+    """The bits of the flag byte ``flags`` that ``mask`` selects, LSB first."""
+    return Cat(flags[i] for i in _bits(mask))
+
+
+def unpack_flags(packed, mask=FP16_FLAGS):
+    """The flag byte of :func:`pack_flags`' ``packed`` bits (the others 0)."""
+    where = _bits(mask)
+    return Cat(packed[where.index(i)] if i in where else Const(0, 1)
+               for i in range(FLAGS_SHAPE.width))
 
 
 def clamp(v, lo, hi):
