@@ -13,7 +13,8 @@ own beats, in completion order (the order of the ``last`` beats: the unit is in 
 - ``interleave_traffic``: ragged lengths (1 .. 40 beats), random slot order and bursts,
   ``g`` over -32 .. 31, random gaps and backpressure; the bursts must make the interlock wait
   (counted in a run at full rate). The random run has the dot unit bench's directed set too
-  (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``); a round
+  (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``) and its
+  zero sums and sticky-bit sums (:func:`tb_dot.zero_dots`, :func:`tb_dot.sticky_dots`); a round
   robin run gives every slot a one-beat, a 5-beat and a 24-beat dot product.
 - ``interleave_reset``: the stream bench's reset check on an interleaved stream: the stream
   resumes at the first beat with no dot product open across it.
@@ -36,6 +37,8 @@ from tb_dot import (
     context_columns,
     directed_dots,
     length_class,
+    sticky_dots,
+    zero_dots,
 )
 
 import golden
@@ -225,7 +228,8 @@ async def interleave_traffic(dut):
                    else [int(x) for x in r.integers(1, 41, 6 * n)])
         dots = dots_for(r, unit, lengths, g_range=(-32, 31))
         if order == "random" and not is_fp16(unit):
-            dots += directed_dots(r, unit.lanes)
+            dots += (directed_dots(r, unit.lanes) + zero_dots(r, unit.lanes)
+                     + sticky_dots(r, unit.lanes))
         stim = stimulus(r, dots, unit.slots, order, accumulator_of(unit), unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
