@@ -39,3 +39,30 @@ def test_properties():
     # accumulator's adder feeds the output rank and the accumulator itself)
     d = DotProduct(8, "fp16")
     assert d.rounder_stages == 14 and d.latency == 2 + 3 + 14 + 2
+
+
+def test_stored_flags():
+    """The accumulator loop's flag store (``hdl.params.pack_flags``) keeps exactly the flags
+    an fp16 operation raises: every flag byte comes back as itself masked by them."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+
+    from golden.formats import FLAG_INEXACT, FLAG_INVALID, FLAG_OVERFLOW, FLAG_UNDERFLOW
+    from hdl.params import FP16_FLAGS, pack_flags, unpack_flags
+
+    assert FP16_FLAGS == FLAG_INEXACT | FLAG_UNDERFLOW | FLAG_OVERFLOW | FLAG_INVALID
+    m = Module()
+    byte, packed, back = Signal(8), Signal(4), Signal(8)
+    m.d.comb += [packed.eq(pack_flags(byte)), back.eq(unpack_flags(packed))]
+    seen = []
+
+    async def bench(ctx):
+        for v in range(256):
+            ctx.set(byte, v)
+            seen.append((v, ctx.get(back)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 256
+    assert [b for _, b in seen] == [v & FP16_FLAGS for v, _ in seen]
