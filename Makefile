@@ -106,11 +106,18 @@ train-rtl: setup
 # then `python -m scripts.board --port <serial port> --board <board>` checks it against
 # golden. `make bitstreams` builds all four (minutes each; not part of `make test`, whose board
 # bench simulates the same top and protocol).
+# The Gowin board's place-and-route and packer (pyproject extra "boards": YoWASP's
+# nextpnr-himbaechel-gowin and Apicula's gowin_pack) are installed on first use, not by setup.
+BOARDS_STAMP := $(VENV)/.boards-installed
+$(BOARDS_STAMP): $(STAMP)
+	$(VENV)/bin/pip install -q -e ".[dev,boards]"
+	touch $@
+
 BOARD ?= ulx3s-25
-bitstream: setup
+bitstream: setup $(BOARDS_STAMP)
 	$(PY) -m scripts.bitstream --board $(BOARD)
 
-bitstreams: setup
+bitstreams: setup $(BOARDS_STAMP)
 	RUN_BITSTREAMS=1 $(PY) -m pytest scripts/tests/test_bitstream.py -q
 
 # Golden 4-bit GEMM speed against NumPy fp32 matmul.
