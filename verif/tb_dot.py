@@ -145,7 +145,7 @@ def accumulator_top_dots(r, lanes):
     four bits lower), and 6000 negative beats, whose sum lies between ``-2**(w - 4)`` and
     ``-2**(w - 5)`` for a ``w``-bit register at any lanes (``-2**32 .. -2**31`` at 8): there
     its bit ``w - 5`` is 0 under ones, a pattern the rounder's chunked negation must carry
-    through (the ``2**15``-beat sum has random bits there; missing it hid a stuck bit)
+    through (the ``2**15``-beat sum has random bits there; missing it hid a stuck bit).
     ``g`` keeps every result a normal fp16 number, so that its significand shows every
     normalized bit."""
     top = 1 << MAX_BEATS_LOG2
