@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:  make  &&  make test
 # Other flows: make verilog | lint | synth | synth-smoke | study | bench | accuracy | mutate |
-#              train-rtl | bitstream | bitstreams | clean
+#              formal | train-rtl | bitstream | bitstreams | clean
 # The flows are the package scripts/, run as modules from here: python -m scripts.<name>.
 
 PYTHON   ?= python3
@@ -11,7 +11,7 @@ JOBS     ?= auto
 PYTEST   := $(PY) -m pytest
 
 .PHONY: all setup verilog lint test test-golden test-scripts test-hdl accuracy synth synth-smoke \
-        study bench mutate train-rtl bitstream bitstreams clean
+        study bench mutate formal train-rtl bitstream bitstreams clean
 
 all: verilog
 
@@ -58,8 +58,13 @@ test-scripts: setup
 	$(PYTEST) scripts/tests -q -n $(JOBS)
 
 test-hdl: setup
-	$(PYTEST) verif -q -n $(JOBS) --maxschedchunk 1
+	$(PYTEST) verif -q -n $(JOBS) --maxschedchunk 1 -m "not long"
 	@cat build/reports/regression.md
+
+# Every formal proof, the long ones included (`make test` runs all but those: the proof that
+# the whole int4 rescale is monotone, about 1.5 minutes).
+formal: setup
+	$(PYTEST) verif/test_formal.py -q -n $(JOBS)
 
 # Error of fp16 versus exact accumulation against the exact value (golden model):
 # build/reports/accumulation.{json,md}.

@@ -400,11 +400,13 @@ def dot(x, w, *, mode="forward", x_signed=False, w_signed=True, phase="even", g=
     if accumulator == "exact":
         code, fl = _round(beat.sum(axis=1), exp)
     else:
-        code, fl = _round(beat[:, 0], exp)
+        # Every beat sum rounds on its own (one vectorized call); the additions are the
+        # sequential part, in beat order.
+        parts, pfs = _round(beat, exp)
+        code, fl = parts[:, 0], pfs[:, 0]
         for i in range(1, nb):
-            part, pf = _round(beat[:, i], exp)
-            code, af = fp16_add(code, part, flags=True)
-            fl = fl | pf | af
+            code, af = fp16_add(code, parts[:, i], flags=True)
+            fl = fl | pfs[:, i] | af
     code, fl = code.reshape(shape), fl.reshape(shape)
     return (code, fl) if flags else code
 

@@ -145,7 +145,7 @@ def _targets():
                                 "test_converters.py::test_log_converter",
                                 {"lanes": L, "g_bits": 6},
                                 cocotb_filter="log_converter_exhaustive",
-                                expect_vectors=tc.vectors(len(tc.LOG_G[6]) * 2
+                                expect_vectors=tc.vectors(len(tc.log_gs(6)) * 2
                                                           * tc.sweep_beats(L), L)),
         "rescale_int4_sym": Target(lambda: RangeRescale(lanes=L, fmt="int4_sym"),
                                    "tb_converters", "test_converters.py::test_rescale_rne",

@@ -52,7 +52,8 @@ def merge(run):
     for r in records:
         p = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         rate = r["vectors"] / r["seconds"] if r["seconds"] else 0
-        lines.append(f"| {r['unit']} | {p} | {r['simulator']} | {r['vectors']} | "
+        sim = r["simulator"] + (" (light)" if r.get("profile") == "light" else "")
+        lines.append(f"| {r['unit']} | {p} | {sim} | {r['vectors']} | "
                      f"{r['mismatches']} | {'yes' if r['exhaustive'] else 'no'} | "
                      f"{_coverage(r.get('coverage'))} | "
                      f"{r['seconds']:.1f} | {rate:,.0f} | {r.get('build_seconds', 0):.1f} | "

@@ -22,6 +22,11 @@ def params():
     return json.loads(os.environ.get("FOURBIT_PARAMS", "{}"))
 
 
+def light():
+    """Whether this run is the light profile (``harness.light``: Icarus, shorter sweeps)."""
+    return os.environ.get("FOURBIT_LIGHT") == "1"
+
+
 def latency():
     return int(os.environ.get("FOURBIT_LATENCY", "0"))
 

@@ -28,6 +28,7 @@ from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 from hdl.params import g_range
 
 from scoreboard import Scoreboard, cached, params, rng
+from scoreboard import light as light_run
 from streams import Stimulus, StreamBench, every_lane, rotate_lanes
 
 RESET_RESULTS = 64        # results of the reset check (the sweep's first)
@@ -51,6 +52,22 @@ RESCALE_SCALES = (
 )
 BAD_SCALES = (0x0000, 0x8000, 0xBC00, FP16.INF, 0xFC00, FP16.QNAN, 0x7C01)
 STOCHASTIC_SCALES = (0x0155, 0x2E66, 0x3C00, 0x4170)
+# The light profile (Icarus, scoreboard.light): every fp16 code at fewer g values and scales.
+LIGHT_LOG_G = {6: (-32, 0, 31)}
+LIGHT_RESCALE_SCALES = (0x0155, 0x3C00, 0x7BFF)
+LIGHT_STOCHASTIC_SCALES = (0x3C00, 0x4170)
+
+
+def log_gs(g_bits, light=False):
+    """The g values of :func:`log_converter_exhaustive`'s sweep."""
+    return (LIGHT_LOG_G if light else LOG_G)[g_bits]
+
+
+def rescale_scales(r_bits=0, light=False):
+    """The scales of :func:`rescale_exhaustive`'s sweep (stochastic when ``r_bits``)."""
+    if r_bits:
+        return LIGHT_STOCHASTIC_SCALES if light else STOCHASTIC_SCALES
+    return LIGHT_RESCALE_SCALES if light else RESCALE_SCALES
 # Beats with a random valid scale each (the scale's significand goes through the
 # multiplier's partial-product rows: a fixed set of scales leaves most patterns of them
 # unseen), their codes mostly picked so that x * s lands in the 4-bit range (random codes
@@ -84,10 +101,10 @@ FP16_CORNERS = (
 )
 
 
-def rescale_beats(lanes, r_bits=0):
+def rescale_beats(lanes, r_bits=0, light=False):
     """Beats of :func:`rescale_exhaustive`."""
-    scales = STOCHASTIC_SCALES if r_bits else RESCALE_SCALES
-    return len(scales) * sweep_beats(lanes) + RANDOM_SCALE_BEATS + len(BAD_SCALES)
+    return (len(rescale_scales(r_bits, light)) * sweep_beats(lanes) + RANDOM_SCALE_BEATS
+            + len(BAD_SCALES))
 
 
 def sweep_beats(lanes):
@@ -137,7 +154,7 @@ async def log_converter_exhaustive(dut):
     unit = LogConverter(p["lanes"], p["g_bits"])
     lanes = unit.lanes
     codes = _sweep_codes(lanes)
-    rows = [(g, ph) for g in LOG_G[unit.g_bits] for ph in (0, 1)]
+    rows = [(g, ph) for g in log_gs(unit.g_bits, light_run()) for ph in (0, 1)]
     x = np.concatenate([codes] * len(rows))
     g = np.repeat([r[0] for r in rows], len(codes))
     ph = np.repeat([r[1] for r in rows], len(codes))
@@ -211,7 +228,7 @@ async def rescale_exhaustive(dut):
     lanes, r_bits = unit.lanes, unit.r_bits
     gen = rng(None, salt=7)
     codes = _sweep_codes(lanes)
-    scales = STOCHASTIC_SCALES if r_bits else RESCALE_SCALES
+    scales = rescale_scales(r_bits, light_run())
     rs = gen.integers(1, FP16.INF, RANDOM_SCALE_BEATS)
     x = np.concatenate([codes] * len(scales) + [_in_range_codes(gen, rs, lanes)]
                        + [gen.integers(0, 1 << FP16.BITS, (len(BAD_SCALES), lanes))])

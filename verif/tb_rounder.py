@@ -30,6 +30,7 @@ from golden.formats import FP16
 from hdl.rounder import FLAGS_SHAPE, FP16Rounder
 
 from scoreboard import Scoreboard, params, rng
+from scoreboard import light as light_run
 from streams import Packer, rotate_lanes, start_clock
 
 # (width, exp_width, signed, stages): an exhaustive 12-bit one, the dot-product normalizer's
@@ -38,6 +39,7 @@ from streams import Packer, rotate_lanes, start_clock
 CONFIGS = [(12, 6, False, 0), (41, 10, True, 0), (1, 10, False, 0),
            (41, 10, True, len(FP16Rounder.points(41, True))), (20, 7, True, 4)]
 N_RANDOM = 200_000
+LIGHT_RANDOM = 20_000           # the light profile's (Icarus: scoreboard.light)
 EXHAUSTIVE_LIMIT = 1 << 20
 E_LO, E_HI = -28, 17            # leading-one exponents worth dense coverage
 CORNER_PATTERNS = (1, 0x800, 0x801, 0x803, 0xFFF, 0xFFE, 0x1001, 0x1FFF, 0x1FFE, 0xC00)
@@ -116,18 +118,22 @@ def random_vectors(gen, n, w, ew, signed):
     return gen.integers(0, 2, n), mag, exp
 
 
-def vector_count(w, ew, signed, stages=0, lanes=1):
+def random_count(light=False):
+    return LIGHT_RANDOM if light else N_RANDOM
+
+
+def vector_count(w, ew, signed, stages=0, lanes=1, light=False):
     if exhaustive(w, ew, signed):
         n = 1 << (w + ew + (0 if signed else 1))
         if not stages and lanes > 1:
             n += lanes * len(_lane_groups(*all_vectors(w, ew, signed), signed))
     else:
-        n = N_RANDOM + len(corners(w, ew, signed)[0])
+        n = random_count(light) + len(corners(w, ew, signed)[0])
     return 2 * n if stages else n           # pipelined: first and last cycle of each result
 
 
-def expected_vectors(configs, lanes):
-    return sum(vector_count(*c, lanes=lanes) for c in configs)
+def expected_vectors(configs, lanes, light=False):
+    return sum(vector_count(*c, lanes=lanes, light=light) for c in configs)
 
 
 def _lane_groups(s, m, e, signed):
@@ -180,7 +186,7 @@ async def config(dut, k):
         s, m, e = all_vectors(w, ew, signed)
     else:
         gen = rng(dut._log, salt=10 + k)
-        rs, rm, re = random_vectors(gen, N_RANDOM, w, ew, signed)
+        rs, rm, re = random_vectors(gen, random_count(light_run()), w, ew, signed)
         cs, cm, ce = corners(w, ew, signed)
         s, m, e = np.concatenate([rs, cs]), np.concatenate([rm, cm]), np.concatenate([re, ce])
     n = len(m)
@@ -237,7 +243,8 @@ async def config(dut, k):
         first_r = _unpack(first_r, FP16.BITS, lanes)[:n]
         first_f = _unpack(first_f, FLAGS_SHAPE.width, lanes)[:n]
         sb.compare(first_r | (first_f << 16), want, sign=s, mag=m, exp=e)
-    sb.finish(expected_vectors=vector_count(w, ew, signed, stages, lanes), exhaustive=full)
+    sb.finish(expected_vectors=vector_count(w, ew, signed, stages, lanes, light_run()),
+              exhaustive=full)
     cov = rounder_coverage(name, w, ew, signed, lanes)
     cov.sample(case=funcov.rounding_case(m, e, want_r, want_f), sign=s,
                lane=np.arange(n) % lanes)

@@ -4,7 +4,7 @@ and the full-rate check (``tb_converters``); parameter checks."""
 
 import pytest
 from tb_converters import (
-    LOG_G,
+    log_gs,
     rescale_beats,
     sweep_beats,
     tracker_tensor_count,
@@ -14,7 +14,7 @@ from tb_converters import (
 from golden.formats import FP4
 from hdl import FP4Decoder, LogConverter, RangeRescale, RangeTracker
 
-from harness import run_bench, simulators
+from harness import light, run_bench, simulators
 
 LANES = 32                       # values per beat in the bench instances
 STOCHASTIC_R_BITS = 8
@@ -27,7 +27,7 @@ def _filter(test):
 @pytest.mark.parametrize("sim", simulators())
 def test_log_converter(sim):
     unit = LogConverter(lanes=LANES, g_bits=6)
-    beats = len(LOG_G[6]) * 2 * sweep_beats(LANES)
+    beats = len(log_gs(6, light(sim))) * 2 * sweep_beats(LANES)
     run_bench(unit, "tb_converters", sim, {"lanes": LANES, "g_bits": 6},
               expect_vectors=vectors(beats, LANES),
               extra_env=_filter("log_converter_exhaustive"))
@@ -37,7 +37,7 @@ def test_log_converter(sim):
 @pytest.mark.parametrize("sim", simulators())
 def test_rescale_rne(sim, fmt):
     unit = RangeRescale(lanes=LANES, fmt=fmt)
-    beats = rescale_beats(LANES)
+    beats = rescale_beats(LANES, light=light(sim))
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": fmt, "rounding": "rne", "r_bits": 0},
               expect_vectors=vectors(beats, LANES),
@@ -48,7 +48,7 @@ def test_rescale_rne(sim, fmt):
 def test_rescale_stochastic(sim):
     unit = RangeRescale(lanes=LANES, fmt="int4", rounding="stochastic",
                         r_bits=STOCHASTIC_R_BITS)
-    beats = rescale_beats(LANES, STOCHASTIC_R_BITS)
+    beats = rescale_beats(LANES, STOCHASTIC_R_BITS, light(sim))
     run_bench(unit, "tb_converters", sim,
               {"lanes": LANES, "fmt": "int4", "rounding": "stochastic",
                "r_bits": STOCHASTIC_R_BITS},

@@ -5,7 +5,8 @@ The harnesses are the ``HARNESSES`` tables of the modules in ``verif/formal``. E
 converted to RTLIL by Amaranth (its ``Assert``/``Assume`` become ``$check``
 cells, which yosys lowers to formal cells), an ``.sby`` file is written next to it under
 ``build/formal/<name>/`` and sby runs there; the test asserts that sby reported PASS.
-Override the tools with ``SBY``, ``YOSYS``, ``SMTBMC`` (command names or paths).
+Override the tools with ``SBY``, ``YOSYS``, ``SMTBMC`` (command names or paths). ``make
+formal`` runs every proof; ``make test`` all but the ``LONG`` ones.
 """
 
 import importlib
@@ -74,7 +75,14 @@ def _run_sby(name, factory, mode, depth):
     return run
 
 
-@pytest.mark.parametrize("name", sorted(HARNESSES))
+# Proofs that take minutes: ``make formal`` runs them, ``make test`` leaves them out
+# (``-m "not long"``). The monotonicity of the whole int4 rescale, multiplier included
+# (the rounding step alone is proved monotone for every format in ``make test``).
+LONG = {"rescale_int4_rne_monotone"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n in LONG else n
+                                  for n in sorted(HARNESSES)])
 def test_formal(name):
     run = _run_sby(name, *HARNESSES[name])
     summary = [line for line in run.stdout.splitlines() if "summary" in line or "DONE" in line]

@@ -14,11 +14,12 @@ from golden.testfloat import CASES as TESTFLOAT_CASES
 from golden.testfloat import load as load_testfloat
 from hdl import FP16AddCore, FP16Adder, FP16MulCore, FP16Multiplier, FP16Rounder
 
-from harness import run_bench, simulators
+from harness import light, run_bench, simulators
 
 UNITS = {"add": FP16Adder, "mul": FP16Multiplier}
 LANES = int(os.environ.get("FP16_LANES", 16))   # operations per beat in the benches
 N_RANDOM = int(os.environ.get("FP16_RANDOM", 1_000_000))
+LIGHT_SHARE = 10                     # Icarus's light profile: a tenth of the random pairs
 N_STREAM = 2000                      # beats of the reset check
 
 
@@ -32,15 +33,23 @@ def _full_rate_vectors(n):
 @pytest.mark.parametrize("op", sorted(UNITS))
 def test_fp16_unit(sim, op):
     unit = UNITS[op](lanes=LANES)
+    n_random = random_pairs(sim)
     run_bench(unit, "tb_fp16", sim,
-              params={"op": op, "lanes": LANES, "n_random": N_RANDOM, "n_stream": N_STREAM},
-              expect_vectors=expected_vectors())
+              params={"op": op, "lanes": LANES, "n_random": n_random, "n_stream": N_STREAM},
+              expect_vectors=expected_vectors(n_random))
 
 
-def expected_vectors():
+def random_pairs(sim):
+    """Random pairs of a bench run: ``N_RANDOM``, a multiple of ``LANES`` under
+    ``LIGHT_SHARE`` of it in the light profile (:func:`harness.light`)."""
+    n = N_RANDOM // LIGHT_SHARE if light(sim) else N_RANDOM
+    return n - n % LANES
+
+
+def expected_vectors(n_random=N_RANDOM):
     """Vectors of one bench run (also ``make mutate``'s count)."""
     return (_full_rate_vectors(TESTFLOAT_CASES)
-            + _full_rate_vectors(N_RANDOM + CORNER_PAIRS * LANES) + N_STREAM * LANES)
+            + _full_rate_vectors(n_random + CORNER_PAIRS * LANES) + N_STREAM * LANES)
 
 
 # --- without a simulator: parameters, properties, Amaranth-simulator quick checks ----------
