@@ -10,7 +10,7 @@ import regression
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a bench that runs for minutes (scheduled first)")
+    config.addinivalue_line("markers", "slow: a test of half a minute or more (scheduled first)")
     config.addinivalue_line("markers", "long: a proof left out of make test (make formal)")
     # Set before xdist starts its workers, which inherit it: every record of this run lands
     # in one folder, merged by the controller alone.

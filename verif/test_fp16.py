@@ -29,7 +29,7 @@ def _full_rate_vectors(n):
     return beats * LANES + beats
 
 
-@pytest.mark.parametrize("sim", simulators(slow=("icarus",)))
+@pytest.mark.parametrize("sim", simulators(slow=("verilator",)))
 @pytest.mark.parametrize("op", sorted(UNITS))
 def test_fp16_unit(sim, op):
     unit = UNITS[op](lanes=LANES)

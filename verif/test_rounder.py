@@ -62,7 +62,7 @@ class RounderBank(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("sim", simulators(slow=("icarus",)))
+@pytest.mark.parametrize("sim", simulators(slow=("verilator",)))
 def test_rounder(sim):
     run_bench(RounderBank(), "tb_rounder", sim,
               params={"configs": CONFIGS, "lanes": LANES},
