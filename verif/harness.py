@@ -63,8 +63,8 @@ def light(simulator):
     ``ICARUS_FULL=1``. Icarus runs the same benches, checks and directed corners as
     Verilator, but the long random sweeps are shorter (fp16 cores, rounder), the converters
     sweep every fp16 code at fewer scales, and the exact dot unit leaves out its 2**16-beat
-    accumulator-top dot products: Icarus spends about 4x Verilator's time per cycle, and
-    ``make test`` keeps its time budget. Verilator runs everything (and ``make mutate``
+    accumulator-top dot products: Icarus spends 3 to 7 times Verilator's time on the same
+    vectors, and ``make test`` has a time budget. Verilator runs everything (and ``make mutate``
     scores the benches on Verilator). A bench reads it as ``scoreboard.light()``."""
     return simulator == "icarus" and os.environ.get("ICARUS_FULL", "0") in ("", "0")
 
