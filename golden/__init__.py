@@ -9,11 +9,19 @@ from . import formats
 from .baselines import fp16_dot, fused_fp16_dot, int8_dot
 from .dot import dot, gemm
 from .fp4 import fp4_mul, fp4_value, from_fp4, int4_mul, int4_value, to_fp4
-from .fp16 import decode_fp16, fp16_add, fp16_from_float, fp16_mul, fp16_to_float, round_fp16
+from .fp16 import (
+    decode_fp16,
+    fp16_add,
+    fp16_add_one,
+    fp16_from_float,
+    fp16_mul,
+    fp16_to_float,
+    round_fp16,
+)
 from .gradscale import gradscale
 from .rescale import rescale
 
-__all__ = ["formats", "fp16_add", "fp16_mul", "to_fp4", "from_fp4", "rescale",
+__all__ = ["formats", "fp16_add", "fp16_add_one", "fp16_mul", "to_fp4", "from_fp4", "rescale",
            "round_fp16", "decode_fp16", "fp16_to_float", "fp16_from_float",
            "fp4_value", "fp4_mul", "int4_value", "int4_mul", "dot", "gemm", "fp16_dot",
            "fused_fp16_dot", "int8_dot",

@@ -21,7 +21,7 @@ import numpy as np
 from . import _check
 from .formats import ACCUMULATORS, FP4, FP16, G_RANGE, MODES
 from .fp4 import fp4_mul, int4_value
-from .fp16 import fp16_add, round_fp16
+from .fp16 import fp16_add, fp16_add_one, round_fp16
 
 __all__ = ["dot", "gemm", "MODES", "ACCUMULATORS", "operand_values"]
 
@@ -380,6 +380,28 @@ def _gemm_reference(a, b, mode, a_signed, b_signed, exp, accumulator, lanes, fla
     return (code, fl) if flags else code
 
 
+# Below this many dot products, the sequential fp16 additions run one pair at a time in
+# Python integers (fp16_add_one, microseconds each) rather than as array calls across the
+# dot products (a fixed cost of about 0.4 ms per beat, whatever the rows).
+_ONE_BY_ONE_ROWS = 32
+
+
+def _accumulate_one_by_one(parts, pfs):
+    """``parts[:, 0] + parts[:, 1] + ...`` in fp16, left to right, and the OR of every flag:
+    each row with :func:`fp16_add_one`."""
+    codes, flags = [], []
+    for row, row_flags in zip(parts.tolist(), pfs.tolist(), strict=True):
+        acc, fl = row[0], 0
+        for part in row[1:]:
+            acc, af = fp16_add_one(acc, part)
+            fl |= af
+        for f in row_flags:
+            fl |= f
+        codes.append(acc)
+        flags.append(fl)
+    return np.array(codes, np.uint16), np.array(flags, np.uint8)
+
+
 def dot(x, w, *, mode="forward", x_signed=False, w_signed=True, phase="even", g=0,
         accumulator="fp16", lanes=8, flags=False):
     """Dot products along the last axis: ``x`` (..., K) and ``w`` (..., K) 4-bit codes
@@ -403,10 +425,13 @@ def dot(x, w, *, mode="forward", x_signed=False, w_signed=True, phase="even", g=
         # Every beat sum rounds on its own (one vectorized call); the additions are the
         # sequential part, in beat order.
         parts, pfs = _round(beat, exp)
-        code, fl = parts[:, 0], pfs[:, 0]
-        for i in range(1, nb):
-            code, af = fp16_add(code, parts[:, i], flags=True)
-            fl = fl | pfs[:, i] | af
+        if rows <= _ONE_BY_ONE_ROWS:
+            code, fl = _accumulate_one_by_one(parts, pfs)
+        else:
+            code, fl = parts[:, 0], pfs[:, 0]
+            for i in range(1, nb):
+                code, af = fp16_add(code, parts[:, i], flags=True)
+                fl = fl | pfs[:, i] | af
     code, fl = code.reshape(shape), fl.reshape(shape)
     return (code, fl) if flags else code
 

@@ -11,7 +11,7 @@ import numpy as np
 from . import _check
 from .formats import FLAG_INEXACT, FLAG_INVALID, FLAG_OVERFLOW, FLAG_UNDERFLOW, FP16
 
-__all__ = ["decode_fp16", "round_fp16", "fp16_add", "fp16_mul", "is_nan", "is_snan",
+__all__ = ["decode_fp16", "round_fp16", "fp16_add", "fp16_add_one", "fp16_mul", "is_nan", "is_snan",
            "fp16_to_float", "fp16_from_float"]
 
 _U1 = np.uint64(1)
@@ -148,6 +148,50 @@ def fp16_add(a, b, *, flags=False):
     invalid = is_snan(a) | is_snan(b) | inf_inf
     res, fl = _special(res, fl, nan, invalid, ina | inb, np.where(ina, sa, sb))
     return (res, fl) if flags else res
+
+
+def _finite_units(c):
+    """A finite fp16 code's value in units of ``2**-24`` (a signed Python int)."""
+    e, f = (c >> FP16.FRAC_BITS) & FP16.EXP_MAX_FIELD, c & FP16.FRAC_MASK
+    m = (f | (1 << FP16.FRAC_BITS)) << (e - 1) if e else f
+    return -m if c >> 15 else m
+
+
+def _add_special(a, b):
+    """:func:`fp16_add_one` when an operand is Inf or NaN."""
+    quiet = 1 << (FP16.FRAC_BITS - 1)
+    nan_a = (a & FP16.MAG_MASK) > FP16.INF
+    nan_b = (b & FP16.MAG_MASK) > FP16.INF
+    inf_a = (a & FP16.MAG_MASK) == FP16.INF
+    inf_b = (b & FP16.MAG_MASK) == FP16.INF
+    inf_inf = inf_a and inf_b and (a ^ b) >> 15
+    if nan_a or nan_b or inf_inf:
+        snan = (nan_a and not a & quiet) or (nan_b and not b & quiet)
+        return FP16.QNAN, FLAG_INVALID if snan or inf_inf else 0
+    return (a if inf_a else b), 0
+
+
+def fp16_add_one(a, b):
+    """:func:`fp16_add` with ``flags=True`` for one pair of codes (Python ints), in plain
+    integer arithmetic: ``(code, flags)`` as ints, bit-identical. A sequential fp16
+    accumulation (:func:`golden.dot` on few long dot products) calls it once per addition,
+    where the array function's fixed cost would dominate."""
+    if (a & FP16.EXP_MASK) == FP16.EXP_MASK or (b & FP16.EXP_MASK) == FP16.EXP_MASK:
+        return _add_special(a, b)
+    s = _finite_units(a) + _finite_units(b)       # exact: below 2**41 in magnitude
+    if s == 0:                                    # +0, unless -0 + -0
+        return (a & b & 0x8000), 0
+    sign, m = (0x8000, -s) if s < 0 else (0, s)
+    if m < 1 << FP16.SIG_BITS:                    # subnormal or the first binade: exact
+        return sign | m, 0
+    shift = m.bit_length() - FP16.SIG_BITS        # keep 11 bits
+    q, rem = m >> shift, m & ((1 << shift) - 1)
+    half = 1 << (shift - 1)
+    q += rem > half or (rem == half and q & 1)
+    code = ((shift + 1) << FP16.FRAC_BITS) + q - (1 << FP16.FRAC_BITS)   # a carry lands in e
+    if code >= FP16.INF:
+        return sign | FP16.INF, FLAG_OVERFLOW | FLAG_INEXACT
+    return sign | code, FLAG_INEXACT if rem else 0
 
 
 def fp16_mul(a, b, *, flags=False):

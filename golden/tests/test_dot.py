@@ -161,3 +161,28 @@ def test_phase_checked_in_forward_mode():
         golden.gemm(a, b, mode="forward", phase="evn")
     with pytest.raises(ValueError, match="phase"):
         golden.dot(a, a, mode="forward", phase="evn")
+
+
+@pytest.mark.parametrize("mode", ["forward", "backward"])
+def test_dot_one_by_one_matches_array_loop(monkeypatch, mode):
+    """golden.dot's two fp16 accumulation loops (few dot products: Python ints, one pair at
+    a time; many: array calls across the dot products) give the same codes and flags, on
+    random and saturating dot products at the scales' ends."""
+    rng = np.random.default_rng(17)
+    rows = dotmod._ONE_BY_ONE_ROWS
+    checked = 0
+    for g in (-32, 0, 31):
+        x = rng.integers(0, 16, (rows, 40 * 8), dtype=np.uint8)
+        w = rng.integers(0, 16, (rows, 40 * 8), dtype=np.uint8)
+        x[:4], w[:4] = (7, 15) if mode == "backward" else (8, 8)     # large products: Inf
+        kw = dict(mode=mode, x_signed=True, w_signed=mode == "forward", g=g, lanes=8,
+                  accumulator="fp16", flags=True)
+        one = golden.dot(x, w, **kw)
+        monkeypatch.setattr(dotmod, "_ONE_BY_ONE_ROWS", 0)
+        arr = golden.dot(x, w, **kw)
+        monkeypatch.setattr(dotmod, "_ONE_BY_ONE_ROWS", rows)
+        for p, q in zip(one, arr, strict=True):
+            assert p.dtype == q.dtype and p.shape == q.shape == (rows,)
+            assert int((p != q).sum()) == 0
+        checked += rows
+    assert checked == 3 * rows
