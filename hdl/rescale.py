@@ -16,10 +16,10 @@ from golden.formats import FLAG_INVALID, FP16, INT_FORMATS, R_BITS_MAX, ROUNDING
 
 from .fp16 import Operand
 from .params import FLAGS_SHAPE, flag_byte, integer, positive_int
-from .pipeline import Pipeline, bundle
+from .pipeline import Pipeline, bundle, rank
 
-__all__ = ["RangeRescale", "point_cut", "rescale_decode", "rescale_bad_scale", "rescale_round",
-           "PROD_BITS", "Q_LO", "Q_HI"]
+__all__ = ["RangeRescale", "RescaleMultiply", "RescaleRound", "point_cut", "enable_cut",
+           "rescale_decode", "rescale_bad_scale", "rescale_round", "PROD_BITS", "Q_LO", "Q_HI"]
 
 _LSB_BIAS = FP16.BIAS + FP16.FRAC_BITS      # significand LSB weight = 2**(biased exp - 25)
 
@@ -43,6 +43,16 @@ def point_cut(m, pipe=None, points=(), suffix=""):
         if pipe is not None and name in index:
             return pipe.rank(index[name], values, f"{name}{suffix}")
         return bundle(m, values, f"{name}{suffix}")
+    return cut
+
+
+def enable_cut(m, en, points):
+    """A :func:`point_cut` for a submodule of a lockstep pipeline: the points in ``points``
+    become register ranks loading while ``en``, every other point wires."""
+    def cut(name, values):
+        if name in points:
+            return rank(m, en, values, name)
+        return bundle(m, values, name)
     return cut
 
 
@@ -272,14 +282,80 @@ class RangeRescale(wiring.Component):
         pipe = Pipeline(m, self.i, self.o, self.latency, lockstep=True)
         p = self.i.payload
         bad = rescale_bad_scale(p.s)
+        # Each lane is two instances (:class:`RescaleMultiply`, :class:`RescaleRound`) on
+        # the pipeline's one enable: the same logic as inline stages, but a fault in either
+        # half can be checked on that half alone (``make mutate``'s local check).
         for k in range(self._lanes):
-            cut = point_cut(m, pipe, self.register_points, suffix=str(k))
-            carry = {"bad": bad}
+            mul = m.submodules[f"multiply{k}"] = RescaleMultiply(self._r_bits)
+            rnd = m.submodules[f"round{k}"] = RescaleRound(self._fmt, self._r_bits)
+            m.d.comb += [mul.en.eq(pipe.en), mul.x.eq(p.x[k]), mul.s.eq(p.s), mul.bad.eq(bad),
+                         rnd.en.eq(pipe.en), rnd.product.eq(mul.product)]
             if self._r_bits:
-                carry["u"] = p.u[k]
-            d = rescale_decode(m, p.x[k], p.s, cut, carry)
-            u = d.u if self._r_bits else None
-            q, flags = rescale_round(m, d, u, d.bad, self._fmt, self._r_bits, cut)
+                m.d.comb += mul.u.eq(p.u[k])
             with m.If(pipe.en):
-                m.d.sync += [self.o.payload.q[k].eq(q), self.o.payload.flags[k].eq(flags)]
+                m.d.sync += [self.o.payload.q[k].eq(rnd.q),
+                             self.o.payload.flags[k].eq(rnd.flags)]
+        return m
+
+
+def _product_layout(r_bits):
+    """The ``product`` point's fields (:func:`rescale_decode` with ``bad`` and ``u``)."""
+    fields = {"sign": 1, "nan": 1, "inf": 1, "prod": PROD_BITS, "sh": 6, "bad": 1}
+    if r_bits:
+        fields["u"] = r_bits
+    return data.StructLayout(fields)
+
+
+class RescaleMultiply(wiring.Component):
+    """One lane of :class:`RangeRescale`, first half: :func:`rescale_decode` with its six
+    ranks (``decode`` .. ``product``), all loading while ``en``. ``latency = 6``.
+
+    Members: ``x`` (fp16 code), ``s`` (the scale), ``bad`` (the scale's check, carried),
+    ``u`` (stochastic only, carried), ``en``: in; ``product`` (the ``product`` rank): out.
+    """
+
+    points = RangeRescale.register_points[:6]
+    latency = len(points)
+
+    def __init__(self, r_bits=0):
+        self._r_bits = r_bits
+        ports = {"x": In(FP16.BITS), "s": In(FP16.BITS), "bad": In(1), "en": In(1),
+                 "product": Out(_product_layout(r_bits))}
+        if r_bits:
+            ports["u"] = In(r_bits)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        carry = {"bad": self.bad}
+        if self._r_bits:
+            carry["u"] = self.u
+        d = rescale_decode(m, self.x, self.s, enable_cut(m, self.en, self.points), carry)
+        m.d.comb += self.product.as_value().eq(d.as_value())
+        return m
+
+
+class RescaleRound(wiring.Component):
+    """One lane of :class:`RangeRescale`, second half: :func:`rescale_round` with its four
+    ranks (``shift_hi`` .. ``round``), all loading while ``en``; ``q`` and ``flags`` are a
+    select of the last rank (combinational). ``latency = 4``.
+
+    Members: ``product`` (:class:`RescaleMultiply`'s), ``en``: in; ``q``, ``flags``: out.
+    """
+
+    points = RangeRescale.register_points[6:]
+    latency = len(points)
+
+    def __init__(self, fmt, r_bits=0):
+        self._fmt, self._r_bits = fmt, r_bits
+        super().__init__({"product": In(_product_layout(r_bits)), "en": In(1),
+                          "q": Out(INT_FORMATS[fmt].bits), "flags": Out(FLAGS_SHAPE)})
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self.product
+        u = d.u if self._r_bits else None
+        q, flags = rescale_round(m, d, u, d.bad, self._fmt, self._r_bits,
+                                 enable_cut(m, self.en, self.points))
+        m.d.comb += [self.q.eq(q), self.flags.eq(flags)]
         return m
