@@ -18,6 +18,9 @@ whole arrays at the end (:class:`scoreboard.Scoreboard`):
 - :meth:`StreamBench.full_rate`: ``valid`` and ``o.ready`` held high, beats back to back:
   ``i.ready`` never drops, and every result is transferred exactly ``latency`` cycles after
   the transfer of the beat that ends it (one vector per result besides the result's own).
+- :meth:`StreamBench.credit_check` (a unit in credit mode, with an output FIFO): the source
+  offers every cycle and the sink is slow; a beat that ends a result is taken exactly while
+  fewer results than the FIFO holds are owed, and every other beat at once.
 - :meth:`StreamBench.reset_check`: traffic, then ``o.ready`` low while the source goes on
   (a result waits ``STALL_CYCLES`` cycles, held), then ``rst`` and ``o.ready`` raised together
   with a beat offered: while ``rst`` is high no beat is delivered (``o.valid`` low) or accepted
@@ -44,6 +47,7 @@ __all__ = ["Packer", "Stimulus", "StreamBench", "first_last", "start_clock", "re
 
 VALID_PROB = 0.7          # traffic: chance that an idle source offers its next beat
 READY_PROB = 0.6          # traffic: chance that the sink is ready in a cycle
+CREDIT_READY_PROB = 0.3  # credit check: the sink's chance to be ready (slower than the source)
 STALL_CYCLES = 40         # reset check: cycles a result waits on o.ready before the reset
 RESET_CYCLES = 3          # rising edges with rst high
 DRAIN_CYCLES = 8          # cycles past the latency in which nothing more may come out
@@ -348,6 +352,44 @@ class StreamBench:
         await self._drain()
         sb.compare(self._results(got), stim.expected, **stim.inputs)
         sb.compare(np.array(out_at) - np.array(ends_at), np.full(len(stim), self.latency))
+
+    async def credit_check(self, sb, stim, credit, *, free=True, ready_prob=CREDIT_READY_PROB):
+        """Credit mode (an output FIFO of ``credit`` results, ``hdl.pipeline``): the source
+        offers every cycle, the sink is slow, so the FIFO fills and drains over and over.
+        A beat that ends a result must wait while ``credit`` results are owed (accepted, not
+        yet taken before this cycle's edge); with ``free`` (nothing else may hold a beat:
+        no interlock wait in this stimulus) every other offer must be taken at once. Checks
+        the results and one row per offer checked; returns ``(offers checked, offers at the
+        limit)``, the second asserted > 0."""
+        payloads = self.pin.pack(**stim.beats)
+        sent, owed, got, taken_, expect = 0, 0, [], [], []
+        limit = self.cycle + int(4 * (len(payloads) + len(stim)) / ready_prob) + 1000
+        while sent < len(payloads) or len(got) < len(stim):
+            assert self.cycle < limit, f"timed out: {sent} of {len(payloads)} beats in"
+            offer = payloads[sent] if sent < len(payloads) else None
+            taken, _, out = await self._cycle(offer, self.rng.random() < ready_prob)
+            if offer is not None:
+                room = not stim.ends[sent] or owed < credit
+                if free or not room:
+                    taken_.append(taken)
+                    expect.append(room)
+                if taken:
+                    owed += int(stim.ends[sent])
+                    sent += 1
+            if out is not None:
+                got.append(out)
+                owed -= 1
+        await self._drain()
+        sb.compare(self._results(got), stim.expected, **stim.inputs)
+        taken_, expect = np.array(taken_, np.int64), np.array(expect, np.int64)
+        bad = np.flatnonzero(taken_ != expect)
+        assert not len(bad), f"i.ready disagrees with the credit count at {len(bad)} " \
+                             f"offers, e.g. offer {bad[0]}: taken {taken_[bad[0]]}, " \
+                             f"expected {expect[bad[0]]}"
+        sb.compare(taken_, expect)
+        at_limit = int((expect == 0).sum())
+        assert at_limit > 0, "the output FIFO never filled: the check saw no full state"
+        return len(expect), at_limit
 
     async def reset_check(self, sb, stim, *, pre_results, valid_prob=VALID_PROB,
                           ready_prob=READY_PROB):

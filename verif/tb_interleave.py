@@ -16,6 +16,9 @@ own beats, in completion order (the order of the ``last`` beats: the unit is in 
   (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``) and its
   zero sums and sticky-bit sums (:func:`tb_dot.zero_dots`, :func:`tb_dot.sticky_dots`); a round
   robin run gives every slot a one-beat, a 5-beat and a 24-beat dot product.
+- ``interleave_credit`` (``out_depth > 0``): the output FIFO filled again and again by one-beat
+  dot products under a slow sink; ``i.ready`` follows the count of results owed
+  (:meth:`streams.StreamBench.credit_check`).
 - ``interleave_reset``: the stream bench's reset check on an interleaved stream: the stream
   resumes at the first beat with no dot product open across it.
 
@@ -243,6 +246,24 @@ async def interleave_traffic(dut):
     sb.finish(expected_vectors=total, exhaustive=False)
     if unit.loop_cycles > 1:
         assert waits > 0, "bursts to one slot never made the accumulator interlock wait"
+
+
+@cocotb.test(skip=not params().get("out_depth"))
+async def interleave_credit(dut):
+    """Credit mode only (``out_depth > 0``): ``6 * out_depth`` one-beat dot products round
+    robin, the source never idle, the sink ready 30 % of the time, so the output FIFO fills
+    again and again; ``i.ready`` must follow the count of results owed exactly (with
+    ``slots >= loop_cycles``, where round robin never meets the interlock; otherwise only
+    that no result beat goes in at the limit)."""
+    unit, r, sb_ = await bench(dut, 14)
+    dots = dots_for(r, unit, [1] * (6 * unit.out_depth), g_range=(-32, 31))
+    stim = stimulus(r, dots, unit.slots, "round_robin", accumulator_of(unit), unit.lanes)
+    sb = Scoreboard(f"interleave_credit_{unit.module_name}", dut._log)
+    offers, full = await sb_.credit_check(sb, stim, unit.out_depth,
+                                          free=unit.slots >= unit.loop_cycles)
+    dut._log.info("credit check: %d offers checked, %d at the limit", offers, full)
+    sb.finish(expected_vectors=len(stim) + offers, exhaustive=False)
+    sample(unit, dots, stim, "round_robin")
 
 
 @cocotb.test()
