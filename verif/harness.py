@@ -89,14 +89,22 @@ def _verilator_runtime(waves, build_args):
     for each model of one Verilator, trace setting and build arguments), linked into one
     object."""
     key = hashlib.sha256(repr((importlib.metadata.version("verilator"),
+                               importlib.metadata.version("cocotb"),
                                os.environ.get("VERILATOR_ROOT"), waves,
                                build_args)).encode()).hexdigest()
     return BUILD / "sim" / ".verilator-runtime" / key[:16] / "verilated_runtime.o"
 
 
+def _cocotb_main(runtime):
+    """Beside the shared runtime: cocotb's ``verilator.cpp`` (the simulation's ``main``),
+    compiled once too."""
+    return runtime.with_name("cocotb_main.o")
+
+
 def _save_verilator_runtime(build_dir, runtime):
     """Keep the runtime objects of a complete model build (``VM_GLOBAL_*`` of its
-    ``Vtop_classes.mk``) as ``runtime``, for the builds after it."""
+    ``Vtop_classes.mk``) as ``runtime``, and its ``verilator.o`` (:func:`_cocotb_main`), for
+    the builds after it."""
     classes = (build_dir / "Vtop_classes.mk").read_text()
     names = []
     for block in re.findall(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:  \S+ \\\n)*)", classes,
@@ -108,6 +116,10 @@ def _save_verilator_runtime(build_dir, runtime):
     runtime.parent.mkdir(parents=True, exist_ok=True)
     tmp = runtime.with_suffix(f".{os.getpid()}.tmp")     # two first builds may race here
     subprocess.run(["ld", "-r", "-o", str(tmp), *map(str, objects)], check=True)
+    main = build_dir / "verilator.o"
+    if main.exists():
+        shutil.copyfile(main, tmp.with_suffix(".main"))
+        tmp.with_suffix(".main").replace(_cocotb_main(runtime))
     tmp.replace(runtime)
 
 
@@ -116,13 +128,15 @@ def _verilator_make(waves, build_args):
     """``make`` settings of a Verilator model build (variables in ``MAKEFLAGS`` override the
     makefiles): ``OPT_FAST``, and the shared runtime object in place of compiling
     ``verilated*.cpp`` again once one build has made it (``VK_GLOBAL_OBJS`` empty, the object
-    on the link line). Yields the runtime's path and whether the build uses it."""
+    on the link line), and cocotb's compiled ``main`` in place of ``verilator.o``
+    (``VK_USER_OBJS``). Yields the runtime's path and whether the build uses it."""
     runtime = _verilator_runtime(waves, build_args)
-    shared = runtime.exists() and " " not in str(runtime)
+    main = _cocotb_main(runtime)
+    shared = runtime.exists() and main.exists() and " " not in str(runtime)
     saved = os.environ.get("MAKEFLAGS")
     words = [saved or "", f"OPT_FAST={VERILATOR_OPT}"]
     if shared:
-        words += ["VK_GLOBAL_OBJS=", f"LOADLIBES={runtime}"]
+        words += ["VK_GLOBAL_OBJS=", f"LOADLIBES={runtime}", f"VK_USER_OBJS={main}"]
     os.environ["MAKEFLAGS"] = " ".join(w for w in words if w)
     try:
         yield runtime, shared
@@ -243,7 +257,7 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         if simulator == "verilator":
             with _verilator_make(waves, build_args) as (runtime, shared):
                 runner.build(**build)
-            if not shared and not runtime.exists():
+            if not shared:
                 _save_verilator_runtime(build_dir, runtime)
         else:
             runner.build(**build)
