@@ -89,22 +89,14 @@ def _verilator_runtime(waves, build_args):
     for each model of one Verilator, trace setting and build arguments), linked into one
     object."""
     key = hashlib.sha256(repr((importlib.metadata.version("verilator"),
-                               importlib.metadata.version("cocotb"),
                                os.environ.get("VERILATOR_ROOT"), waves,
                                build_args)).encode()).hexdigest()
     return BUILD / "sim" / ".verilator-runtime" / key[:16] / "verilated_runtime.o"
 
 
-def _cocotb_main(runtime):
-    """Beside the shared runtime: cocotb's ``verilator.cpp`` (the simulation's ``main``),
-    compiled once too."""
-    return runtime.with_name("cocotb_main.o")
-
-
 def _save_verilator_runtime(build_dir, runtime):
     """Keep the runtime objects of a complete model build (``VM_GLOBAL_*`` of its
-    ``Vtop_classes.mk``) as ``runtime``, and its ``verilator.o`` (:func:`_cocotb_main`), for
-    the builds after it."""
+    ``Vtop_classes.mk``) as ``runtime``, for the builds after it."""
     classes = (build_dir / "Vtop_classes.mk").read_text()
     names = []
     for block in re.findall(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:  \S+ \\\n)*)", classes,
@@ -116,10 +108,6 @@ def _save_verilator_runtime(build_dir, runtime):
     runtime.parent.mkdir(parents=True, exist_ok=True)
     tmp = runtime.with_suffix(f".{os.getpid()}.tmp")     # two first builds may race here
     subprocess.run(["ld", "-r", "-o", str(tmp), *map(str, objects)], check=True)
-    main = build_dir / "verilator.o"
-    if main.exists():
-        shutil.copyfile(main, tmp.with_suffix(".main"))
-        tmp.with_suffix(".main").replace(_cocotb_main(runtime))
     tmp.replace(runtime)
 
 
@@ -128,15 +116,13 @@ def _verilator_make(waves, build_args):
     """``make`` settings of a Verilator model build (variables in ``MAKEFLAGS`` override the
     makefiles): ``OPT_FAST``, and the shared runtime object in place of compiling
     ``verilated*.cpp`` again once one build has made it (``VK_GLOBAL_OBJS`` empty, the object
-    on the link line), and cocotb's compiled ``main`` in place of ``verilator.o``
-    (``VK_USER_OBJS``). Yields the runtime's path and whether the build uses it."""
+    on the link line). Yields the runtime's path and whether the build uses it."""
     runtime = _verilator_runtime(waves, build_args)
-    main = _cocotb_main(runtime)
-    shared = runtime.exists() and main.exists() and " " not in str(runtime)
+    shared = runtime.exists() and " " not in str(runtime)
     saved = os.environ.get("MAKEFLAGS")
     words = [saved or "", f"OPT_FAST={VERILATOR_OPT}"]
     if shared:
-        words += ["VK_GLOBAL_OBJS=", f"LOADLIBES={runtime}", f"VK_USER_OBJS={main}"]
+        words += ["VK_GLOBAL_OBJS=", f"LOADLIBES={runtime}"]
     os.environ["MAKEFLAGS"] = " ".join(w for w in words if w)
     try:
         yield runtime, shared
@@ -145,6 +131,18 @@ def _verilator_make(waves, build_args):
             del os.environ["MAKEFLAGS"]
         else:
             os.environ["MAKEFLAGS"] = saved
+
+
+def _public_ports(text, top):
+    """A Verilator configuration file that makes the ports of module ``top`` (in the Verilog
+    ``text``) public: what a bench reads and drives through VPI."""
+    header = re.search(rf"^module\s+\\?{re.escape(top)}\s*\(([^)]*)\)", text, re.M)
+    if header is None:
+        raise ValueError(f"no module {top!r} in the Verilog")
+    # A port list of names, or of ANSI declarations ("input wire [3:0] a"): the last word.
+    ports = [p.split()[-1].lstrip("\\") for p in header.group(1).split(",") if p.strip()]
+    return "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{top}" -var "{p}"\n' for p in ports)
 
 
 def _plain(value):
@@ -234,8 +232,13 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         if simulator == "verilator":
             setup_verilator()
             # One C++ file per model (no split, no precompiled header): at -O0 that compiles
-            # in less CPU time than the split files and their headers.
-            build_args = [str(WAIVERS), "--output-split", "0", *build_args]
+            # in less CPU time than the split files and their headers. Only the top module's
+            # ports are visible to the bench (cocotb's runner makes every signal public,
+            # which keeps Verilator from optimizing any away: twice the C++).
+            build_args = [str(WAIVERS), "--output-split", "0", "--no-public-flat-rw",
+                          *build_args]
+            ports_vlt = build_dir / "public_ports.vlt"
+            _write_if_changed(ports_vlt, _public_ports(text, unit))
         else:
             build_args = []
             if shutil.which("iverilog") is None:
@@ -252,12 +255,14 @@ def bench(component, tb_module, simulator, params=None, *, expect_vectors=None,
         # -O0, one core's work, so that a lock serializing them only left a core idle.
         start = time.perf_counter()
         build = {"sources": [vfile], "hdl_toplevel": unit, "build_dir": build_dir,
-                 "timescale": TIMESCALE, "waves": waves, "build_args": build_args,
+                 "timescale": TIMESCALE, "waves": waves,
+                 "build_args": build_args + ([str(ports_vlt)] if simulator == "verilator"
+                                             else []),
                  "always": not fresh, "log_file": build_dir / "build.log"}
         if simulator == "verilator":
             with _verilator_make(waves, build_args) as (runtime, shared):
                 runner.build(**build)
-            if not shared:
+            if not shared and not runtime.exists():
                 _save_verilator_runtime(build_dir, runtime)
         else:
             runner.build(**build)
