@@ -412,7 +412,10 @@ def _local_design(design, k):
     if inst not in cells:
         return None
     sub = cells[inst]["type"].lstrip("\\")
+    # A cell of a deeper instance keeps that instance's flatten prefix: $flatten\A.\B.$c
+    # in the unit is $flatten\B.$c in A flattened alone.
     cmd = (line.replace(f"-module {top} ", f"-module {sub} ")
+           .replace(f"$flatten\\{inst}.\\", "$flatten\\")
            .replace(f"$flatten\\{inst}.", "").replace(f"-wire {inst}.", "-wire "))
     script = [f"read_verilog unit.v; hierarchy -top {top}; proc; hierarchy -top {sub}",
               "flatten; opt_expr; opt_clean; opt -noff -keepdc; wreduce; opt_clean",
