@@ -389,6 +389,16 @@ def _latency(unit, inst):
     return None
 
 
+def local_command(line, top, sub, inst):
+    """The ``mutate`` command ``line`` of the flattened unit ``top``, for the module ``sub`` of
+    its instance ``inst`` flattened alone: the cell and wire names lose the ``inst.`` prefix,
+    and a cell of a deeper instance keeps that instance's flatten prefix (``$flatten\\A.\\B.$c``
+    in the unit is ``$flatten\\B.$c`` in ``A`` alone)."""
+    return (line.replace(f"-module {top} ", f"-module {sub} ")
+            .replace(f"$flatten\\{inst}.\\", "$flatten\\")
+            .replace(f"$flatten\\{inst}.", "").replace(f"-wire {inst}.", "-wire "))
+
+
 def _local_design(design, k):
     """Mutant ``k`` applied to the one submodule instance it lies in, alone: ``(directory,
     _Local)``, or ``None`` when the mutation is not inside an instance (a cell of the top
@@ -412,11 +422,7 @@ def _local_design(design, k):
     if inst not in cells:
         return None
     sub = cells[inst]["type"].lstrip("\\")
-    # A cell of a deeper instance keeps that instance's flatten prefix: $flatten\A.\B.$c
-    # in the unit is $flatten\B.$c in A flattened alone.
-    cmd = (line.replace(f"-module {top} ", f"-module {sub} ")
-           .replace(f"$flatten\\{inst}.\\", "$flatten\\")
-           .replace(f"$flatten\\{inst}.", "").replace(f"-wire {inst}.", "-wire "))
+    cmd = local_command(line, top, sub, inst)
     script = [f"read_verilog unit.v; hierarchy -top {top}; proc; hierarchy -top {sub}",
               "flatten; opt_expr; opt_clean; opt -noff -keepdc; wreduce; opt_clean",
               # the feed-forward test on a copy (opt_dff rewires the flip-flops' inputs)

@@ -99,3 +99,17 @@ def test_local_check_of_a_submodule():
     assert mutation._sat(work, "same.v", seq, 60) is True
     (work / "mutant.v").write_text(mutation._miter(sub, inside["pipe"], streams=False))
     assert mutation._sat(work, "mutant.v", seq, 60) is False
+
+
+def test_local_command_names():
+    """A mutation's names in its instance's module alone: one level and two levels deep."""
+    one = ("mutate -mode const0 -module top -cell $flatten\\round3.$ternary$unit.v:9$5 -port Y "
+           "-portbit 1 -wire round3.shift8 -wirebit 1")
+    assert mutation.local_command(one, "top", "top.round3", "round3") == (
+        "mutate -mode const0 -module top.round3 -cell $ternary$unit.v:9$5 -port Y -portbit 1 "
+        "-wire shift8 -wirebit 1")
+    two = ("mutate -mode const0 -module top -cell $flatten\\acc.\\rounder.$reduce_or$unit.v:7$9 "
+           "-port Y -portbit 0 -wire acc.rounder.$31 -wirebit 0")
+    assert mutation.local_command(two, "top", "top.acc", "acc") == (
+        "mutate -mode const0 -module top.acc -cell $flatten\\rounder.$reduce_or$unit.v:7$9 "
+        "-port Y -portbit 0 -wire rounder.$31 -wirebit 0")
