@@ -101,10 +101,28 @@ FP16_CORNERS = (
 )
 
 
+# Every finite power of two (positive): 10 subnormal, 30 normal. A product of two of them
+# has one bit set, so that every bit of the rescale unit's alignment shifter is the only
+# one set in some beat, at every shift (a fixed scale with several significand bits, or a
+# normal scale, always sets other product bits that mask a faulty one: an 11 x 11 product
+# with a bit below 2**20 set alone needs a subnormal power-of-two operand).
+POW2 = tuple([1 << i for i in range(FP16.FRAC_BITS)]
+             + [e << FP16.FRAC_BITS for e in range(1, FP16.EXP_MAX_FIELD)])
+
+
+def pow2_beats(lanes):
+    """Every power of two of :data:`POW2` (both signs) times every one as the scale, in
+    every lane: ``len(POW2)`` scales x ``2 * len(POW2)`` beats (full profile only)."""
+    xs = np.array(POW2 + tuple(c | FP16.SIGN_MASK for c in POW2), np.int64)
+    x = np.concatenate([xs[every_lane(len(xs), lanes)]] * len(POW2))
+    s = np.repeat(np.array(POW2, np.int64), len(xs))
+    return x, s
+
+
 def rescale_beats(lanes, r_bits=0, light=False):
     """Beats of :func:`rescale_exhaustive`."""
     return (len(rescale_scales(r_bits, light)) * sweep_beats(lanes) + RANDOM_SCALE_BEATS
-            + len(BAD_SCALES))
+            + len(BAD_SCALES) + (0 if light else 2 * len(POW2) ** 2))
 
 
 def sweep_beats(lanes):
@@ -222,7 +240,9 @@ def _rescale_expected(x, s, fmt, u=None, r_bits=0):
 async def rescale_exhaustive(dut):
     """Every fp16 code (and the lane corners) x ``RESCALE_SCALES`` (RNE) or
     ``STOCHASTIC_SCALES`` with random ``u``; ``RANDOM_SCALE_BEATS`` beats of random codes and
-    a random valid scale each; one beat of random codes per invalid scale."""
+    a random valid scale each; every power of two times every one in every lane
+    (:func:`pow2_beats`; not in the light profile); one beat of random codes per invalid
+    scale."""
     p = params()
     unit = RangeRescale(p["lanes"], p["fmt"], p["rounding"], p["r_bits"])
     lanes, r_bits = unit.lanes, unit.r_bits
@@ -230,9 +250,11 @@ async def rescale_exhaustive(dut):
     codes = _sweep_codes(lanes)
     scales = rescale_scales(r_bits, light_run())
     rs = gen.integers(1, FP16.INF, RANDOM_SCALE_BEATS)
-    x = np.concatenate([codes] * len(scales) + [_in_range_codes(gen, rs, lanes)]
+    px, ps = pow2_beats(lanes) if not light_run() else (np.zeros((0, lanes), np.int64), [])
+    x = np.concatenate([codes] * len(scales) + [_in_range_codes(gen, rs, lanes), px]
                        + [gen.integers(0, 1 << FP16.BITS, (len(BAD_SCALES), lanes))])
-    s = np.concatenate([np.repeat(scales, len(codes)), rs, BAD_SCALES])
+    s = np.concatenate([np.repeat(scales, len(codes)), rs, np.asarray(ps, np.int64),
+                        BAD_SCALES])
     beats = {"x": x, "s": s}
     u = None
     if r_bits:
