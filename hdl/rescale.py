@@ -212,7 +212,9 @@ class RangeRescale(wiring.Component):
     the 5 integer bits of the magnitude (a larger integer part always saturates), no signed
     compare. The ranks advance in lockstep (``hdl.pipeline``): they all load while the
     output is free (``~o.valid | o.ready``), so a stalled output stops the whole pipeline
-    and ``i.ready`` drops at once; a synchronous reset drops the beats in flight.
+    and ``i.ready`` drops at once; a synchronous reset drops the beats in flight. Each lane
+    is two instances, :class:`RescaleMultiply` (the first six ranks) and
+    :class:`RescaleRound` (the last four), on the pipeline's one enable.
 
     Timing (``make synth`` flow, LUT-only, seed 1; one lane): ``rescale1_int4_rne`` 203 MHz
     on ECP5-25 (speed 6) and 67 MHz on iCE40 UP5K, ``rescale1_int4_sr8`` 203 / 67 MHz (the
