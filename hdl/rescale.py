@@ -18,7 +18,7 @@ from .fp16 import Operand
 from .params import FLAGS_SHAPE, flag_byte, integer, positive_int
 from .pipeline import Pipeline, bundle, rank
 
-__all__ = ["RangeRescale", "RescaleMultiply", "RescaleRound", "point_cut", "enable_cut",
+__all__ = ["RangeRescale", "RescaleMultiply", "RescaleRound", "point_cut",
            "rescale_decode", "rescale_bad_scale", "rescale_round", "PROD_BITS", "Q_LO", "Q_HI"]
 
 _LSB_BIAS = FP16.BIAS + FP16.FRAC_BITS      # significand LSB weight = 2**(biased exp - 25)
@@ -31,28 +31,21 @@ PROD_BITS = 2 * FP16.SIG_BITS                                # 22: 11 x 11 bits,
 INT_KEEP = 5
 
 
-def point_cut(m, pipe=None, points=(), suffix=""):
+def point_cut(m, pipe=None, points=(), suffix="", *, en=None):
     """The ``cut(name, values) -> view`` that the converters' stage functions call at each of
     their register points. The points named in ``points`` (in datapath order) become ranks
-    0, 1, ... of the :class:`hdl.pipeline.Pipeline` ``pipe``; every other point (all of them
-    when ``pipe`` is ``None``: the formal harnesses) is a :func:`hdl.pipeline.bundle`, wires
-    only. Signal names get ``suffix`` (the lane)."""
+    0, 1, ... of the :class:`hdl.pipeline.Pipeline` ``pipe``, or with ``en`` (a submodule of
+    a lockstep pipeline) ranks loading while ``en``; every other point (all of them when
+    neither is given: the formal harnesses) is a :func:`hdl.pipeline.bundle`, wires only.
+    Signal names get ``suffix`` (the lane)."""
     index = {name: k for k, name in enumerate(points)}
 
     def cut(name, values):
-        if pipe is not None and name in index:
+        if name in index and en is not None:
+            return rank(m, en, values, f"{name}{suffix}")
+        if name in index and pipe is not None:
             return pipe.rank(index[name], values, f"{name}{suffix}")
         return bundle(m, values, f"{name}{suffix}")
-    return cut
-
-
-def enable_cut(m, en, points):
-    """A :func:`point_cut` for a submodule of a lockstep pipeline: the points in ``points``
-    become register ranks loading while ``en``, every other point wires."""
-    def cut(name, values):
-        if name in points:
-            return rank(m, en, values, name)
-        return bundle(m, values, name)
     return cut
 
 
@@ -332,7 +325,7 @@ class RescaleMultiply(wiring.Component):
         carry = {"bad": self.bad}
         if self._r_bits:
             carry["u"] = self.u
-        d = rescale_decode(m, self.x, self.s, enable_cut(m, self.en, self.points), carry)
+        d = rescale_decode(m, self.x, self.s, point_cut(m, points=self.points, en=self.en), carry)
         m.d.comb += self.product.as_value().eq(d.as_value())
         return m
 
@@ -358,6 +351,6 @@ class RescaleRound(wiring.Component):
         d = self.product
         u = d.u if self._r_bits else None
         q, flags = rescale_round(m, d, u, d.bad, self._fmt, self._r_bits,
-                                 enable_cut(m, self.en, self.points))
+                                 point_cut(m, points=self.points, en=self.en))
         m.d.comb += [self.q.eq(q), self.flags.eq(flags)]
         return m
