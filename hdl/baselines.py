@@ -182,7 +182,7 @@ class FP16DotProduct(Interleaved, _DotBaseline):
     def depth(self):
         """Register ranks from the input to the output rank."""
         return (self._mul_stages + 1 + self.levels * (self._add_stages + 1)
-                + self._acc_stages + 1)
+                + self._adder_stages + 1)
 
     @property
     def latency(self):

@@ -173,7 +173,7 @@ class DotProduct(Interleaved, wiring.Component):
     Timing: one beat per cycle; back-to-back dot products need no idle cycle. ``latency``
     cycles from the rising edge that transfers the ``last`` beat to the one that transfers
     its result on ``o`` (``o.ready`` high, no interlock wait): ``L + P + C + 4 + R + D``
-    (``"fp16"``, ``D = acc_stages``: 21 for 8 lanes, ``P = C = D = 0``) or
+    (``"fp16"``, ``D = min(acc_stages, 16)``: 21 for 8 lanes, ``P = C = D = 0``) or
     ``L + P + 4 + R`` (``"exact"``: 22 for 8 lanes), plus 2 for the output FIFO in credit
     mode, with ``L = log2(lanes)`` adder-tree levels, ``C = 1`` when ``loop_cycles > 1``
     (the context's rank), ``P = lane_stages`` and
@@ -187,6 +187,8 @@ class DotProduct(Interleaved, wiring.Component):
                 tree level 1 | tree level 2 | ... | tree level L | sum ->
         fp16:   -> chunk FP16Rounder (R ranks) | chunk code, slot |
                 acc[slot] read -> FP16AddCore (D ranks) -> acc[slot] write (the loop) | o
+                (acc_stages = 17: acc[slot] is read with the rank before the chunk code,
+                through the memory's own register)
         exact:  -> acc[slot] <- (first ? 0 : acc[slot]) + sum (the loop) | final
                 FP16Rounder (R ranks) | o
 
@@ -226,8 +228,12 @@ class DotProduct(Interleaved, wiring.Component):
         wait in an output FIFO; a ``last`` beat goes in only while fewer than N results are
         owed. ``latency`` then counts the FIFO's 2 cycles.
     acc_stages : int
-        ``"fp16"``: register ranks inside the accumulator's adder (default 0); needs
-        ``slots >= loop_cycles`` (``acc_stages + 2`` when ``acc_stages > 0``).
+        ``"fp16"``: register ranks in the accumulator loop (default 0), 0 .. 17: up to 16
+        inside the adder (one at each of :meth:`FP16AddCore.points`), and with 17 one more
+        that reads the accumulator memory a rank early into its own register (block RAM on
+        iCE40, whose slow output then ends at a register instead of in the adder's first
+        compare); needs ``slots >= loop_cycles`` (``acc_stages + 2`` when
+        ``acc_stages > 0``).
         ``"exact"``: 0, or 1 to add in two halves a rank apart (each half a one-cycle loop,
         so one dot product still takes a beat per cycle).
 
@@ -337,7 +343,7 @@ class DotProduct(Interleaved, wiring.Component):
         fifo = 2 if self._out_depth else 0     # the output FIFO (hdl.pipeline, credit mode)
         front = 2 + self._context_rank
         if self._accumulator == "fp16":
-            return front + tree + self.rounder_stages + 2 + self._acc_stages + fifo
+            return front + tree + self.rounder_stages + 2 + self._adder_stages + fifo
         return front + tree + 1 + self._acc_stages + self.rounder_stages + 1 + fifo
 
     @property

@@ -69,7 +69,8 @@ class Interleaved:
         """Check and keep the interleaving parameters; ``fp16_loop``: the accumulator is the
         pipelined fp16 adder (its loop takes ``acc_stages + 2`` cycles when pipelined)."""
         self._slots = positive_int(slots, "slots")
-        acc_stages = integer(acc_stages, "acc_stages", 0, len(FP16AddCore.points()))
+        points = len(FP16AddCore.points())
+        acc_stages = integer(acc_stages, "acc_stages", 0, points + 1 if fp16_loop else points)
         self._fp16_loop_unit = fp16_loop
         loop = acc_stages + 2 if acc_stages and fp16_loop else 1
         if self._slots < loop:
@@ -78,6 +79,13 @@ class Interleaved:
                              f"beats never wait, not {self._slots}; raise slots or lower "
                              f"acc_stages")
         self._acc_stages = acc_stages
+        # Past the adder's own register points, one more rank registers the accumulator
+        # store's read (its data then leaves a register, not a block RAM's slow output).
+        self._adder_stages = min(acc_stages, points)
+        self._read_rank = acc_stages > points
+        if self._read_rank and self._slots < 2:
+            raise ValueError(f"acc_stages={acc_stages} registers the accumulator store's "
+                             f"read, which needs slots >= 2, not {self._slots}")
         self._out_depth = integer(out_depth, "out_depth", 0)
 
     @staticmethod
@@ -165,23 +173,35 @@ class Interleaved:
         # Only the flags an fp16 operation raises are stored: the other bits of the byte are
         # then constant 0 rather than a value the store feeds back to itself.
         acc_layout = data.StructLayout({"acc": FP16.BITS, "flags": bin(FP16_FLAGS).count("1")})
-        accs = SlotStore(m, "accumulators", acc_layout, self._slots)
+        accs = SlotStore(m, "accumulators", acc_layout, self._slots,
+                         sync_read=self._read_rank)
         # A first beat adds -0 (exact: the chunk itself) and starts from no flags.
         reader = self._sides[c - 1] if self._acc_stages else flow
-        old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
+        if self._read_rank and c - 2 not in self._sides:
+            raise ValueError(f"acc_stages={self._acc_stages} reads the accumulator store two "
+                             f"ranks before the adder, and this unit's beat sum comes out of "
+                             f"rank {c}; add ranks before it (more lanes, mul_stages) or use "
+                             f"acc_stages <= {self._adder_stages}")
+        if self._read_rank:
+            # Read a rank early (rank c - 2's slot) into the store's own register, which
+            # moves with the ranks: its data belongs to rank c - 1's beat, as a
+            # combinational read of rank c - 1's slot would, one cycle later in the loop.
+            old = accs.read(m, self._sides[c - 2]["slot"], en=pipe.take[c - 1])
+        else:
+            old = accs.read(m, reader["slot"] if self._slots > 1 else 0)
         operand = {"acc": Mux(reader["first"], FP16.SIGN_MASK, old.acc),
                    "flags": Mux(reader["first"], 0, unpack_flags(old.flags))}
         if self._acc_stages:
             operand = pipe.rank(c, operand, "acc_old")
-        add = m.submodules.accumulator = FP16AddCore(stages=self._acc_stages)
+        add = m.submodules.accumulator = FP16AddCore(stages=self._adder_stages)
         m.d.comb += [add.a.eq(operand["acc"]), add.b.eq(chunk)]
         loop = {**self._carry(flow), "flags": operand["flags"] | chunk_flags}
-        for k in range(self._acc_stages):
+        for k in range(self._adder_stages):
             loop = self._side(pipe, c + 1 + k, loop, f"a{k}_side")
-        if self._acc_stages:
+        if self._adder_stages:
             m.d.comb += add.en.eq(pipe.en)
         new = {"acc": add.result, "flags": loop["flags"] | add.flags}
-        end = c + self._acc_stages
+        end = c + self._adder_stages
         accs.write(m, loop["slot"] if self._slots > 1 else 0,
                    Cat(new["acc"], pack_flags(new["flags"])), pipe.en & pipe.valid[end])
         m.d.comb += last_in.eq(loop["last"])

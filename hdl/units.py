@@ -19,14 +19,16 @@ __all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED", "ENGINE"]
 
 # The fast 4-bit settings (``DotProduct`` keyword arguments), the ones the lanes sweep of
 # ``make synth`` measures at every width. fp16: a rank inside the lanes, the accumulator's
-# adder cut 16 times and 18 dot products interleaved; exact: the accumulator added in two
+# adder cut 16 times plus a rank on the accumulator store's read (block RAM on iCE40), 19
+# dot products interleaved; exact: the accumulator added in two
 # halves. Both: ranks that never stall (no enable fanning out to every register), results
 # queued in a 32-entry output FIFO (the credit mode of hdl.pipeline).
-FAST_FP16 = {"slots": 18, "acc_stages": 16, "lane_stages": 1, "out_depth": 32}
+FAST_FP16 = {"slots": 19, "acc_stages": 17, "lane_stages": 1, "out_depth": 32}
 FAST_EXACT = {"acc_stages": 1, "lane_stages": 1, "out_depth": 32}
 # The cascaded FP16 baseline with the same treatment: every multiplier and tree adder cut at
-# each of its 16 register points, the accumulator as the fp16 unit's, 18 slots, a FIFO.
-FAST_FP16_CASCADED = {"slots": 18, "acc_stages": 16, "mul_stages": 16, "add_stages": 16,
+# each of its 16 register points, the accumulator as the fp16 unit's (17 ranks, 19 slots), a
+# FIFO.
+FAST_FP16_CASCADED = {"slots": 19, "acc_stages": 17, "mul_stages": 16, "add_stages": 16,
                       "out_depth": 32}
 
 # The training engine ``make train-rtl`` runs and ``make synth`` measures: 4 dot units of 8
@@ -49,10 +51,10 @@ UNITS = [
     FP16Multiplier,
     DotProduct,                           # dot8_fp16: the paper's datapath
     partial(DotProduct, 8, "exact"),
-    partial(DotProduct, 8, "fp16", **FAST_FP16),     # dot8_fp16_s18_a16_l1_q32
+    partial(DotProduct, 8, "fp16", **FAST_FP16),     # dot8_fp16_s19_a17_l1_q32
     partial(DotProduct, 8, "exact", **FAST_EXACT),   # dot8_exact_a1_l1_q32
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
-    partial(FP16DotProduct, 8, **FAST_FP16_CASCADED),   # fp16_dot8_s18_a16_m16_t16_q32
+    partial(FP16DotProduct, 8, **FAST_FP16_CASCADED),   # fp16_dot8_s19_a17_m16_t16_q32
     FusedFP16DotProduct,                  # fused_fp16_dot8
     Int8DotProduct,                       # int8_dot8: the INT8 baseline
     partial(Int8DotProduct, 8, tree_stages=True),       # int8_dot8_t: a rank per tree level

@@ -100,10 +100,20 @@ MAIN_TARGETS = ("ice40", "ecp5")        # every registered unit; ecp5_85 only in
 VARIANTS = ("lut-only", "dsp")
 
 # The units the density comparison is about: name -> multiply-accumulates per cycle.
-DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, "dot8_fp16_s18_a16_l1_q32": 8,
-             "dot8_exact_a1_l1_q32": 8, "fp16_dot8": 8, "fp16_dot8_s18_a16_m16_t16_q32": 8,
-             "fused_fp16_dot8": 8, "int8_dot8": 8, "int8_dot8_t": 8}
-FAST_DOTS = {"fp16": "dot8_fp16_s18_a16_l1_q32", "exact": "dot8_exact_a1_l1_q32"}
+# The fast units' names follow their settings (hdl.units), so they are derived from them.
+def _fast_names():
+    from hdl.baselines import FP16DotProduct
+    from hdl.dot import DotProduct
+    from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_CASCADED
+    return (DotProduct(8, "fp16", **FAST_FP16).module_name,
+            DotProduct(8, "exact", **FAST_EXACT).module_name,
+            FP16DotProduct(8, **FAST_FP16_CASCADED).module_name)
+
+
+_FAST_FP16, _FAST_EXACT, _FAST_CASCADED = _fast_names()
+DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, _FAST_FP16: 8, _FAST_EXACT: 8, "fp16_dot8": 8,
+             _FAST_CASCADED: 8, "fused_fp16_dot8": 8, "int8_dot8": 8, "int8_dot8_t": 8}
+FAST_DOTS = {"fp16": _FAST_FP16, "exact": _FAST_EXACT}
 # The training engine of hdl.units (ENGINE): rows x lanes MACs per cycle.
 ENGINE_UNIT = "engine4x8_fp16_s16_q32_a512_b256"
 FOURBIT_DOT = "dot8_fp16"

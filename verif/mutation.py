@@ -170,7 +170,8 @@ def _targets():
                              {"lanes": 8, "accumulator": "exact"}, target=0.99),
         "dot8_fp16_interleaved": Target(
             lambda: DotProduct(**fast), "tb_interleave",
-            "test_interleave.py::test_interleave[8-fp16-18-16-1-32]", fast, target=0.99,
+            f"test_interleave.py::test_interleave[{'-'.join(map(str, ti.CONFIGS[0]))}]", fast,
+            target=0.99,
             depth=48),
         "engine": Target(lambda: engine_of(te.SMALL), "tb_engine",
                          "test_engine.py::test_engine[fp16-verilator]", te.SMALL,

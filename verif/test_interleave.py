@@ -11,13 +11,15 @@ from golden.testfloat import load as load_testfloat
 from hdl.baselines import FP16DotProduct
 from hdl.dot import DotProduct
 from hdl.fp16 import FP16AddCore, FP16MulCore
+from hdl.gen import verilog
+from hdl.units import FAST_EXACT, FAST_FP16
 
 from harness import run_bench, simulators
 
 # (lanes, accumulator, slots, acc_stages, lane_stages, out_depth): the two fast units of
 # hdl.units (FAST_FP16, FAST_EXACT: ranks that never stall, a 32-result output FIFO), and a
 # narrow interleaved exact unit with an output FIFO of 4 results.
-CONFIGS = [(8, "fp16", 18, 16, 1, 32), (8, "exact", 1, 1, 1, 32), (2, "exact", 4, 0, 0, 4)]
+CONFIGS = [(8, "fp16", 19, 17, 1, 32), (8, "exact", 1, 1, 1, 32), (2, "exact", 4, 0, 0, 4)]
 
 
 @pytest.mark.parametrize("sim", simulators())
@@ -35,7 +37,7 @@ def test_interleave(sim, lanes, accumulator, slots, acc_stages, lane_stages, out
 # (lanes, slots, acc_stages, mul_stages, add_stages, out_depth): the cascaded FP16 baseline
 # with the same treatment (pipelined cores, interleaved accumulator, results FIFO), against
 # golden.baselines.fp16_dot.
-FP16_CONFIGS = [(4, 10, 8, 1, 2, 16)]
+FP16_CONFIGS = [(4, 19, 17, 1, 2, 32)]
 
 
 @pytest.mark.parametrize("sim", simulators())
@@ -54,7 +56,9 @@ def test_interleave_fp16_baseline(sim, lanes, slots, acc_stages, mul_stages, add
     ({"slots": 4, "acc_stages": 4}, ValueError,
      "slots must be at least the accumulator loop's 6 cycles .* not 4; raise slots"),
     ({"acc_stages": 3}, ValueError, "slots must be at least the accumulator loop's 5 cycles"),
-    ({"slots": 32, "acc_stages": 17}, ValueError, "acc_stages must be from 0 to 16, not 17"),
+    ({"slots": 32, "acc_stages": 18}, ValueError, "acc_stages must be from 0 to 17, not 18"),
+    ({"slots": 18, "acc_stages": 17}, ValueError,
+     "slots must be at least the accumulator loop's 19 cycles"),
     ({"accumulator": "exact", "slots": 4, "acc_stages": 2}, ValueError,
      "acc_stages must be 0 or 1 with accumulator='exact'"),
     ({"lane_stages": 2}, ValueError, "lane_stages must be 0 or 1, not 2"),
@@ -66,12 +70,32 @@ def test_interleave_parameters(kwargs, exc, msg):
         DotProduct(**kwargs)
 
 
+def test_interleave_read_rank_rules():
+    """acc_stages = 17 reads the accumulator store two ranks before the adder: a unit whose
+    beat sum comes out of rank 1 has no such rank, and says so when it is elaborated."""
+    with pytest.raises(ValueError, match="comes out of rank 1; add ranks before it"):
+        verilog(FP16DotProduct(2, slots=19, acc_stages=17))
+    with pytest.raises(ValueError, match="add_stages must be from 0 to 16, not 17"):
+        FP16DotProduct(4, slots=19, acc_stages=17, add_stages=17)   # the read rank is the loop's
+
+
+def test_interleave_configs_are_the_fast_units():
+    keys = ("slots", "acc_stages", "lane_stages", "out_depth")
+    assert dict(zip(keys, CONFIGS[0][2:])) == FAST_FP16
+    assert {k: v for k, v in zip(keys, CONFIGS[1][2:]) if k != "slots"} == FAST_EXACT
+
+
 def test_interleave_properties():
     d = DotProduct(8, "fp16", slots=16, acc_stages=10)
     assert (d.slots, d.acc_stages, d.module_name) == (16, 10, "dot8_fp16_s16_a10")
     # + the adder's 10 ranks + the context's rank (read synchronously when loop_cycles > 1)
     assert d.latency == DotProduct(8, "fp16").latency + 10 + 1 and d.loop_cycles == 12
     assert "slot" in d.i.payload.shape().members and "slot" in d.o.payload.shape().members
+    # acc_stages = 17: the 16 adder ranks and the read rank, which overlaps the ranks before
+    # the adder: one cycle more in the loop, none in the latency
+    d = DotProduct(8, "fp16", slots=19, acc_stages=17)
+    assert d.loop_cycles == 19 and d.module_name == "dot8_fp16_s19_a17"
+    assert d.latency == DotProduct(8, "fp16", slots=18, acc_stages=16).latency
     d = DotProduct(8, "exact", acc_stages=1, lane_stages=1, out_depth=4)
     assert d.module_name == "dot8_exact_a1_l1_q4" and d.loop_cycles == 1
     assert d.latency == DotProduct(8, "exact").latency + 1 + 1 + 2
