@@ -82,10 +82,7 @@ class Interleaved:
         # Past the adder's own register points, one more rank registers the accumulator
         # store's read (its data then leaves a register, not a block RAM's slow output).
         self._adder_stages = min(acc_stages, points)
-        self._read_rank = acc_stages > points
-        if self._read_rank and self._slots < 2:
-            raise ValueError(f"acc_stages={acc_stages} registers the accumulator store's "
-                             f"read, which needs slots >= 2, not {self._slots}")
+        self._read_rank = acc_stages > points     # then slots >= 19 (checked above)
         self._out_depth = integer(out_depth, "out_depth", 0)
 
     @staticmethod
@@ -177,12 +174,12 @@ class Interleaved:
                          sync_read=self._read_rank)
         # A first beat adds -0 (exact: the chunk itself) and starts from no flags.
         reader = self._sides[c - 1] if self._acc_stages else flow
-        if self._read_rank and c - 2 not in self._sides:
-            raise ValueError(f"acc_stages={self._acc_stages} reads the accumulator store two "
-                             f"ranks before the adder, and this unit's beat sum comes out of "
-                             f"rank {c}; add ranks before it (more lanes, mul_stages) or use "
-                             f"acc_stages <= {self._adder_stages}")
         if self._read_rank:
+            if c - 2 not in self._sides:
+                raise ValueError(f"acc_stages={self._acc_stages} reads the accumulator store "
+                                 f"two ranks before the adder, and this unit's beat sum comes "
+                                 f"out of rank {c}; add ranks before it (more lanes, "
+                                 f"mul_stages) or use acc_stages <= {self._adder_stages}")
             # Read a rank early (rank c - 2's slot) into the store's own register, which
             # moves with the ranks: its data belongs to rank c - 1's beat, as a
             # combinational read of rank c - 1's slot would, one cycle later in the loop.
