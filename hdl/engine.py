@@ -422,9 +422,17 @@ class TrainingEngine(wiring.Component):
         # kbi == kb - 1, grp == ng - 1, since == loop.
         since_full = Signal(init=1)
         # (issuing is set only in _RUN: it is the state test too)
+        # A round's slot s issues at least loop cycles after the previous round's slot s. A
+        # round that runs without a gap starts loop cycles after the previous one's start;
+        # where the credit stops the issue inside a round (a ragged group of fewer rows than
+        # loop, o backing up), its later slots come late, and the next round must start
+        # loop cycles after the latest "slot s issued at t, as if started at t - s": the
+        # count restarts at every issue, at s + 1 (equal to counting from the round's start
+        # when there was no gap).
         issue = issuing & credit & (~round_start | since_full)
-        with m.If(issue & round_start):
-            m.d.sync += [since.eq(1), since_full.eq(loop == 1)]
+        with m.If(issue):
+            m.d.sync += [since.eq(Mux(s + 1 >= loop, loop, s + 1)),
+                         since_full.eq(s + 1 >= loop)]
         with m.Elif(~since_full):
             m.d.sync += [since.eq(since + 1), since_full.eq(since + 1 == loop)]
         v1 = Signal()                         # rank 1 holds a beat (memory data follows it)

@@ -10,9 +10,20 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
   rate: it takes one beat per cycle (the cycles from command to last result are exactly
   ``gemm_cycles``; checked when the result FIFOs are deeper than the pipeline, else the
   credit throttles on purpose and it takes longer) and is correct.
+- ``engine_ragged_stalls``: GEMMs whose last row group is ragged, under heavy backpressure
+  on ``o`` (the result credit stops the issue inside a round; each slot's beats must still
+  keep the dot units' loop apart: a fault hung the engine here before).
+- ``engine_limits``: the GEMM size check across both memory limits and over the command
+  fields' whole 16-bit range (each field a power of two, all ones, every bit length, random
+  triples): every refused GEMM gives ``too_large`` alone; every accepted one computes, from
+  the memories as loaded, what :func:`golden.gemm` computes.
+- ``engine_extremes``: the dot bench's directed extremes (``tb_dot``: range, zero and
+  sticky dot products; the longest K of the largest and most negative operands) as GEMMs.
 - ``engine_convert``: every converter on random and special fp16 codes (NaN, Inf,
-  subnormals, zeros), both TPR phases, ``g`` over its range, random scales; the tracker on
-  random tensors; with gaps and backpressure.
+  subnormals, zeros), both TPR phases, ``g`` over its range, fixed and random scales; the
+  tracker on random tensors; with gaps and backpressure.
+- ``engine_tracker``: the range tracker on tensors whose largest magnitude takes every
+  exponent (Inf and NaN included), at ``g`` at either end of its range and random.
 - ``engine_layer``: one layer of the study's MLP (its last: 64 -> 10, batch 32) as a
   training step runs it: the gradient ``dY`` to fp4 in both TPR phases, then the forward GEMM
   (uint4 x int4_sym), ``dX = dY_odd x W^T`` and ``dW^T = dY_even^T x X``; every fp4 code and
@@ -48,8 +59,9 @@ from engine_driver import (
     gemm_commands,
     gemm_results,
     gemm_tiles,
+    unpack_gemm,
 )
-from tb_dot import g_class
+from tb_dot import g_class, range_dots, sticky_dots, zero_dots
 
 import golden
 from golden.fp16 import is_nan
@@ -65,6 +77,7 @@ MODES = (  # (mode, a_signed, b_signed, phase): the three GEMMs of a layer and t
 )
 CONVERT_VALUES = 96          # values per converter call in engine_convert
 TRACK_TENSORS = 4
+RANDOM_SCALES = 12           # random scales per rescale format
 
 
 def gemm_shapes(e, r):
@@ -173,24 +186,29 @@ async def _ports(dut, valid_prob=1.0, ready_prob=1.0, salt=0):
     return e, ports
 
 
+async def run_gemms(e, ports, sb, gemms, **kw):
+    """Run GEMMs ``(a, b, ctx)`` back to back (every tile's commands) and check each: the
+    outputs checked."""
+    jobs, cmds = [], []
+    for a, b, ctx in gemms:
+        c, tiles = gemm_commands(e, a, b, ctx)
+        jobs.append((len(cmds), len(c), tiles, a, b, ctx))
+        cmds += c
+    done = await ports.run(cmds, **kw)
+    return sum(check_gemm(sb, e, done[start:start + count], tiles, a, b, ctx)
+               for start, count, tiles, a, b, ctx in jobs)
+
+
 @cocotb.test()
 async def engine_gemm_traffic(dut):
     e, ports = await _ports(dut, 0.8, 0.7, salt=1)
     r = rng(salt=11)
     sb = Scoreboard("engine gemm (traffic, ragged, tiled)", dut._log)
-    jobs, cmds, expected = [], [], 0
     # every context of MODES, and forward and backward each at either end of g and inside
-    for i, (m, k, n) in enumerate(gemm_shapes(e, r)):
-        a, b, ctx = random_gemm(r, m, k, n, *e.g_range, ctx=MODES[i % len(MODES)],
-                                g=(e.g_range[0], e.g_range[1], None)[i % 3])
-        c, tiles = gemm_commands(e, a, b, ctx)
-        jobs.append((len(cmds), len(c), tiles, a, b, ctx))
-        cmds += c
-        expected += m * n
-    done = await ports.run(cmds)                 # every command back to back
-    for start, count, tiles, a, b, ctx in jobs:
-        check_gemm(sb, e, done[start:start + count], tiles, a, b, ctx)
-    sb.finish(expected, exhaustive=False)
+    gemms = [random_gemm(r, m, k, n, *e.g_range, ctx=MODES[i % len(MODES)],
+                         g=(e.g_range[0], e.g_range[1], None)[i % 3])
+             for i, (m, k, n) in enumerate(gemm_shapes(e, r))]
+    sb.finish(await run_gemms(e, ports, sb, gemms), exhaustive=False)
 
 
 @cocotb.test()
@@ -220,6 +238,160 @@ async def engine_full_rate(dut):
     sb.finish(m * n + int(full), exhaustive=False)
 
 
+@cocotb.test()
+async def engine_ragged_stalls(dut):
+    """GEMMs whose last row group is ragged (fewer rows than ``slots``) under heavy
+    backpressure on ``o``: the result credit stops the issue inside a round, and the rounds
+    after it must still keep each slot's beats ``loop_cycles`` apart (else a dot unit refuses
+    a beat, the sequencer's ``fault``, and the GEMM never ends)."""
+    e, ports = await _ports(dut, 1.0, 0.3, salt=9)
+    r = rng(salt=20)
+    sb = Scoreboard("engine gemm (ragged groups, result credit stalls)", dut._log)
+    gemms = [random_gemm(r, e.slots + rest, kb * e.lanes, min(e.b_depth // kb, 8) * e.rows,
+                         *e.g_range) for rest in range(1, min(e.slots, 4)) for kb in (1, 2)]
+    sb.finish(await run_gemms(e, ports, sb, gemms, limit=200000), exhaustive=False)
+
+
+def _nibbles(words, lanes):
+    """Words of ``lanes`` 4-bit codes -> (len(words), lanes) codes (inverse of pack_a)."""
+    return np.array([[(w >> 4 * i) & 0xF for i in range(lanes)] for w in words], np.uint8)
+
+
+def memory_gemm(e, wa, wb, m, kb, ng):
+    """The (A, B) operands a GEMM command ``(m, kb, ng)`` reads from memories loaded with the
+    words ``wa`` (``load_a``) and ``wb`` (``load_b``): the inverse of pack_a and pack_b."""
+    a = _nibbles(wa[:m * kb], e.lanes).reshape(m, kb * e.lanes)
+    w = _nibbles(wb[:ng * kb * e.rows], e.lanes).reshape(ng, kb, e.rows, e.lanes)
+    return a, w.transpose(1, 3, 0, 2).reshape(kb * e.lanes, ng * e.rows)
+
+
+def limit_shapes(e, r, budget):
+    """GEMM sizes ``(m, kb, ng)`` for the size check (``m * kb <= a_depth`` and ``ng * kb <=
+    b_depth``): either side of both limits for several ``kb``; each field a power of two, all
+    ones and a random value of every bit length (the shift-and-add multiply sees each bit of
+    each field); ``m`` and ``ng`` times ``kb`` for every pair of powers of two (each bit of
+    each shifted addend); random triples. The accepted ones that run at most ``budget`` beats are
+    kept, the refused ones all."""
+    A, B, top = e.a_depth, e.b_depth, (1 << 16) - 1
+    kbs = sorted({1, 2, 3, 5, 7, B // 2, B, B + 1, A + 1, A // 3 + 1})
+    out = []
+    for kb in kbs:
+        for d in (0, 1, 2, 3):
+            out += [(max(1, A // kb + d), kb, 1), (1, kb, max(1, B // kb + d)),
+                    (max(1, A // kb + d), kb, max(1, B // kb + 1 - d))]
+    for i in range(16):
+        out += [(1 << i, 1, 1), (1, 1 << i, 1), (1, 1, 1 << i), (top >> i, 1, 1),
+                (1, top >> i, 1), (1, 1, top >> i)]
+        v = int(r.integers(1 << i, 1 << (i + 1)))
+        out += [(v, 1, 1), (1, v, 1), (1, 1, v), (v, v, v)]
+    out += [(top, top, top)]
+    for i, j in itertools.product(range(16), repeat=2):        # every shift of each adder
+        out += [(1 << i, 1 << j, 1), (1, 1 << j, 1 << i)]
+    for _ in range(200):
+        out.append(tuple(int(r.integers(1, 1 << int(r.integers(1, 17)))) for _ in range(3)))
+    accepted = [(m, kb, ng) for m, kb, ng in out if m * kb <= A and ng * kb <= B]
+    return ([s for s in out if s not in accepted]
+            + [s for s in dict.fromkeys(accepted) if issue_cycles(e, *s) <= budget])
+
+
+def issue_cycles(e, m, kb, ng):
+    """At most the cycles a GEMM issues beats for (a group of fewer rows than ``slots``
+    waits on the interlock: it takes at most ``slots`` cycles per round)."""
+    return ng * kb * -(-m // e.slots) * e.slots
+
+
+@cocotb.test()
+async def engine_limits(dut):
+    """The GEMM size check at and across its limits, over the command fields' whole range:
+    a refused GEMM gives ``too_large`` and nothing else; an accepted one computes, from the
+    memories as loaded, what the golden model computes."""
+    e, ports = await _ports(dut, 1.0, 0.9, salt=6)
+    r = rng(salt=17)
+    sb = Scoreboard("engine size check", dut._log)
+    wa = [int(w) for w in r.integers(0, 1 << 62, e.a_depth, dtype=np.int64)]
+    wb = [int(w) for w in r.integers(0, 1 << 62, e.b_depth * e.rows, dtype=np.int64)]
+    mask = (1 << 4 * e.lanes) - 1
+    wa, wb = [w & mask for w in wa], [w & mask for w in wb]
+    shapes = limit_shapes(e, r, budget=2 * e.a_depth)
+    ctxs = [random_gemm(r, 1, 1, 1, *e.g_range, ctx=MODES[i % len(MODES)])[2]
+            for i in range(len(shapes))]
+    fields = [{"mode": int(c["mode"] == "backward"), "a_signed": int(c["a_signed"]),
+               "b_signed": int(c["b_signed"]), "phase": int(c["phase"] == "odd"),
+               "g": c["g"]} for c in ctxs]
+    cmds = [(command("load_a", count=len(wa)), wa), (command("load_b", count=len(wb)), wb)]
+    cmds += [(command("gemm", m=m, kb=kb, ng=ng, **f), []) for (m, kb, ng), f in
+             zip(shapes, fields, strict=True)]
+    work = sum(issue_cycles(e, *x) + e.dot_latency + 50 for x in shapes)
+    done = await ports.run(cmds, limit=2 * work + 50 * (len(wa) + len(wb)) + 100000)
+    refused = accepted = 0
+    for (m, kb, ng), ctx, res in zip(shapes, ctxs, done[2:], strict=True):
+        if m * kb > e.a_depth or ng * kb > e.b_depth:
+            ok = res["status"] == "too_large" and res["beats"] is None
+            sb.compare(np.array([int(ok)]), np.array([1]))
+            refused += 1
+            continue
+        assert res["status"] == "ok", f"({m}, {kb}, {ng}) refused: {res['status']}"
+        a, b = memory_gemm(e, wa, wb, m, kb, ng)
+        got_c, got_f = unpack_gemm(res["beats"]["data"], res["beats"]["flags"], m, ng * e.rows,
+                                   e.rows)
+        want_c, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes,
+                                     flags=True, **ctx)
+        sb.compare(got_c | got_f << 16,
+                   want_c.astype(np.int64) | want_f.astype(np.int64) << 16)
+        accepted += m * ng * e.rows
+    dut._log.info("size check: %d refused GEMMs, %d outputs of accepted ones", refused,
+                  accepted)
+    assert refused >= 150 and accepted > 0, (refused, accepted)
+    sb.finish(refused + accepted, exhaustive=False)
+
+
+def extreme_gemms(e, r):
+    """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its range, zero and sticky
+    dot products (``tb_dot``; those of one context and length are the rows of A and the
+    columns of B, so every pair of them is a checked dot product too), and the longest K the
+    memories hold of all -8 x -8 (forward, signed) and of the largest fp4 code x 15 (backward),
+    and three beats of the largest negative fp4 code x -8 (backward, signed ``b``), at either
+    end of ``g``, at 0 and inside; and a small GEMM at every ``g`` (backward: large fp4
+    codes), so that the rounders meet every exponent threshold."""
+    groups = {}
+    for d in range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes):
+        ctx = {"mode": ("forward", "backward")[d["mode"]], "a_signed": bool(d["a_signed"]),
+               "b_signed": bool(d["b_signed"]), "phase": ("even", "odd")[d["phase"]],
+               "g": int(np.clip(d["g"], *e.g_range))}
+        groups.setdefault((tuple(ctx.values()), len(d["a"])), (ctx, []))[1].append(d)
+    out = []
+    for ctx, dots in groups.values():
+        a = np.stack([np.asarray(d["a"]).ravel() for d in dots]).astype(np.uint8)
+        b = np.stack([np.asarray(d["b"]).ravel() for d in dots], axis=1).astype(np.uint8)
+        out.append((a & 15, b & 15, ctx))
+    k = min(e.a_depth // 2, e.b_depth) * e.lanes
+    for g in (e.g_range[0], 0, 16, e.g_range[1]):
+        for ca, cb, ctx in ((8, 8, ("forward", True, True, "even")),
+                            (7, 15, ("backward", False, False, "odd")),
+                            (15, 8, ("backward", False, True, "even"))):
+            ctx = dict(zip(("mode", "a_signed", "b_signed", "phase"), ctx), g=g)
+            kk = k if ca != 15 else 3 * e.lanes
+            out.append((np.full((2, kk), ca, np.uint8), np.full((kk, e.rows), cb, np.uint8),
+                        ctx))
+    for i, g in enumerate(range(e.g_range[0], e.g_range[1] + 1)):
+        a, b, ctx = random_gemm(r, 2, 2 * e.lanes, e.rows, ctx=MODES[i % len(MODES)], g=g)
+        if ctx["mode"] == "backward":                     # large products: every overflow
+            a = (a & 8) | r.integers(5, 8, a.shape).astype(np.uint8)
+        out.append((a, b, ctx))
+    return out
+
+
+@cocotb.test()
+async def engine_extremes(dut):
+    e, ports = await _ports(dut, 0.9, 0.8, salt=7)
+    r = rng(salt=18)
+    sb = Scoreboard("engine gemm (the dot bench's extremes)", dut._log)
+    gemms = extreme_gemms(e, r)
+    expected = await run_gemms(e, ports, sb, gemms)
+    dut._log.info("extremes: %d GEMMs, %d outputs", len(gemms), expected)
+    sb.finish(expected, exhaustive=False)
+
+
 def special_fp16(r, n):
     """fp16 codes: mostly finite normals of moderate size, plus every class of special."""
     x = r.integers(0, 1 << 16, n).astype(np.uint16)
@@ -242,9 +414,11 @@ async def engine_convert(dut):
     expected = 0
     calls = []
     for fmt in ("int4_sym", "uint4"):
-        for scale in (1.0, 0.37, 7.0 / 3.1, 60000.0):
-            s = int(golden.fp16_from_float(scale))
-            calls.append((f"rescale {fmt} s={scale}", special_fp16(r, n),
+        scales = [int(golden.fp16_from_float(v)) for v in (1.0, 0.37, 7.0 / 3.1, 60000.0)]
+        scales += [int(r.integers(1, 31)) << 10 | int(r.integers(0, 1024))
+                   for _ in range(RANDOM_SCALES)]
+        for i, s in enumerate(scales):
+            calls.append((f"rescale {fmt} s={s:#06x}", special_fp16(r, n if i < 4 else n // 3),
                           lambda x, fmt=fmt, s=s: back.rescale(x, s, fmt, flags=True),
                           lambda x, fmt=fmt, s=s: golden.rescale(x, s, fmt, flags=True)))
     for phase in ("even", "odd"):
@@ -268,15 +442,50 @@ async def engine_convert(dut):
         if t == 0:
             x = x[13:]                           # no NaN, no Inf
         g = int(r.integers(e.g_range[0], e.g_range[1] + 1))
-        got = await _bridged(lambda x=x, g=g: back._track(x, g))
-        mx = golden_tracker_max(x)
-        lo, hi = e.g_range
-        want = (mx, int(np.any(is_nan(x))),
-                int(golden.gradscale(mx, g, "paper", g_min=lo, g_max=hi)),
-                int(golden.gradscale(mx, g, "direct", g_min=lo, g_max=hi)))
-        sb.compare(np.array(got), np.array(want))
-        expected += 4
+        expected += await check_track(e, back, sb, x, g)
     sb.finish(expected, exhaustive=False)
+
+
+def tracker_tensor(r, exp):
+    """A few fp16 codes whose largest magnitude has exponent field ``exp`` (31: Inf, or NaN
+    beside a finite largest value), at a random position, with random signs."""
+    size = int(r.integers(1, 9))
+    top = exp << 10 | int(r.integers(0, 1024)) if exp < 31 else 0x7C00
+    x = r.integers(0, top + 1, size)
+    x[int(r.integers(0, size))] = top
+    if exp == 31 and r.random() < 0.5:
+        x = np.append(x & 0x7BFF, 0x7C00 | int(r.integers(1, 1024)))       # a NaN
+    return (x | r.integers(0, 2, x.size) << 15).astype(np.uint16)
+
+
+@cocotb.test()
+async def engine_tracker(dut):
+    """The range tracker on tensors whose largest magnitude takes every exponent, twice,
+    at ``g`` at either end of its range and random: ``max|x|``, the NaN flag and both
+    GradScale rules against the golden model."""
+    e, ports = await _ports(dut, 0.8, 0.7, salt=8)
+    back = RTLBackend(ports)
+    r = rng(salt=19)
+    sb = Scoreboard("engine range tracker", dut._log)
+    lo, hi = e.g_range
+    expected = 0
+    for i, exp in enumerate(list(range(32)) * 2):
+        x = tracker_tensor(r, exp)
+        g = (lo, hi, int(r.integers(lo, hi + 1)))[i % 3]
+        expected += await check_track(e, back, sb, x, g)
+    sb.finish(expected, exhaustive=False)
+
+
+async def check_track(e, back, sb, x, g):
+    """The tracker on ``x`` at ``g``: max|x|, the NaN flag, both GradScale rules."""
+    got = await _bridged(lambda: back._track(x, g))
+    mx = golden_tracker_max(x)
+    lo, hi = e.g_range
+    want = (mx, int(np.any(is_nan(x))),
+            int(golden.gradscale(mx, g, "paper", g_min=lo, g_max=hi)),
+            int(golden.gradscale(mx, g, "direct", g_min=lo, g_max=hi)))
+    sb.compare(np.array(got), np.array(want))
+    return len(want)
 
 
 def golden_tracker_max(x):
