@@ -86,7 +86,8 @@ class TrainingEngine(wiring.Component):
 
     Status: after a command's last result, ``o`` carries one beat with ``status = 1`` and
     ``data[0]`` the code of :data:`STATUS`: ``ok``; ``fault`` (a dot unit refused a beat:
-    an internal error the benches check never happens); ``bad_op`` (unknown opcode);
+    an internal error the benches check never happens; where the lost beat carried a
+    result, the command does not end at all, and only a reset recovers); ``bad_op`` (unknown opcode);
     ``bad_conv`` (unknown converter); ``empty`` (a size of 0); ``too_large`` (a load longer
     than its memory, or a GEMM whose ``m * kb`` exceeds ``a_depth`` or ``ng * kb``
     ``b_depth``). A refused command reads nothing from ``din``, writes no memory and

@@ -78,6 +78,7 @@ MODES = (  # (mode, a_signed, b_signed, phase): the three GEMMs of a layer and t
 CONVERT_VALUES = 96          # values per converter call in engine_convert
 TRACK_TENSORS = 4
 RANDOM_SCALES = 12           # random scales per rescale format
+LONG_GEMMS = 16              # long random GEMMs in engine_extremes
 
 
 def gemm_shapes(e, r):
@@ -351,8 +352,9 @@ def extreme_gemms(e, r):
     columns of B, so every pair of them is a checked dot product too), and the longest K the
     memories hold of all -8 x -8 (forward, signed) and of the largest fp4 code x 15 (backward),
     and three beats of the largest negative fp4 code x -8 (backward, signed ``b``), at either
-    end of ``g``, at 0 and inside; and a small GEMM at every ``g`` (backward: large fp4
-    codes), so that the rounders meet every exponent threshold."""
+    end of ``g``, at 0 and inside; long random dot products (``slots`` rows of A, as many
+    beats as the memories hold) in every context; and a small GEMM at every ``g``
+    (backward: large fp4 codes), so that the rounders meet every exponent threshold."""
     groups = {}
     for d in range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes):
         ctx = {"mode": ("forward", "backward")[d["mode"]], "a_signed": bool(d["a_signed"]),
@@ -373,6 +375,10 @@ def extreme_gemms(e, r):
             kk = k if ca != 15 else 3 * e.lanes
             out.append((np.full((2, kk), ca, np.uint8), np.full((kk, e.rows), cb, np.uint8),
                         ctx))
+    kb = min(e.a_depth // e.slots, e.b_depth)
+    for i in range(LONG_GEMMS):                  # long random dot products, every context
+        out.append(random_gemm(r, e.slots, kb * e.lanes, e.rows, *e.g_range,
+                               ctx=MODES[i % len(MODES)]))
     for i, g in enumerate(range(e.g_range[0], e.g_range[1] + 1)):
         a, b, ctx = random_gemm(r, 2, 2 * e.lanes, e.rows, ctx=MODES[i % len(MODES)], g=g)
         if ctx["mode"] == "backward":                     # large products: every overflow
@@ -430,12 +436,7 @@ async def engine_convert(dut):
             calls.append((f"from_fp4 {phase} g={g}", codes,
                           lambda c, g=g, p=phase: back.from_fp4(c, g, p, flags=True),
                           lambda c, g=g, p=phase: golden.from_fp4(c, g, p, flags=True)))
-    for _name, x, rtl, gold in calls:
-        got, gf = await _bridged(rtl, x)
-        want, wf = gold(x)
-        sb.compare(got.astype(np.int64) | gf.astype(np.int64) << 16,
-                   want.astype(np.int64) | wf.astype(np.int64) << 16, x=x)
-        expected += x.size
+    expected += await check_calls(sb, calls)
     # the tracker: max|x| and both GradScale rules
     for t in range(TRACK_TENSORS):
         x = special_fp16(r, 37 + 5 * t)
@@ -443,6 +444,61 @@ async def engine_convert(dut):
             x = x[13:]                           # no NaN, no Inf
         g = int(r.integers(e.g_range[0], e.g_range[1] + 1))
         expected += await check_track(e, back, sb, x, g)
+    sb.finish(expected, exhaustive=False)
+
+
+async def check_calls(sb, calls):
+    """Run converter calls ``(name, x, rtl, golden)`` and compare codes and flags: the values
+    checked."""
+    expected = 0
+    for _name, x, rtl, gold in calls:
+        got, gf = await _bridged(rtl, x)
+        want, wf = gold(x)
+        sb.compare(got.astype(np.int64) | gf.astype(np.int64) << 16,
+                   want.astype(np.int64) | wf.astype(np.int64) << 16, x=x)
+        expected += x.size
+    return expected
+
+
+def sweep_fp16(r):
+    """fp16 codes of every exponent and sign, each with the significands 0, 1, all ones,
+    the top bit, all but the top bit, both alternating patterns, each single bit and two
+    random ones (the normalizers' leading-zero counts and the rounders' sticky bits)."""
+    sig = [0, 1, 0x3FF, 0x200, 0x1FF, 0x155, 0x2AA] + [1 << i for i in range(10)]
+    codes = [sign << 15 | exp << 10 | m for sign in (0, 1) for exp in range(32)
+             for m in sig + [int(v) for v in r.integers(0, 1024, 2)]]
+    return np.array(codes, np.uint16)
+
+
+@cocotb.test()
+async def engine_convert_sweep(dut):
+    """The converters on :func:`sweep_fp16` (every exponent, sign and significand class):
+    to fp4 in both phases at ``g = 0`` and a random ``g``, rescale to both formats at two
+    scales; the fp4 decoder on every code at every ``g`` in both phases; the tracker at every
+    ``g``."""
+    e, ports = await _ports(dut, salt=10)
+    back = RTLBackend(ports)
+    r = rng(salt=21)
+    sb = Scoreboard("engine converters (sweep)", dut._log)
+    x = sweep_fp16(r)
+    calls = []
+    for phase, g in itertools.product(("even", "odd"), (0, int(r.integers(*e.g_range)))):
+        calls.append((f"to_fp4 {phase} g={g}", x,
+                      lambda x, g=g, p=phase: back.to_fp4(x, g, p, flags=True),
+                      lambda x, g=g, p=phase: golden.to_fp4(x, g, p, flags=True)))
+    for fmt in ("int4_sym", "uint4"):
+        for s in (0x3C00, int(r.integers(0x0400, 0x7800))):
+            calls.append((f"rescale {fmt} s={s:#06x}", x,
+                          lambda x, fmt=fmt, s=s: back.rescale(x, s, fmt, flags=True),
+                          lambda x, fmt=fmt, s=s: golden.rescale(x, s, fmt, flags=True)))
+    codes = np.arange(16, dtype=np.uint8)
+    for phase, g in itertools.product(("even", "odd"), range(e.g_range[0], e.g_range[1] + 1)):
+        calls.append((f"from_fp4 {phase} g={g}", codes,
+                      lambda c, g=g, p=phase: back.from_fp4(c, g, p, flags=True),
+                      lambda c, g=g, p=phase: golden.from_fp4(c, g, p, flags=True)))
+    expected = await check_calls(sb, calls)
+    for g in range(e.g_range[0], e.g_range[1] + 1):
+        expected += await check_track(e, back, sb, tracker_tensor(r, int(r.integers(0, 32))), g)
     sb.finish(expected, exhaustive=False)
 
 
