@@ -67,7 +67,7 @@ import golden
 from golden.fp16 import is_nan
 from hdl.engine import CONVERTERS, OPS, STATUS
 
-from scoreboard import Scoreboard, params, rng
+from scoreboard import Scoreboard, light, params, rng
 
 MODES = (  # (mode, a_signed, b_signed, phase): the three GEMMs of a layer and the rest
     ("forward", False, True, "even"), ("forward", True, True, "even"),
@@ -288,7 +288,7 @@ def limit_shapes(e, r, budget):
     out += [(top, top, top)]
     for i, j in itertools.product(range(16), repeat=2):        # every shift of each adder
         out += [(1 << i, 1 << j, 1), (1, 1 << j, 1 << i)]
-    for _ in range(200):
+    for _ in range(50 if light() else 200):
         out.append(tuple(int(r.integers(1, 1 << int(r.integers(1, 17)))) for _ in range(3)))
     accepted = [(m, kb, ng) for m, kb, ng in out if m * kb <= A and ng * kb <= B]
     return ([s for s in out if s not in accepted]
@@ -305,7 +305,8 @@ def issue_cycles(e, m, kb, ng):
 async def engine_limits(dut):
     """The GEMM size check at and across its limits, over the command fields' whole range:
     a refused GEMM gives ``too_large`` and nothing else; an accepted one computes, from the
-    memories as loaded, what the golden model computes."""
+    memories as loaded, what the golden model computes. (Light profile, on Icarus: 50
+    random triples instead of 200, accepted GEMMs of at most ``a_depth / 2`` cycles.)"""
     e, ports = await _ports(dut, 1.0, 0.9, salt=6)
     r = rng(salt=17)
     sb = Scoreboard("engine size check", dut._log)
@@ -313,7 +314,7 @@ async def engine_limits(dut):
     wb = [int(w) for w in r.integers(0, 1 << 62, e.b_depth * e.rows, dtype=np.int64)]
     mask = (1 << 4 * e.lanes) - 1
     wa, wb = [w & mask for w in wa], [w & mask for w in wb]
-    shapes = limit_shapes(e, r, budget=2 * e.a_depth)
+    shapes = limit_shapes(e, r, budget=e.a_depth // 2 if light() else 2 * e.a_depth)
     ctxs = [random_gemm(r, 1, 1, 1, *e.g_range, ctx=MODES[i % len(MODES)])[2]
             for i in range(len(shapes))]
     fields = [{"mode": int(c["mode"] == "backward"), "a_signed": int(c["a_signed"]),
@@ -354,7 +355,8 @@ def extreme_gemms(e, r):
     and three beats of the largest negative fp4 code x -8 (backward, signed ``b``), at either
     end of ``g``, at 0 and inside; long random dot products (``slots`` rows of A, as many
     beats as the memories hold) in every context; and a small GEMM at every ``g``
-    (backward: large fp4 codes), so that the rounders meet every exponent threshold."""
+    (backward: large fp4 codes), so that the rounders meet every exponent threshold.
+    (Light profile, on Icarus: a quarter of the long ones, every third ``g``.)"""
     groups = {}
     for d in range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes):
         ctx = {"mode": ("forward", "backward")[d["mode"]], "a_signed": bool(d["a_signed"]),
@@ -376,10 +378,10 @@ def extreme_gemms(e, r):
             out.append((np.full((2, kk), ca, np.uint8), np.full((kk, e.rows), cb, np.uint8),
                         ctx))
     kb = min(e.a_depth // e.slots, e.b_depth)
-    for i in range(LONG_GEMMS):                  # long random dot products, every context
+    for i in range(LONG_GEMMS // 4 if light() else LONG_GEMMS):    # long, every context
         out.append(random_gemm(r, e.slots, kb * e.lanes, e.rows, *e.g_range,
                                ctx=MODES[i % len(MODES)]))
-    for i, g in enumerate(range(e.g_range[0], e.g_range[1] + 1)):
+    for i, g in enumerate(range(e.g_range[0], e.g_range[1] + 1, 3 if light() else 1)):
         a, b, ctx = random_gemm(r, 2, 2 * e.lanes, e.rows, ctx=MODES[i % len(MODES)], g=g)
         if ctx["mode"] == "backward":                     # large products: every overflow
             a = (a & 8) | r.integers(5, 8, a.shape).astype(np.uint8)
@@ -475,29 +477,31 @@ async def engine_convert_sweep(dut):
     """The converters on :func:`sweep_fp16` (every exponent, sign and significand class):
     to fp4 in both phases at ``g = 0`` and a random ``g``, rescale to both formats at two
     scales; the fp4 decoder on every code at every ``g`` in both phases; the tracker at every
-    ``g``."""
+    ``g``. (Light profile, on Icarus: ``g = 0`` and one scale, every fourth ``g``.)"""
     e, ports = await _ports(dut, salt=10)
     back = RTLBackend(ports)
     r = rng(salt=21)
     sb = Scoreboard("engine converters (sweep)", dut._log)
     x = sweep_fp16(r)
     calls = []
-    for phase, g in itertools.product(("even", "odd"), (0, int(r.integers(*e.g_range)))):
+    gs = (0,) if light() else (0, int(r.integers(*e.g_range)))
+    every_g = range(e.g_range[0], e.g_range[1] + 1, 4 if light() else 1)
+    for phase, g in itertools.product(("even", "odd"), gs):
         calls.append((f"to_fp4 {phase} g={g}", x,
                       lambda x, g=g, p=phase: back.to_fp4(x, g, p, flags=True),
                       lambda x, g=g, p=phase: golden.to_fp4(x, g, p, flags=True)))
     for fmt in ("int4_sym", "uint4"):
-        for s in (0x3C00, int(r.integers(0x0400, 0x7800))):
+        for s in (0x3C00, int(r.integers(0x0400, 0x7800)))[:len(gs)]:
             calls.append((f"rescale {fmt} s={s:#06x}", x,
                           lambda x, fmt=fmt, s=s: back.rescale(x, s, fmt, flags=True),
                           lambda x, fmt=fmt, s=s: golden.rescale(x, s, fmt, flags=True)))
     codes = np.arange(16, dtype=np.uint8)
-    for phase, g in itertools.product(("even", "odd"), range(e.g_range[0], e.g_range[1] + 1)):
+    for phase, g in itertools.product(("even", "odd"), every_g):
         calls.append((f"from_fp4 {phase} g={g}", codes,
                       lambda c, g=g, p=phase: back.from_fp4(c, g, p, flags=True),
                       lambda c, g=g, p=phase: golden.from_fp4(c, g, p, flags=True)))
     expected = await check_calls(sb, calls)
-    for g in range(e.g_range[0], e.g_range[1] + 1):
+    for g in every_g:
         expected += await check_track(e, back, sb, tracker_tensor(r, int(r.integers(0, 32))), g)
     sb.finish(expected, exhaustive=False)
 
