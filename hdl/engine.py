@@ -87,11 +87,11 @@ class TrainingEngine(wiring.Component):
     Status: after a command's last result, ``o`` carries one beat with ``status = 1`` and
     ``data[0]`` the code of :data:`STATUS`: ``ok``; ``fault`` (a dot unit refused a beat:
     an internal error the benches check never happens; where the lost beat carried a
-    result, the command does not end at all, and only a reset recovers); ``bad_op`` (unknown opcode);
-    ``bad_conv`` (unknown converter); ``empty`` (a size of 0); ``too_large`` (a load longer
-    than its memory, or a GEMM whose ``m * kb`` exceeds ``a_depth`` or ``ng * kb``
-    ``b_depth``). A refused command reads nothing from ``din``, writes no memory and
-    produces no result: only its status beat.
+    result, the command does not end at all, and only a reset recovers); ``bad_op``
+    (unknown opcode); ``bad_conv`` (unknown converter); ``empty`` (a size of 0);
+    ``too_large`` (a load longer than its memory, or a GEMM whose ``m * kb`` exceeds
+    ``a_depth`` or ``ng * kb`` ``b_depth``). A refused command reads nothing from ``din``,
+    writes no memory and produces no result: only its status beat.
 
     Utilisation: a GEMM whose M is a multiple of ``slots`` runs ``rows x lanes`` MACs in every
     cycle from its first beat to its last; from the command to the last result it adds the
