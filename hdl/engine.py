@@ -415,7 +415,7 @@ class TrainingEngine(wiring.Component):
         for r, d in enumerate(dots):
             m.submodules[f"dot{r}"] = d
         loop = self._dot.loop_cycles
-        since = Signal(range(loop + 1), init=loop)   # cycles since the last round started
+        since = Signal(range(loop + 1), init=loop)   # cycles since the last issue, plus its slot
         credit = Signal()                     # owed <= out_depth - 4 (registered)
         m.d.sync += credit.eq(owed <= self._dot.out_depth - 4)
         # The sequencer's tests are flags kept beside its counters (set with them), so

@@ -25,7 +25,8 @@ from hdl.engine import CONVERTERS, OPS, STATUS, TrainingEngine
 
 from streams import Packer
 
-__all__ = ["EngineError", "command", "pack_a", "pack_b", "gemm_tiles", "gemm_commands",
+__all__ = ["EngineError", "command", "pack_a", "pack_b", "gemm_tiles", "gemm_fields",
+           "gemm_commands",
            "gemm_results", "unpack_gemm",
            "EnginePorts", "RTLBackend"]
 
@@ -87,6 +88,13 @@ def gemm_tiles(m, k, n, lanes, rows, a_depth, b_depth):
             for m0 in range(0, m, mt) for n0 in range(0, n, gt * rows)]
 
 
+def gemm_fields(ctx):
+    """A ``gemm`` command's context fields from :func:`golden.gemm`'s keywords ``ctx``."""
+    return {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
+            "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
+            "g": int(ctx["g"])}
+
+
 def gemm_commands(engine, a, b, ctx):
     """The commands of ``C = A x B`` on ``engine``, tile by tile (``load_a``, ``load_b``,
     ``gemm``): ``(commands, tiles)``. ``ctx``: :func:`golden.gemm`'s ``mode``,
@@ -94,9 +102,7 @@ def gemm_commands(engine, a, b, ctx):
     m, k = a.shape
     n = b.shape[1]
     e = engine
-    fields = {"mode": int(ctx["mode"] == "backward"), "a_signed": int(ctx["a_signed"]),
-              "b_signed": int(ctx["b_signed"]), "phase": int(ctx["phase"] == "odd"),
-              "g": int(ctx["g"])}
+    fields = gemm_fields(ctx)
     cmds, tiles = [], gemm_tiles(m, k, n, e.lanes, e.rows, e.a_depth, e.b_depth)
     for m0, m1, n0, n1 in tiles:
         wa, wb = pack_a(a[m0:m1], e.lanes), pack_b(b[:, n0:n1], e.lanes, e.rows)

@@ -57,6 +57,7 @@ from engine_driver import (
     command,
     engine_of,
     gemm_commands,
+    gemm_fields,
     gemm_results,
     gemm_tiles,
     unpack_gemm,
@@ -258,11 +259,12 @@ def _nibbles(words, lanes):
     return np.array([[(w >> 4 * i) & 0xF for i in range(lanes)] for w in words], np.uint8)
 
 
-def memory_gemm(e, wa, wb, m, kb, ng):
+def memory_gemm(e, na, nb, m, kb, ng):
     """The (A, B) operands a GEMM command ``(m, kb, ng)`` reads from memories loaded with the
-    words ``wa`` (``load_a``) and ``wb`` (``load_b``): the inverse of pack_a and pack_b."""
-    a = _nibbles(wa[:m * kb], e.lanes).reshape(m, kb * e.lanes)
-    w = _nibbles(wb[:ng * kb * e.rows], e.lanes).reshape(ng, kb, e.rows, e.lanes)
+    words whose codes are ``na`` (``load_a``) and ``nb`` (``load_b``; :func:`_nibbles`): the
+    inverse of pack_a and pack_b."""
+    a = na[:m * kb].reshape(m, kb * e.lanes)
+    w = nb[:ng * kb * e.rows].reshape(ng, kb, e.rows, e.lanes)
     return a, w.transpose(1, 3, 0, 2).reshape(kb * e.lanes, ng * e.rows)
 
 
@@ -317,15 +319,14 @@ async def engine_limits(dut):
     shapes = limit_shapes(e, r, budget=e.a_depth // 2 if light() else 2 * e.a_depth)
     ctxs = [random_gemm(r, 1, 1, 1, *e.g_range, ctx=MODES[i % len(MODES)])[2]
             for i in range(len(shapes))]
-    fields = [{"mode": int(c["mode"] == "backward"), "a_signed": int(c["a_signed"]),
-               "b_signed": int(c["b_signed"]), "phase": int(c["phase"] == "odd"),
-               "g": c["g"]} for c in ctxs]
+    fields = [gemm_fields(c) for c in ctxs]
     cmds = [(command("load_a", count=len(wa)), wa), (command("load_b", count=len(wb)), wb)]
     cmds += [(command("gemm", m=m, kb=kb, ng=ng, **f), []) for (m, kb, ng), f in
              zip(shapes, fields, strict=True)]
     work = sum(issue_cycles(e, *x) + e.dot_latency + 50 for x in shapes)
     done = await ports.run(cmds, limit=2 * work + 50 * (len(wa) + len(wb)) + 100000)
     refused = accepted = 0
+    na, nb = _nibbles(wa, e.lanes), _nibbles(wb, e.lanes)
     for (m, kb, ng), ctx, res in zip(shapes, ctxs, done[2:], strict=True):
         if m * kb > e.a_depth or ng * kb > e.b_depth:
             ok = res["status"] == "too_large" and res["beats"] is None
@@ -333,7 +334,7 @@ async def engine_limits(dut):
             refused += 1
             continue
         assert res["status"] == "ok", f"({m}, {kb}, {ng}) refused: {res['status']}"
-        a, b = memory_gemm(e, wa, wb, m, kb, ng)
+        a, b = memory_gemm(e, na, nb, m, kb, ng)
         got_c, got_f = unpack_gemm(res["beats"]["data"], res["beats"]["flags"], m, ng * e.rows,
                                    e.rows)
         want_c, want_f = golden.gemm(a, b, accumulator=e.accumulator, lanes=e.lanes,
