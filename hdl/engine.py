@@ -95,7 +95,7 @@ class TrainingEngine(wiring.Component):
 
     Utilisation: a GEMM whose M is a multiple of ``slots`` runs ``rows x lanes`` MACs in every
     cycle from its first beat to its last; from the command to the last result it adds the
-    size check (at most ``FIELD_BITS`` cycles), the memory read and ``dot_latency``. In the
+    size check (``kb``'s bit length + 2 cycles), the memory read and ``dot_latency``. In the
     digits MLP at batch 32 (``make train-rtl``, 4 x 8 lanes, 16 slots) the GEMMs whose sizes
     are multiples of rows, lanes and slots measured 99.4%; a ragged M (fewer rows than
     slots in the last group) waits on the interlock and N past the last whole group of
@@ -108,7 +108,9 @@ class TrainingEngine(wiring.Component):
     (``ENGINE``) holds 16 + 32 kbit of operands.
 
     Timing: a command is taken when the previous one's status beat has left. ``gemm`` checks
-    its sizes in at most ``FIELD_BITS`` cycles (a shift-and-add multiply), issues
+    its sizes in ``kb``'s bit length + 2 cycles (a shift-and-add multiply on the bits of
+    ``a_depth``, ``b_depth`` and their minimum; a ``kb`` above that minimum is refused
+    within that minimum's bit length + 2), issues
     ``ng * ceil(m / slots) * kb * min(slots, m)`` beats at one per cycle (a ragged group of
     fewer than ``slots`` rows waits on the interlock), and ends ``latency`` of the dot unit
     later (plus backpressure on ``o``). Loads and conversions take one ``din`` beat per
@@ -287,13 +289,18 @@ class TrainingEngine(wiring.Component):
         m.d.comb += self.cmd.ready.eq((state == _IDLE) & ~ResetSignal("sync"))
         take_cmd = self.cmd.valid & self.cmd.ready
 
-        # Shift-and-add multiply for the GEMM size check: prod_a = m * kb, prod_b = ng * kb.
-        mul_x = Signal(FIELD_BITS)            # kb, shifted right
-        add_a = Signal(2 * FIELD_BITS)        # m, shifted left
-        add_b = Signal(2 * FIELD_BITS)        # ng, shifted left
-        prod_a = Signal(2 * FIELD_BITS)
-        prod_b = Signal(2 * FIELD_BITS)
-        over = Signal()                       # prod_a > a_depth or prod_b > b_depth
+        # Shift-and-add multiply for the GEMM size check: prod_a = m * kb, prod_b = ng * kb,
+        # on the bits an accepted command needs. The factors are >= 1, so an accepted one
+        # has m <= a_depth, ng <= b_depth and kb <= min(a_depth, b_depth): those are checked
+        # apart, and the factors' higher bits dropped.
+        k_max = min(self._a_depth, self._b_depth)
+        wk, wa, wb = (d.bit_length() for d in (k_max, self._a_depth, self._b_depth))
+        mul_x = Signal(wk)                    # kb, shifted right
+        add_a = Signal(wa + wk)               # m, shifted left
+        add_b = Signal(wb + wk)               # ng, shifted left
+        prod_a = Signal(wa + wk)
+        prod_b = Signal(wb + wk)
+        over = Signal()                       # the GEMM does not fit the memories
         mul_done = Signal()                   # the multiply ended a cycle ago
 
         # Counters: loads and conversions (index), GEMM (group, row group, beat, slot).
@@ -346,8 +353,7 @@ class TrainingEngine(wiring.Component):
                 with m.If((p.m == 0) | (p.kb == 0) | (p.ng == 0)):
                     m.d.sync += [code.eq(STATUS["empty"]), state.eq(_STATUS)]
                 with m.Else():
-                    m.d.sync += [state.eq(_CHECK), mul_x.eq(p.kb), add_a.eq(p.m),
-                                 add_b.eq(p.ng), prod_a.eq(0), prod_b.eq(0), mul_done.eq(0)]
+                    m.d.sync += state.eq(_CHECK)
             with m.Elif(op == OPS["convert"]):
                 with m.If(~(Const(self._conv_mask, 8) >> p.conv)[0]):
                     m.d.sync += [code.eq(STATUS["bad_conv"]), state.eq(_STATUS)]
@@ -359,28 +365,39 @@ class TrainingEngine(wiring.Component):
                 m.d.sync += [code.eq(STATUS["bad_op"]), state.eq(_STATUS)]
 
         # The compares with the depths are registered, and so is the multiply's end: the
-        # decision comes a cycle after the last addition.
-        m.d.sync += over.eq((prod_a > self._a_depth) | (prod_b > self._b_depth))
-        with m.If(state == _CHECK):
+        # decision comes a cycle after the last addition. Outside the check the multiply's
+        # registers load the command port's fields in every cycle (no hold path): the check
+        # starts from the command taken.
+        cm, ckb, cng = cmd.m, cmd.kb, cmd.ng
+        m.d.sync += over.eq((prod_a > self._a_depth) | (prod_b > self._b_depth)
+                            | (cm > self._a_depth) | (cng > self._b_depth) | (ckb > k_max))
+        with m.If(state != _CHECK):
+            p = self.cmd.payload
+            m.d.sync += [mul_x.eq(p.kb), add_a.eq(p.m), add_b.eq(p.ng), prod_a.eq(0),
+                         prod_b.eq(0), mul_done.eq(0)]
+        with m.Else():
             m.d.sync += mul_done.eq(mul_x == 0)
             with m.If(mul_done):
                 with m.If(over):
                     m.d.sync += [code.eq(STATUS["too_large"]), state.eq(_STATUS)]
                 with m.Else():
-                    first_rows = Mux(cmd.m > S, S - 1, cmd.m - 1)
-                    m.d.sync += [state.eq(_RUN), issuing.eq(1), grp.eq(0), kbi.eq(0),
-                                 s.eq(0), rows_left.eq(cmd.m), a_row.eq(0), a_group.eq(0),
-                                 b_base.eq(0), kb_m1.eq(cmd.kb - 1), ng_m1.eq(cmd.ng - 1),
-                                 g_last.eq(first_rows), g_last0.eq(first_rows),
-                                 more_rows.eq(cmd.m > S), more_rows0.eq(cmd.m > S),
-                                 round_start.eq(1), last_s.eq(cmd.m == 1),
-                                 last_kb.eq(cmd.kb == 1), last_grp.eq(cmd.ng == 1),
-                                 a_addr.eq(0), b_addr.eq(0)]
+                    m.d.sync += [state.eq(_RUN), issuing.eq(1)]
             with m.Elif(mul_x != 0):
                 m.d.sync += [mul_x.eq(mul_x >> 1), add_a.eq(add_a << 1),
                              add_b.eq(add_b << 1)]
                 with m.If(mul_x[0]):
                     m.d.sync += [prod_a.eq(prod_a + add_a), prod_b.eq(prod_b + add_b)]
+
+        # The GEMM's counters start from the command register in every cycle outside a GEMM
+        # (no hold path; the last one before a GEMM is the check's, with the command in it).
+        with m.If(state != _RUN):
+            first_rows = Mux(cmd.m > S, S - 1, cmd.m - 1)
+            m.d.sync += [grp.eq(0), kbi.eq(0), s.eq(0), rows_left.eq(cmd.m), a_row.eq(0),
+                         a_group.eq(0), b_base.eq(0), kb_m1.eq(cmd.kb - 1),
+                         ng_m1.eq(cmd.ng - 1), g_last.eq(first_rows), g_last0.eq(first_rows),
+                         more_rows.eq(cmd.m > S), more_rows0.eq(cmd.m > S),
+                         round_start.eq(1), last_s.eq(cmd.m == 1), last_kb.eq(cmd.kb == 1),
+                         last_grp.eq(cmd.ng == 1), a_addr.eq(0), b_addr.eq(0)]
 
         # --- loads ------------------------------------------------------------------------
         # Registered flags (set with the state, below): din's ready and the memories' write
