@@ -47,6 +47,26 @@ def command(op, **fields):
     return out
 
 
+#: The command fields each opcode reads (``convert``: also those of its converter,
+#: :data:`CONVERTER_READS`); the others are don't-cares (:class:`EnginePorts` ``noise``).
+OP_READS = {"load_a": ("count",), "load_b": ("count",),
+            "gemm": ("mode", "a_signed", "b_signed", "phase", "g", "m", "kb", "ng"),
+            "convert": ("conv", "count")}
+CONVERTER_READS = {"rescale_int4_sym": ("scale",), "rescale_uint4": ("scale",),
+                   "to_fp4": ("g", "phase"), "from_fp4": ("g", "phase"), "track": ("g",)}
+
+
+def reads(fields):
+    """The fields a command with these ``fields`` reads (an unknown opcode or converter
+    reads only ``op``, and ``conv``)."""
+    op = {v: k for k, v in OPS.items()}.get(fields.get("op"))
+    out = ("op", *OP_READS.get(op, ()))
+    if op == "convert":
+        conv = {v: k for k, v in CONVERTERS.items()}.get(fields.get("conv"))
+        out += CONVERTER_READS.get(conv, ())
+    return out
+
+
 def _words(nibbles):
     """(n, 2 * k) 4-bit codes -> n Python ints of ``8 * k`` bits (element 0 lowest)."""
     x = np.asarray(nibbles, np.uint8)
@@ -138,11 +158,14 @@ class EnginePorts:
     """Cycle-level driver of the engine's three streams (see the module docstring).
 
     ``valid_prob`` / ``ready_prob``: chance per cycle that the source offers its next beat /
-    that ``o`` is ready (1: full rate).
+    that ``o`` is ready (1: full rate). ``noise``: every command field its opcode (and
+    converter) does not read (:func:`reads`) gets a random value, so that a bench sees an
+    engine that reads a field it should not.
     """
 
-    def __init__(self, dut, engine, rng=None, valid_prob=1.0, ready_prob=1.0):
+    def __init__(self, dut, engine, rng=None, valid_prob=1.0, ready_prob=1.0, noise=False):
         self.dut, self.engine = dut, engine
+        self.noise = noise
         self.rng = rng or np.random.default_rng(0)
         self.valid_prob, self.ready_prob = valid_prob, ready_prob
         self.pcmd = Packer(engine.cmd.payload.shape())
@@ -183,12 +206,20 @@ class EnginePorts:
         the commands finished before it are returned."""
         cols = {k: np.array([c[0].get(k, 0) for c in commands], np.int64)
                 for k in self.pcmd.fields}
+        ranges = {}
         for k, v in cols.items():
             _, width, signed, _ = self.pcmd.fields[k]
             lo, hi = (-(1 << width - 1), (1 << width - 1) - 1) if signed else (0, (1 << width) - 1)
+            ranges[k] = lo, hi
             if v.size and (v.min() < lo or v.max() > hi):
                 raise EngineError(f"command field {k} must be in {lo} .. {hi}: got "
                                   f"{v.min()} .. {v.max()}")
+        if self.noise:          # random values in the fields a command does not read
+            for i, (fields, _) in enumerate(commands):
+                used = reads(fields)
+                for k in cols:
+                    if k not in used:
+                        cols[k][i] = self.rng.integers(ranges[k][0], ranges[k][1] + 1)
         cmds = self.pcmd.pack(**cols) if commands else []
         words = [w for _, ws in commands for w in ws]
         p = self._ports

@@ -184,7 +184,8 @@ def check_gemm(sb, e, done, tiles, a, b, ctx):
 
 async def _ports(dut, valid_prob=1.0, ready_prob=1.0, salt=0):
     e = engine_of(params())
-    ports = await CoveredPorts(dut, e, rng(dut._log, salt), valid_prob, ready_prob).start()
+    ports = await CoveredPorts(dut, e, rng(dut._log, salt), valid_prob, ready_prob,
+                               noise=True).start()
     return e, ports
 
 
