@@ -62,7 +62,8 @@ test-hdl: setup
 	@cat build/reports/regression.md
 
 # Every formal proof, the long ones included (`make test` runs all but those: the proof that
-# the whole int4 rescale is monotone, about 1.5 minutes).
+# the whole int4 rescale is monotone, about 1.5 minutes, and the pipeline primitive's
+# credit-mode stream check, about 45 s).
 formal: setup
 	$(PYTEST) verif/test_formal.py -q -n $(JOBS)
 

@@ -54,7 +54,7 @@ BAD_SCALES = (0x0000, 0x8000, 0xBC00, FP16.INF, 0xFC00, FP16.QNAN, 0x7C01)
 STOCHASTIC_SCALES = (0x0155, 0x2E66, 0x3C00, 0x4170)
 # The light profile (Icarus, scoreboard.light): every fp16 code at fewer g values and scales.
 LIGHT_LOG_G = {6: (-32, 0, 31)}
-LIGHT_RESCALE_SCALES = (0x0155, 0x3C00, 0x7BFF)
+LIGHT_RESCALE_SCALES = (0x0155, 0x3C00)
 LIGHT_STOCHASTIC_SCALES = (0x3C00, 0x4170)
 
 
