@@ -368,9 +368,9 @@ class TrainingEngine(wiring.Component):
         # decision comes a cycle after the last addition. Outside the check the multiply's
         # registers load the command port's fields in every cycle (no hold path): the check
         # starts from the command taken.
-        cm, ckb, cng = cmd.m, cmd.kb, cmd.ng
         m.d.sync += over.eq((prod_a > self._a_depth) | (prod_b > self._b_depth)
-                            | (cm > self._a_depth) | (cng > self._b_depth) | (ckb > k_max))
+                            | (cmd.m > self._a_depth) | (cmd.ng > self._b_depth)
+                            | (cmd.kb > k_max))
         with m.If(state != _CHECK):
             p = self.cmd.payload
             m.d.sync += [mul_x.eq(p.kb), add_a.eq(p.m), add_b.eq(p.ng), prod_a.eq(0),

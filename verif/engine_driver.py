@@ -25,12 +25,13 @@ from hdl.engine import CONVERTERS, OPS, STATUS, TrainingEngine
 
 from streams import Packer
 
-__all__ = ["EngineError", "command", "pack_a", "pack_b", "gemm_tiles", "gemm_fields",
-           "gemm_commands",
-           "gemm_results", "unpack_gemm",
-           "EnginePorts", "RTLBackend"]
+__all__ = ["EngineError", "command", "reads", "pack_a", "pack_b", "gemm_tiles", "gemm_fields",
+           "gemm_commands", "gemm_results", "unpack_gemm", "EnginePorts", "RTLBackend",
+           "OP_NAMES", "CONV_NAMES", "STATUS_NAMES"]
 
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
+OP_NAMES = {v: k for k, v in OPS.items()}
+CONV_NAMES = {v: k for k, v in CONVERTERS.items()}
 
 
 class EngineError(RuntimeError):
@@ -59,10 +60,10 @@ CONVERTER_READS = {"rescale_int4_sym": ("scale",), "rescale_uint4": ("scale",),
 def reads(fields):
     """The fields a command with these ``fields`` reads (an unknown opcode or converter
     reads only ``op``, and ``conv``)."""
-    op = {v: k for k, v in OPS.items()}.get(fields.get("op"))
+    op = OP_NAMES.get(fields.get("op"))
     out = ("op", *OP_READS.get(op, ()))
     if op == "convert":
-        conv = {v: k for k, v in CONVERTERS.items()}.get(fields.get("conv"))
+        conv = CONV_NAMES.get(fields.get("conv"))
         out += CONVERTER_READS.get(conv, ())
     return out
 

@@ -51,6 +51,8 @@ import funcov
 import numpy as np
 from cocotb.task import bridge
 from engine_driver import (
+    CONV_NAMES,
+    OP_NAMES,
     EngineError,
     EnginePorts,
     RTLBackend,
@@ -66,7 +68,7 @@ from tb_dot import g_class, range_dots, sticky_dots, zero_dots
 
 import golden
 from golden.fp16 import is_nan
-from hdl.engine import CONVERTERS, OPS, STATUS
+from hdl.engine import OPS, STATUS
 
 from scoreboard import Scoreboard, light, params, rng
 
@@ -109,8 +111,6 @@ def random_gemm(r, m, k, n, g_lo=-8, g_hi=8, ctx=None, g=None):
 
 
 _COVERAGE = {}
-_OP_NAMES = {v: k for k, v in OPS.items()}
-_CONV_NAMES = {v: k for k, v in CONVERTERS.items()}
 # Each op's refusals (hdl.engine's datasheet); "fault" is never a bin: no beat may be lost.
 REFUSALS = {"load_a": ("empty", "too_large"), "load_b": ("empty", "too_large"),
             "gemm": ("empty", "too_large"), "convert": ("empty", "bad_conv"),
@@ -147,12 +147,12 @@ class CoveredPorts(EnginePorts):
         done = await super().run(commands, **kw)
         cov, e = coverage(self.engine), self.engine
         for (fields, _), res in zip(commands, done):
-            op = _OP_NAMES.get(fields["op"], "unknown")
+            op = OP_NAMES.get(fields["op"], "unknown")
             cov.sample(op=op, status=res["status"])
             if res["status"] != "ok":
                 continue
             if op == "convert":
-                cov.sample(conv=_CONV_NAMES[fields["conv"]], phase=fields.get("phase", 0))
+                cov.sample(conv=CONV_NAMES[fields["conv"]], phase=fields.get("phase", 0))
             elif op == "gemm":
                 ctx = (("forward", "backward")[fields.get("mode", 0)],
                        bool(fields.get("a_signed", 0)), bool(fields.get("b_signed", 0)),
