@@ -11,7 +11,7 @@ from golden.formats import FLAG_INVALID, FP16, FUSED_LSB_EXP
 from .fp16 import FP16AddCore, FP16MulCore, Operand, radix4_rows
 from .interleave import Interleaved
 from .params import FLAGS_SHAPE, integer, lanes_pow2
-from .pipeline import Pipeline
+from .pipeline import Pipeline, bundle
 from .rounder import FP16Rounder
 
 __all__ = ["FP16DotProduct", "FusedFP16DotProduct", "Int8DotProduct", "INT8_PRODUCT_SHAPE",
@@ -75,7 +75,47 @@ class _DotBaseline(wiring.Component):
         return self.i.payload, pipe, last_in
 
 
-class FP16DotProduct(Interleaved, _DotBaseline):
+class _InterleavedFP16(Interleaved, _DotBaseline):
+    """Shared by the FP16 baselines: the interleaved unit's beat and result layouts (a
+    ``slot`` field when ``slots > 1``) and a module name tagged with every parameter that
+    differs from its default (``_tags``: ``(tag, value, default)``)."""
+
+    _code = FP16.BITS
+
+    @classmethod
+    def input_layout(cls, lanes, slots=1):
+        """The input beat: ``| slot | last | first | b[lanes] | a[lanes] |`` (MSB to LSB;
+        ``slot`` when ``slots > 1``)."""
+        return cls._slot_field({"a": data.ArrayLayout(cls._code, lanes),
+                                "b": data.ArrayLayout(cls._code, lanes),
+                                "first": 1, "last": 1}, slots)
+
+    @classmethod
+    def output_layout(cls, lanes=None, slots=1):
+        return cls._slot_field({"result": FP16.BITS, "flags": FLAGS_SHAPE}, slots)
+
+    def _layouts(self):
+        return (self.input_layout(self._lanes, self._slots),
+                self.output_layout(self._lanes, self._slots))
+
+    @property
+    def module_name(self):
+        tail = f"_s{self._slots}" if self._slots > 1 else ""
+        for tag, v, default in self._tags():
+            tail += f"_{tag}{v}" if v != default else ""
+        return f"{self._name}{self._lanes}{tail}"
+
+    @property
+    def levels(self):
+        """Adder-tree levels: log2(lanes)."""
+        return (self._lanes - 1).bit_length()
+
+    @property
+    def latency(self):
+        return self.depth + (2 if self._out_depth else 0)
+
+
+class FP16DotProduct(_InterleavedFP16):
     """FP16 dot products, ``lanes`` multiply-accumulates per cycle: the cascaded baseline.
 
     What an FP16 system computes in place of :class:`hdl.dot.DotProduct`: each beat carries
@@ -128,7 +168,6 @@ class FP16DotProduct(Interleaved, _DotBaseline):
         ``slot`` when ``slots > 1``.
     """
 
-    _code = FP16.BITS
     _name = "fp16_dot"
 
     def __init__(self, lanes=8, *, slots=1, acc_stages=0, out_depth=0, mul_stages=0,
@@ -141,34 +180,9 @@ class FP16DotProduct(Interleaved, _DotBaseline):
                              "sum's rank: with lanes=1 that needs mul_stages >= 1")
         super().__init__(lanes)
 
-    @classmethod
-    def input_layout(cls, lanes, slots=1):
-        """The input beat: ``| slot | last | first | b[lanes] | a[lanes] |`` (MSB to LSB;
-        ``slot`` when ``slots > 1``)."""
-        return cls._slot_field({"a": data.ArrayLayout(cls._code, lanes),
-                                "b": data.ArrayLayout(cls._code, lanes),
-                                "first": 1, "last": 1}, slots)
-
-    @classmethod
-    def output_layout(cls, lanes=None, slots=1):
-        return cls._slot_field({"result": FP16.BITS, "flags": FLAGS_SHAPE}, slots)
-
-    def _layouts(self):
-        return (self.input_layout(self._lanes, self._slots),
-                self.output_layout(self._lanes, self._slots))
-
-    @property
-    def module_name(self):
-        tail = f"_s{self._slots}" if self._slots > 1 else ""
-        for tag, v in (("a", self._acc_stages), ("m", self._mul_stages),
-                       ("t", self._add_stages), ("q", self._out_depth)):
-            tail += f"_{tag}{v}" if v else ""
-        return f"{self._name}{self._lanes}{tail}"
-
-    @property
-    def levels(self):
-        """Adder-tree levels: log2(lanes)."""
-        return (self._lanes - 1).bit_length()
+    def _tags(self):
+        return (("a", self._acc_stages, 0), ("m", self._mul_stages, 0),
+                ("t", self._add_stages, 0), ("q", self._out_depth, 0))
 
     @property
     def mul_stages(self):
@@ -183,10 +197,6 @@ class FP16DotProduct(Interleaved, _DotBaseline):
         """Register ranks from the input to the output rank."""
         return (self._mul_stages + 1 + self.levels * (self._add_stages + 1)
                 + self._adder_stages + 1)
-
-    @property
-    def latency(self):
-        return self.depth + (2 if self._out_depth else 0)
 
     def elaborate(self, platform):
         m = Module()
@@ -246,23 +256,30 @@ def _keep(m, value, name):
     return w
 
 
-def sig_product(m, x, y, name):
+def sig_product(m, x, y, name, cut=None):
     """The exact unsigned product ``x * y`` (``len(x) + len(y)`` bits), radix 4: a partial
     product per two bits of ``x`` chosen from ``0, y, 2y, 3y`` (``3y`` precomputed once),
     the ``ceil(len(x) / 2)`` rows summed by a balanced tree of kept carry-chain adders. For
-    11 x 11 bits on ECP5 (yosys, no DSP) about 200 LUT4 where ``x * y`` takes about 540."""
+    11 x 11 bits on ECP5 (yosys, no DSP) about 200 LUT4 where ``x * y`` takes about 540.
+    ``cut(point, values)``: called with the rows (``"rows"``) and with the tree's first-level
+    sums (``"pairs"``), returns the values the tree goes on with (registers there: a rank
+    inside the multiplier)."""
     y3 = _keep(m, y + (y << 1), f"{name}_y3")
     rows = [_keep(m, row, f"{name}_pp{k}") << (2 * k)
             for k, row in enumerate(radix4_rows(x, y, y3))]
+    if cut is not None:
+        rows = cut("rows", rows)
     level = 0
     while len(rows) > 1:
         rows = [_keep(m, rows[j] + rows[j + 1], f"{name}_sum{level}_{j // 2}")
                 if j + 1 < len(rows) else rows[j] for j in range(0, len(rows), 2)]
+        if level == 0 and cut is not None:
+            rows = cut("pairs", rows)
         level += 1
     return rows[0][:len(x) + len(y)]
 
 
-class FusedFP16DotProduct(_DotBaseline):
+class FusedFP16DotProduct(_InterleavedFP16):
     """Fused FP16 dot products, ``lanes`` multiply-accumulates per cycle: the strongest FP16
     baseline (one rounding per beat, like the 4-bit unit's).
 
@@ -274,7 +291,8 @@ class FusedFP16DotProduct(_DotBaseline):
     the lanes EXACTLY (``81 + log2(lanes)`` bits); :class:`hdl.rounder.FP16Rounder` rounds
     the exact beat sum ONCE to fp16 (RNE, subnormals, overflow to Inf, ``inexact |
     underflow | overflow``, tininess after rounding); an fp16 accumulator
-    (:class:`FP16AddCore`) adds the rounded beat sums, the ``first`` beat loading it.
+    (:class:`FP16AddCore`) adds the rounded beat sums, the ``first`` beat starting it (it
+    adds the beat sum to ``-0``, which is exact).
     Special values per beat: any NaN operand or ``0 * Inf`` gives ``0x7E00``; Inf products
     of both signs give ``0x7E00`` with ``invalid``; other Inf products give that Inf (no
     flags); ``invalid`` also for a signalling NaN operand and ``0 * Inf``; an exact zero
@@ -283,56 +301,93 @@ class FusedFP16DotProduct(_DotBaseline):
     addition's flags. Bit-exact with :func:`golden.baselines.fused_fp16_dot`; the contract
     is ``docs/numerics.md``, Density baselines.
 
+    It gets the 4-bit unit's speed treatment, as :class:`FP16DotProduct` does: a rank inside
+    the multipliers (``mul_stages``), the alignment shift split over two ranks
+    (``align_stages``), ``rounder_stages`` ranks inside the beat rounder, and up to
+    ``slots`` dot products interleaved beat by beat on a pipelined accumulator
+    (``acc_stages``; the :class:`hdl.interleave.Interleaved` loop, interlock and slot field
+    of :class:`hdl.dot.DotProduct`), with ranks that never stall and a results FIFO when
+    ``out_depth > 0``.
+
     Area (no DSPs): the 11 x 11 significand multipliers are radix 4 on carry chains
     (:func:`sig_product`); lane 0 is negated before its shift, the other lanes enter the
     tree in ones' complement and their ``+1`` is the carry-in of a tree adder (a tree has
     one adder per lane but lane 0), so no lane has a negation of its own. The alignment
     shifters (``22 -> 80`` bits, six levels) are the largest part.
 
-    Pipeline (register ranks like :class:`FP16DotProduct`'s: after the products, after every
-    tree level, around the rounder, ``rounder_stages`` inside it)::
+    Pipeline (``M``, ``G``, ``R``, ``D``: ``mul_stages``, ``align_stages``,
+    ``rounder_stages``, the accumulator adder's ranks of ``acc_stages``)::
 
-        i --> [ lanes x (decode, 11 x 11 mul, specials) ] --> [ sign, align << 0..58 ] -->
+        i --> [ lanes x (decode, 11 x 11 mul (M), specials) ] --> [ sign, align (G) ] -->
               [ tree level 1 ] --> ... --> [ tree level log2(lanes) ] -->
-              [ FP16Rounder (rounder_stages ranks) ] --> [ beat code, specials ] -->
-                                        o <-- [ out ] <-- acc <-- acc + beat
+              [ FP16Rounder (R) ] --> [ beat code, specials ] --> acc[slot] + beat (D) --> o
 
     Timing: one beat per cycle, back-to-back dot products need no idle cycle. ``latency`` =
-    ``4 + log2(lanes) + rounder_stages`` cycles from the transfer of the ``last`` beat to
-    its result on ``o`` (``o.ready`` high), counted like :class:`hdl.dot.DotProduct`'s: 8
-    for 8 lanes. Backpressure stalls the whole pipeline without losing or repeating beats;
-    no beat is accepted during reset, and a reset drops the beats in flight.
-
-    Fmax: the accumulator loop, one combinational :class:`FP16AddCore` per cycle, as in
-    :class:`FP16DotProduct`; every other segment is shorter (the rounder, about as deep as
-    the adder, is cut once).
+    ``4 + M + G + log2(lanes) + R + D`` cycles (+ 2 with an output FIFO) from the transfer
+    of the ``last`` beat to its result on ``o`` (``o.ready`` high), counted like
+    :class:`hdl.dot.DotProduct`'s: 8 for the default 8 lanes. Backpressure stalls the whole
+    pipeline (``out_depth = 0``) or stops the input once ``out_depth`` results wait, without
+    losing or repeating beats; no beat is accepted during reset, and a reset drops the beats
+    in flight.
 
     Parameters
     ----------
     lanes : int
         Operand pairs per beat: a power of two from 1 to 64 (default 8).
+    slots, acc_stages, out_depth : int
+        As :class:`hdl.dot.DotProduct`'s (defaults 1, 0, 0): ``slots >= acc_stages + 2``
+        when ``acc_stages > 0``.
+    mul_stages : int
+        0 to 2 (default 0): ranks inside every significand multiplier, after its radix-4
+        rows, then also after its first level of adders.
+    align_stages : int
+        0 or 1 (default 0): a rank inside every alignment, after the shift by 0..3 (lane 0:
+        after its negation).
+    rounder_stages : int
+        Ranks inside the beat rounder (default 1; at most its register points,
+        ``len(FP16Rounder.points(rounder_width, signed=True))``).
 
     Members
     -------
     i : ``In(stream.Signature(StructLayout))``
         ``a``, ``b``: ``ArrayLayout(16, lanes)`` fp16 codes (lane 0 in the low bits);
-        ``first``, ``last``.
+        ``first``, ``last``; ``slot`` when ``slots > 1``.
     o : ``Out(stream.Signature(StructLayout))``
-        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``.
+        ``result``: fp16 code; ``flags``: ``inexact | underflow | overflow | invalid``;
+        ``slot`` when ``slots > 1``.
     """
 
-    _code = FP16.BITS
     _name = "fused_fp16_dot"
-    # Register ranks inside the beat rounder (balanced over its points): one cut makes the
-    # 84-bit rounder's halves shorter than the accumulator's adder, which sets Fmax.
-    rounder_stages = 1
+    # The multipliers' register points (sig_product), in the order mul_stages takes them.
+    _MUL_CUTS = ("rows", "pairs")
 
-    output_layout = staticmethod(FP16DotProduct.output_layout)
+    def __init__(self, lanes=8, *, slots=1, acc_stages=0, out_depth=0, mul_stages=0,
+                 align_stages=0, rounder_stages=1):
+        levels = (lanes_pow2(lanes) - 1).bit_length()
+        self._setup_slots(slots, acc_stages, out_depth)
+        self._mul_stages = integer(mul_stages, "mul_stages", 0, len(self._MUL_CUTS))
+        self._align_stages = integer(align_stages, "align_stages", 0, 1)
+        width = FUSED_PRODUCT_SHAPE.width + levels - JAM_BITS + 1
+        self._rounder_stages = integer(rounder_stages, "rounder_stages", 0,
+                                       len(FP16Rounder.points(width, signed=True)))
+        super().__init__(lanes)
+
+    def _tags(self):
+        return (("a", self._acc_stages, 0), ("m", self._mul_stages, 0),
+                ("g", self._align_stages, 0), ("r", self._rounder_stages, 1),
+                ("q", self._out_depth, 0))
 
     @property
-    def levels(self):
-        """Adder-tree levels: log2(lanes)."""
-        return (self._lanes - 1).bit_length()
+    def mul_stages(self):
+        return self._mul_stages
+
+    @property
+    def align_stages(self):
+        return self._align_stages
+
+    @property
+    def rounder_stages(self):
+        return self._rounder_stages
 
     @property
     def sum_width(self):
@@ -346,49 +401,97 @@ class FusedFP16DotProduct(_DotBaseline):
         return self.sum_width - JAM_BITS + 1
 
     @property
-    def latency(self):
-        # products, aligned, tree levels, rounder ranks, beat code, out
-        return 4 + self.levels + self.rounder_stages
+    def code_rank(self):
+        """The rank of the beat's fp16 code, where the accumulator loop starts."""
+        return (2 + self._mul_stages + self._align_stages + self.levels
+                + self._rounder_stages)
+
+    @property
+    def depth(self):
+        """Register ranks from the input to the output rank."""
+        return self.code_rank + self._adder_stages + 2
 
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        depth = self.latency
-        beat, pipe, last_in = self._lockstep_pipeline(m, depth)
+        beat = self.i.payload
+        last_in = Signal()
+        pipe, admit = self._pipeline(m, self.depth, self.depth - 1, last_in, beat.last)
+        rank_k = 0
 
-        # --- rank 0: exact significand products, exponent sums, the beat's special values -
-        lanes, any_nan, pos_inf, neg_inf, invalid, neg_zero = [], [], [], [], [], []
+        # --- rank 0: exact significand products (a rank inside with mul_stages), exponent
+        # sums, the operands' classes -----------------------------------------------------
+        lanes, ride = [], []        # ride: per lane, what goes with the product's ranks
+        classes = {f"{op}_{c}": [] for op in "xy" for c in ("zero", "inf", "nan", "snan")}
+        signs = []
         for k in range(n):
             x, y = Operand(beat.a[k]), Operand(beat.b[k])
             sign = x.sign ^ y.sign
-            zero_inf = (x.inf & y.zero) | (y.inf & x.zero)
-            nan = x.nan | y.nan | zero_inf
-            inf = (x.inf | y.inf) & ~nan
-            sig = Signal(2 * FP16.SIG_BITS, name=f"sig_product{k}")   # exact: 22 bits
+            signs.append(sign)
+            for op, v in (("x", x), ("y", y)):
+                for c in ("zero", "inf", "nan", "snan"):
+                    classes[f"{op}_{c}"].append(getattr(v, c))
             # Weight of the product's LSB: (x.exp - 25) + (y.exp - 25) = shift - 48, so the
             # shift into the 2**-48 fixed point is x.exp + y.exp - 2 (0 .. 58 when finite;
             # Inf/NaN lanes shift garbage that the special values override).
             shift = Signal(range(2 * FP16.EXP_MAX_FIELD - 1), name=f"shift{k}")
-            m.d.comb += [sig.eq(sig_product(m, x.sig, y.sig, f"mul{k}")),
-                         shift.eq(x.exp + y.exp - 2)]
-            lanes.append(pipe.rank(0, {"sig": sig, "shift": shift, "sign": sign},
-                                   f"product{k}"))
-            any_nan.append(nan)
-            pos_inf.append(inf & ~sign)
-            neg_inf.append(inf & sign)
-            invalid.append(x.snan | y.snan | zero_inf)
-            neg_zero.append((x.zero | y.zero) & sign)
-        inf_inf = Cat(*pos_inf).any() & Cat(*neg_inf).any()
-        side = pipe.rank(0, {
-            "first": beat.first, "last": beat.last,
-            "nan": Cat(*any_nan).any() | inf_inf,
-            "inf": Cat(*pos_inf, *neg_inf).any(),
-            "inf_sign": Cat(*neg_inf).any(),
-            "invalid": Cat(*invalid).any() | inf_inf,
-            "neg_zero": Cat(*neg_zero).all(),       # every product -0: a -0 beat sum
-        }, "s0_side")
+            m.d.comb += shift.eq(x.exp + y.exp - 2)
+            ride.append({"shift": shift, "sign": sign})
 
-        # --- rank 1: aligned into the 2**-48 fixed point, signed ---------------------------
+            at = [0]            # the rank the next cut in this lane's multiplier takes
+
+            def cut(point, values, k=k, at=at):
+                if point not in self._MUL_CUTS[:self._mul_stages]:
+                    return values
+                held = pipe.rank(at[0], {**{f"p{j}": v for j, v in enumerate(values)},
+                                         **ride[k]}, f"mul{k}_{point}")
+                at[0] += 1
+                ride[k] = {"shift": held.shift, "sign": held.sign}
+                return [held[f"p{j}"] for j in range(len(values))]
+
+            sig = Signal(2 * FP16.SIG_BITS, name=f"sig_product{k}")   # exact: 22 bits
+            m.d.comb += sig.eq(sig_product(m, x.sig, y.sig, f"mul{k}", cut=cut))
+            lanes.append(pipe.rank(self._mul_stages, {"sig": sig, **ride[k]},
+                                   f"product{k}"))
+
+        # The beat's special values in three segments, on the side ranks: the operands'
+        # classes per lane (rank 0), the products' special cases per lane (the next side
+        # rank), the beat's (the one after): one decode-and-reduce over every lane would be
+        # rank 0's longest path. There are at least two side ranks before the beat code:
+        # the products' and the alignment's.
+        side = {"first": beat.first, "last": beat.last, "sign": Cat(*signs),
+                **{c: Cat(*bits) for c, bits in classes.items()}}
+        if self._slots > 1:
+            side["slot"] = beat.slot
+
+        def lane_cases(s):
+            zero_inf = (s.x_inf & s.y_zero) | (s.y_inf & s.x_zero)
+            nan = s.x_nan | s.y_nan | zero_inf
+            inf = (s.x_inf | s.y_inf) & ~nan
+            return {**self._carry(s), "nan": nan, "pos_inf": inf & ~s.sign,
+                    "neg_inf": inf & s.sign, "invalid": s.x_snan | s.y_snan | zero_inf,
+                    "neg_zero": (s.x_zero | s.y_zero) & s.sign}
+
+        def beat_cases(s):
+            inf_inf = s.pos_inf.any() & s.neg_inf.any()
+            return {**self._carry(s), "nan": s.nan.any() | inf_inf,
+                    "inf": Cat(s.pos_inf, s.neg_inf).any(), "inf_sign": s.neg_inf.any(),
+                    "invalid": s.invalid.any() | inf_inf,
+                    "neg_zero": s.neg_zero.all()}    # every product -0: a -0 beat sum
+
+        transforms = [lane_cases, beat_cases]
+
+        def next_rank(name):
+            nonlocal side, rank_k
+            side = self._side(pipe, rank_k, side, f"{name}_side")
+            rank_k += 1
+            if transforms:
+                side = transforms.pop(0)(side)
+
+        for _ in range(1 + self._mul_stages):
+            next_rank(f"s{rank_k}")
+
+        # --- aligned into the 2**-48 fixed point, signed (a rank inside with align_stages) -
         # Lane 0 is negated in two's complement before its shift (a sign-extending shift);
         # every other lane shifts its magnitude (zeros in) and enters the tree in ones'
         # complement, (sig << shift) ^ sign = value - sign, and its missing +sign rides
@@ -399,86 +502,91 @@ class FusedFP16DotProduct(_DotBaseline):
         w = FUSED_PRODUCT_SHAPE.width
         nodes = []
         for k, p in enumerate(lanes):
-            aligned = Signal(FUSED_PRODUCT_SHAPE, name=f"aligned{k}")
             if k == 0:
                 v = Signal(signed(2 * FP16.SIG_BITS + 1), name=f"signed{k}")
-                m.d.comb += [v.eq(Mux(p.sign, -p.sig, p.sig)),
-                             aligned.eq((v << p.shift)[:w].as_signed())]
+                m.d.comb += v.eq(Mux(p.sign, -p.sig, p.sig))
+            else:
+                v = p.sig
+            shift, sign = p.shift, p.sign
+            if self._align_stages and k == 0:   # negated here, shifted after the rank
+                held = pipe.rank(rank_k, {"v": v, "shift": shift}, f"align_neg{k}")
+                v, shift = held.v.as_signed(), held.shift
+            elif self._align_stages:    # by 0..3 here, by a multiple of 4 after the rank
+                low = pipe.rank(rank_k, {"v": v << shift[:2], "high": shift[2:],
+                                         "sign": sign}, f"align_low{k}")
+                v, shift, sign = low.v, low.high << 2, low.sign
+            aligned = Signal(FUSED_PRODUCT_SHAPE, name=f"aligned{k}")
+            if k == 0:
+                m.d.comb += aligned.eq((v << shift)[:w].as_signed())
                 pending = []
             else:
-                mag = Cat((p.sig << p.shift)[:w - 1], Const(0, 1))
-                m.d.comb += aligned.eq((mag ^ p.sign.replicate(w)).as_signed())
-                pending = [pipe.register(1, p.sign, f"s1_c{k}")]
-            nodes.append((pipe.register(1, aligned, f"s1_v{k}"), pending))
-        side = pipe.rank(1, side, "s1_side")
+                mag = Cat((v << shift)[:w - 1], Const(0, 1))
+                m.d.comb += aligned.eq((mag ^ sign.replicate(w)).as_signed())
+                pending = [pipe.register(rank_k + self._align_stages, sign, f"s1_c{k}")]
+            nodes.append((pipe.register(rank_k + self._align_stages, aligned, f"s1_v{k}"),
+                          pending))
+        for _ in range(1 + self._align_stages):
+            next_rank(f"a{rank_k}")
 
-        # --- ranks 2 .. 1 + levels: the exact adder tree (every level widens by a bit) -----
+        # --- the exact adder tree (every level widens by a bit), a rank per level ---------
         # A node holds its subtree's exact sum minus its pending carries; the sum of at most
         # 2**L products has |sum| < 2**(80 + L) - 2**58, so a node of level L fits
         # 81 + L bits signed, its pending carry included.
-        rank_k = 1
-        while len(nodes) > 1:
-            rank_k += 1
-            nxt = []
-            for j in range(0, len(nodes), 2):
-                (a, pa), (b, pb) = nodes[j], nodes[j + 1]
-                carry, *rest = pa + pb
-                total = (a + b + carry)[:len(a) + 1].as_signed()
-                node = pipe.register(rank_k, total, f"s{rank_k}_v{j // 2}")
-                rest = [pipe.register(rank_k, c, f"s{rank_k}_c{j // 2}_{i}")
-                        for i, c in enumerate(rest)]
-                nxt.append((node, rest))
-            nodes = nxt
-            side = pipe.rank(rank_k, side, f"s{rank_k}_side")
-        assert not nodes[0][1]
-        values = [nodes[0][0]]
-        total = Signal(signed(self.sum_width), name="beat_sum")
-        m.d.comb += total.eq(values[0])
-
-        # --- the beat rounder (rounder_stages ranks), then the beat code -------------------
         # The bits below 2**-26 enter the rounder only as a jam bit (their OR) at 2**-27:
         # 2 * floor(S / 2**22) + (S mod 2**22 != 0), in two's complement for either sign,
         # lies in the same open interval between multiples of 2**-26 as S (or equals S),
         # and every rounding FP16Rounder makes, the tininess test included, is at 2**-25
         # or coarser (two places above the jam bit) whenever it can matter: the result,
-        # its flags and zero are those of S, with a normalizer half as wide.
+        # its flags and zero are those of S, with a normalizer half as wide. The last tree
+        # level registers the jammed sum (its low bits settle early in the carry chain).
+        def jam(total):
+            return Cat(total[:JAM_BITS].any(), total[JAM_BITS:]).as_signed()
+
+        while len(nodes) > 1:
+            nxt = []
+            for j in range(0, len(nodes), 2):
+                (a, pa), (b, pb) = nodes[j], nodes[j + 1]
+                carry, *rest = pa + pb
+                total = (a + b + carry)[:len(a) + 1].as_signed()
+                if len(nodes) == 2:
+                    total = jam(total)
+                node = pipe.register(rank_k, total, f"t{rank_k}_v{j // 2}")
+                rest = [pipe.register(rank_k, c, f"t{rank_k}_c{j // 2}_{i}")
+                        for i, c in enumerate(rest)]
+                nxt.append((node, rest))
+            nodes = nxt
+            next_rank(f"t{rank_k}")
+        assert not nodes[0][1]
+
+        # --- the beat rounder (rounder_stages ranks), then the beat code -------------------
         jammed = Signal(signed(self.rounder_width), name="beat_sum_jammed")
-        m.d.comb += jammed.eq(Cat(total[:JAM_BITS].any(), total[JAM_BITS:]))
+        m.d.comb += jammed.eq(nodes[0][0] if self.levels else jam(nodes[0][0]))
         exp = Const(FUSED_LSB_EXP + JAM_BITS - 1, signed(len(Const(FUSED_LSB_EXP))))
         rnd = m.submodules.beat_rounder = FP16Rounder(
-            self.rounder_width, len(exp), signed=True, stages=self.rounder_stages)
-        m.d.comb += [rnd.value.eq(jammed), rnd.exp.eq(exp), rnd.en.eq(pipe.en)]
-        for _ in range(self.rounder_stages):
-            rank_k += 1
-            side = pipe.rank(rank_k, side, f"r{rank_k}_side")
+            self.rounder_width, len(exp), signed=True, stages=self._rounder_stages)
+        m.d.comb += [rnd.value.eq(jammed), rnd.exp.eq(exp)]
+        if self._rounder_stages:
+            m.d.comb += rnd.en.eq(pipe.en)
+        for _ in range(self._rounder_stages):
+            next_rank(f"r{rank_k}")
+        if isinstance(side, dict):      # the last side rank was the alignment's
+            side = bundle(m, side, "beat_cases")
         inf = Cat(Const(FP16.INF, FP16.MAG_BITS), side.inf_sign)
         code = Mux(side.nan, FP16.QNAN,
                    Mux(side.inf, inf, Mux(side.neg_zero, FP16.SIGN_MASK, rnd.result)))
         flags = (Mux(side.nan | side.inf | side.neg_zero, 0, rnd.flags)
                  | Mux(side.invalid, FLAG_INVALID, 0))
-        rank_k += 1
-        beat_sum = pipe.register(rank_k, code, "beat_code")
-        beat_flags = pipe.register(rank_k, flags, "beat_flags")
-        side = pipe.rank(rank_k, {"first": side.first, "last": side.last}, "c_side")
-        assert rank_k == depth - 2
+        c = rank_k
+        assert c == self.code_rank
+        assert not transforms
+        beat_code = pipe.register(c, code, "beat_code")
+        beat_flags = pipe.register(c, flags, "beat_flags")
+        flow = self._side(pipe, c, self._carry(side), "c_side")
 
-        # --- accumulator: acc <- first ? beat : acc + beat (IEEE binary16, RNE); output ---
-        acc = Signal(FP16.BITS, reset_less=True)
-        acc_flags = Signal(FLAGS_SHAPE, reset_less=True)
-        add = m.submodules.accumulator = FP16AddCore()
-        new_acc = Signal(FP16.BITS)
-        new_flags = Signal(FLAGS_SHAPE)
-        m.d.comb += [
-            add.a.eq(acc), add.b.eq(beat_sum),
-            new_acc.eq(Mux(side.first, beat_sum, add.result)),
-            new_flags.eq(Mux(side.first, beat_flags, acc_flags | beat_flags | add.flags)),
-            last_in.eq(side.last),
-        ]
-        with m.If(pipe.en & pipe.valid[rank_k]):
-            m.d.sync += [acc.eq(new_acc), acc_flags.eq(new_flags)]
-            with m.If(side.last):
-                m.d.sync += [self.o.payload.result.eq(new_acc),
-                             self.o.payload.flags.eq(new_flags)]
+        # --- the accumulator: acc[slot] + beat (IEEE binary16, RNE), the output -----------
+        self._fp16_loop(m, pipe, beat_code, beat_flags, flow, c, last_in)
+        if admit is not None:
+            self._interlock(m, pipe, beat, admit)
         return m
 
 

@@ -15,7 +15,8 @@ from .rescale import RangeRescale
 from .rounder import FP16Rounder
 from .tracker import RangeTracker
 
-__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED", "ENGINE"]
+__all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED", "FAST_FP16_FUSED",
+           "ENGINE"]
 
 # The fast 4-bit settings (``DotProduct`` keyword arguments), the ones the lanes sweep of
 # ``make synth`` measures at every width. fp16: a rank inside the lanes, the accumulator's
@@ -30,6 +31,11 @@ FAST_EXACT = {"acc_stages": 1, "lane_stages": 1, "out_depth": 32}
 # FIFO.
 FAST_FP16_CASCADED = {"slots": 19, "acc_stages": 17, "mul_stages": 16, "add_stages": 16,
                       "out_depth": 32}
+# The fused FP16 baseline with the same treatment: a rank inside every significand
+# multiplier and every alignment shift, the beat rounder cut 3 times, the accumulator as the
+# fp16 unit's (17 ranks, 19 slots), a FIFO.
+FAST_FP16_FUSED = {"slots": 19, "acc_stages": 17, "mul_stages": 2, "align_stages": 1,
+                   "rounder_stages": 15, "out_depth": 32}
 
 # The training engine ``make train-rtl`` runs and ``make synth`` measures: 4 dot units of 8
 # lanes (32 MACs per cycle) with the fast fp16 pipeline at 16 slots (a 14-rank accumulator
@@ -56,6 +62,7 @@ UNITS = [
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
     partial(FP16DotProduct, 8, **FAST_FP16_CASCADED),   # fp16_dot8_s19_a17_m16_t16_q32
     FusedFP16DotProduct,                  # fused_fp16_dot8
+    partial(FusedFP16DotProduct, 8, **FAST_FP16_FUSED),  # fused_fp16_dot8_s19_a17_m2_g1_r15_q32
     Int8DotProduct,                       # int8_dot8: the INT8 baseline
     partial(Int8DotProduct, 8, tree_stages=True),       # int8_dot8_t: a rank per tree level
     RangeRescale,                         # rescale1_int4_rne

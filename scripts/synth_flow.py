@@ -102,17 +102,19 @@ VARIANTS = ("lut-only", "dsp")
 # The units the density comparison is about: name -> multiply-accumulates per cycle.
 # The fast units' names follow their settings (hdl.units), so they are derived from them.
 def _fast_names():
-    from hdl.baselines import FP16DotProduct
+    from hdl.baselines import FP16DotProduct, FusedFP16DotProduct
     from hdl.dot import DotProduct
-    from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_CASCADED
+    from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_CASCADED, FAST_FP16_FUSED
     return (DotProduct(8, "fp16", **FAST_FP16).module_name,
             DotProduct(8, "exact", **FAST_EXACT).module_name,
-            FP16DotProduct(8, **FAST_FP16_CASCADED).module_name)
+            FP16DotProduct(8, **FAST_FP16_CASCADED).module_name,
+            FusedFP16DotProduct(8, **FAST_FP16_FUSED).module_name)
 
 
-_FAST_FP16, _FAST_EXACT, _FAST_CASCADED = _fast_names()
+_FAST_FP16, _FAST_EXACT, _FAST_CASCADED, _FAST_FUSED = _fast_names()
 DOT_UNITS = {"dot8_fp16": 8, "dot8_exact": 8, _FAST_FP16: 8, _FAST_EXACT: 8, "fp16_dot8": 8,
-             _FAST_CASCADED: 8, "fused_fp16_dot8": 8, "int8_dot8": 8, "int8_dot8_t": 8}
+             _FAST_CASCADED: 8, "fused_fp16_dot8": 8, _FAST_FUSED: 8, "int8_dot8": 8,
+             "int8_dot8_t": 8}
 FAST_DOTS = {"fp16": _FAST_FP16, "exact": _FAST_EXACT}
 # The training engine of hdl.units (ENGINE): rows x lanes MACs per cycle.
 ENGINE_UNIT = "engine4x8_fp16_s16_q32_a512_b256"
@@ -137,7 +139,7 @@ def sweep_families():
     each at its fastest setting (the 4-bit ones are the fast units of ``hdl.units``)."""
     from hdl import baselines
     from hdl.dot import DotProduct
-    from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_CASCADED
+    from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_CASCADED, FAST_FP16_FUSED
     return {
         "dot4_fp16": ("4-bit, fp16 accumulator (the paper's mode), interleaved",
                       lambda n: DotProduct(n, "fp16", **FAST_FP16)),
@@ -145,8 +147,8 @@ def sweep_families():
                        lambda n: DotProduct(n, "exact", **FAST_EXACT)),
         "fp16_cascaded": ("FP16, a rounded multiply and add per MAC, interleaved",
                           lambda n: baselines.FP16DotProduct(n, **FAST_FP16_CASCADED)),
-        "fp16_fused": ("FP16 fused: exact products, one rounding per beat (not interleaved)",
-                       lambda n: baselines.FusedFP16DotProduct(n)),
+        "fp16_fused": ("FP16 fused: exact products, one rounding per beat, interleaved",
+                       lambda n: baselines.FusedFP16DotProduct(n, **FAST_FP16_FUSED)),
         "int8": ("INT8, exact, a rank per tree level",
                  lambda n: baselines.Int8DotProduct(n, tree_stages=True)),
     }

@@ -100,8 +100,8 @@ BLOCK_RAMS = ("DP16KD", "SB_RAM40_4K", "SB_SPRAM256KA")
 def engine(results, sw):
     """The training engine per target: LUT4, FF, block RAMs, Fmax and GMAC/s per kLUT4
     (``rows x lanes x Fmax / LUT4``), LUT-only; and on ECP5 that figure over the cascaded
-    FP16 dot of the same MACs per cycle (the sweep's 32-lane unit, ECP5-85: the same fabric
-    and speed grade), ``vs_fp16_cascaded``."""
+    and the fused FP16 dot of the same MACs per cycle (the sweep's 32-lane units, ECP5-85:
+    the same fabric and speed grade), ``vs_fp16_cascaded`` and ``vs_fp16_fused``."""
     out = {}
     for target in MAIN_TARGETS:
         r = _find(results, ENGINE_UNIT, target)
@@ -119,12 +119,12 @@ def engine(results, sw):
                        "fits": r["fmax_mhz"] is not None, "error": r.get("error")}
     ecp = out.get("ecp5")
     if ecp and ecp.get("macs_per_cycle"):
-        base = (sw["table"].get("fp16_cascaded", {}).get(ecp["macs_per_cycle"], {})
-                .get("ecp5", {}))
-        a, b = ecp.get("gmacs_per_klut"), base.get("gmacs_per_klut")
-        ecp["vs_fp16_cascaded"] = round(a / b, 2) if a and b else None
-        ecp["fp16_cascaded_unit"] = (sw["table"].get("fp16_cascaded", {})
-                                     .get(ecp["macs_per_cycle"], {}).get("unit"))
+        for fam in ("fp16_cascaded", "fp16_fused"):
+            row = sw["table"].get(fam, {}).get(ecp["macs_per_cycle"], {})
+            a, b = ecp.get("gmacs_per_klut"), row.get("ecp5", {}).get("gmacs_per_klut")
+            kind = fam.split("_")[1]
+            ecp[f"vs_fp16_{kind}"] = round(a / b, 2) if a and b else None
+            ecp[f"fp16_{kind}_unit"] = row.get("unit")
     return out
 
 
@@ -242,15 +242,20 @@ def _engine_markdown(summary):
              f"`{ENGINE_UNIT}`: 4 dot units x 8 lanes, operand tiles and result FIFOs in block "
              "RAM, the converters, the sequencer (the DSP variant is in the tables above).", "",
              "| target | LUT4 | FF | block RAM | LUT RAM | Fmax MHz | GMAC/s per kLUT4 | vs "
-             "cascaded FP16 dot at the same MACs/cycle |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "cascaded FP16 dot at the same MACs/cycle | vs fused FP16 dot |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+
+    def vs(e, kind):
+        if e.get(f"vs_fp16_{kind}") is None:
+            return "-"
+        return f"{_fmt(e[f'vs_fp16_{kind}'], 2)}x (`{e[f'fp16_{kind}_unit']}`, ECP5-85)"
+
     for e in eng.values():
-        vs = (f"{_fmt(e.get('vs_fp16_cascaded'), 2)}x (`{e.get('fp16_cascaded_unit')}`, "
-              f"ECP5-85)" if "vs_fp16_cascaded" in e else "-")
         fmax = _fmt(e["fmax_mhz"]) if e["fmax_mhz"] else (e.get("error") or "-")
         lines.append(f"| {e['device']} | {_fmt(e['lut4'])} | {_fmt(e['ff'])} | "
                      f"{_fmt(e['bram'])} | {_fmt(e['lut_ram'])} | {fmax} | "
-                     f"{_fmt(e.get('gmacs_per_klut'), 3)} | {vs} |")
+                     f"{_fmt(e.get('gmacs_per_klut'), 3)} | {vs(e, 'cascaded')} | "
+                     f"{vs(e, 'fused')} |")
     return lines + [""]
 
 

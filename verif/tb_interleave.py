@@ -45,9 +45,9 @@ from tb_dot import (
 )
 
 import golden
-from golden.baselines import fp16_dot
+from golden.baselines import fp16_dot, fused_fp16_dot
 from golden.formats import MODES
-from hdl.baselines import FP16DotProduct
+from hdl.baselines import FP16DotProduct, FusedFP16DotProduct
 from hdl.dot import DotProduct
 
 from scoreboard import Scoreboard, params, rng
@@ -63,13 +63,19 @@ def unit_of(p):
         return FP16DotProduct(p["lanes"], slots=p["slots"], acc_stages=p["acc_stages"],
                               mul_stages=p["mul_stages"], add_stages=p["add_stages"],
                               out_depth=p["out_depth"])
+    if p.get("kind") == "fused":            # the fused FP16 baseline, interleaved
+        return FusedFP16DotProduct(p["lanes"], slots=p["slots"], acc_stages=p["acc_stages"],
+                                   out_depth=p["out_depth"], mul_stages=p["mul_stages"],
+                                   align_stages=p["align_stages"],
+                                   rounder_stages=p["rounder_stages"])
     return DotProduct(p["lanes"], p["accumulator"], slots=p["slots"],
                       acc_stages=p["acc_stages"], lane_stages=p.get("lane_stages", 0),
                       out_depth=p.get("out_depth", 0))
 
 
 def is_fp16(unit):
-    return isinstance(unit, FP16DotProduct)
+    """An FP16 baseline (fp16 operand codes, no context)."""
+    return isinstance(unit, (FP16DotProduct, FusedFP16DotProduct))
 
 
 def key(u):
@@ -83,11 +89,13 @@ def streams_of(unit):
 
 def make_dots(r, lanes, lengths, g_range=(-8, 8), fp16=False):
     """Random dot products: dicts with operand arrays (beats, lanes) and a context (4-bit),
-    or fp16 operand codes (tame, with specials, or any code) for the FP16 baseline."""
+    or fp16 operand codes for an FP16 baseline (``fp16``: the styles of
+    :func:`tb_baselines.fp16_operands` it draws from: tame, with specials, any code, and
+    for the fused unit finite codes of every exponent)."""
     dots = []
     for nb in lengths:
         if fp16:
-            style = ("tame", "mixed", "raw")[int(r.choice(3, p=[0.6, 0.3, 0.1]))]
+            style = fp16[int(r.choice(len(fp16)))]
             dots.append({"a": fp16_operands(r, (nb, lanes), style),
                          "b": fp16_operands(r, (nb, lanes), style)})
             continue
@@ -127,11 +135,11 @@ def schedule(r, dots, slots, order):
 
 def stimulus(r, dots, slots, order, accumulator, lanes):
     """The interleaved beats (context fields random on non-first beats: they must be
-    ignored) and the golden results in completion order. ``accumulator=None``: fp16 dot
-    products of the FP16 baseline (no context)."""
+    ignored) and the golden results in completion order. ``accumulator``: the 4-bit unit's
+    (``"fp16"``, ``"exact"``), or an FP16 baseline's golden function (no context)."""
     seq = schedule(r, dots, slots, order)
     n = len(seq)
-    fp16 = accumulator is None
+    fp16 = callable(accumulator)
     ctx = () if fp16 else CONTEXT + ("g",)
     f = {k: np.zeros(n, np.int64) for k in ctx + ("first", "last", "slot")}
     f["a"] = np.zeros((n, lanes), np.int64)
@@ -155,7 +163,8 @@ def stimulus(r, dots, slots, order, accumulator, lanes):
     for d, s in done:
         dot = dots[d]
         if fp16:
-            code, fl = fp16_dot(dot["a"].ravel(), dot["b"].ravel(), lanes=lanes, flags=True)
+            code, fl = accumulator(dot["a"].ravel(), dot["b"].ravel(), lanes=lanes,
+                                   flags=True)
             expected.append(int(code) | int(fl) << 16 | s << 24)
             continue
         code, fl = golden.dot(dot["a"].ravel(), dot["b"].ravel(), mode=MODES[dot["mode"]],
@@ -201,12 +210,22 @@ async def bench(dut, salt):
     return unit, r, await StreamBench(dut, unit, key, r).setup()
 
 
+# Operand styles of the FP16 baselines' dot products, drawn uniformly (the weights of
+# tb_baselines: 60 / 30 / 10 % cascaded; 40 / 25 / 10 / 25 % fused).
+FP16_STYLES = {FP16DotProduct: ("tame",) * 6 + ("mixed",) * 3 + ("raw",),
+               FusedFP16DotProduct: ("tame",) * 8 + ("mixed",) * 5 + ("raw",) * 2
+               + ("wide",) * 5}
+
+
 def dots_for(r, unit, lengths, **kw):
-    return make_dots(r, unit.lanes, lengths, fp16=is_fp16(unit), **kw)
+    return make_dots(r, unit.lanes, lengths, fp16=FP16_STYLES.get(type(unit), False), **kw)
 
 
 def accumulator_of(unit):
-    return None if is_fp16(unit) else unit.accumulator
+    """The 4-bit unit's accumulator, or the golden function of an FP16 baseline."""
+    if isinstance(unit, FusedFP16DotProduct):
+        return fused_fp16_dot
+    return fp16_dot if is_fp16(unit) else unit.accumulator
 
 
 @cocotb.test()

@@ -9,6 +9,7 @@ import pytest
 
 import golden
 from hdl.baselines import FP16DotProduct, FusedFP16DotProduct, Int8DotProduct
+from hdl.units import FAST_FP16_FUSED
 
 from harness import run_bench, simulators
 
@@ -49,9 +50,79 @@ def test_properties():
     assert (u.lanes, u.levels, u.sum_width, u.rounder_stages, u.latency, u.module_name) == \
         (8, 3, 84, 1, 8, "fused_fp16_dot8")
     assert (FusedFP16DotProduct(1).latency, FusedFP16DotProduct(1).sum_width) == (5, 81)
+    # the fast fused unit: + 2 multiplier ranks, an alignment rank, 14 more rounder ranks,
+    # the accumulator's 16 adder ranks (its read rank overlaps), the FIFO's 2 cycles
+    f = FusedFP16DotProduct(8, **FAST_FP16_FUSED)
+    assert (f.code_rank, f.depth, f.latency, f.loop_cycles, f.module_name) == \
+        (23, 41, 43, 19, "fused_fp16_dot8_s19_a17_m2_g1_r15_q32")
+    assert "slot" in f.i.payload.shape().members and "slot" in f.o.payload.shape().members
     i = Int8DotProduct(16)
     assert (i.lanes, i.sum_width, i.acc_width, i.latency, i.module_name) == \
         (16, 20, 36, 3, "int8_dot16")
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"mul_stages": 3}, "mul_stages must be from 0 to 2, not 3"),
+    ({"align_stages": -1}, "align_stages must be from 0 to 1, not -1"),
+    ({"rounder_stages": 17}, "rounder_stages must be from 0 to 15, not 17"),
+    ({"slots": 4, "acc_stages": 3}, "slots must be at least the accumulator loop's 5 cycles"),
+])
+def test_fused_bad_parameters(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        FusedFP16DotProduct(8, **kwargs)
+
+
+@pytest.mark.parametrize("mul_stages,align_stages,rounder_stages",
+                         [(ms, g, r) for ms in (0, 1, 2) for g in (0, 1) for r in (0, 2)])
+def test_fused_ranks(mul_stages, align_stages, rounder_stages):
+    """Every placement of the fused unit's optional ranks (2 lanes, Amaranth simulator): 40
+    random dot products of 1 to 3 beats (codes of every exponent, specials among them) at
+    full rate, each result ``latency`` cycles after its last beat, bit-exact with
+    golden.fused_fp16_dot."""
+    from amaranth.sim import Simulator
+
+    dut = FusedFP16DotProduct(2, mul_stages=mul_stages, align_stages=align_stages,
+                              rounder_stages=rounder_stages)
+    assert dut.latency == 5 + mul_stages + align_stages + rounder_stages
+    r = np.random.default_rng(100 + 10 * mul_stages + 2 * align_stages + rounder_stages)
+    specials = np.array([0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7D00, 0x0001, 0x7BFF])
+    dots = []
+    for nb in r.integers(1, 4, 40):
+        codes = r.integers(0, 1 << 15, (2, nb, 2)) | (r.integers(0, 2, (2, nb, 2)) << 15)
+        pick = r.random(codes.shape) < 0.1
+        dots.append(np.where(pick, specials[r.integers(0, len(specials), codes.shape)], codes))
+    want = []
+    for d in dots:
+        code, fl = golden.fused_fp16_dot(d[0].ravel(), d[1].ravel(), lanes=2, flags=True)
+        want.append(int(code) | int(fl) << 16)
+    beats = [(d[:, j], j == 0, j == d.shape[1] - 1) for d in dots for j in range(d.shape[1])]
+    got, ends = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(len(beats) + dut.latency + 2):
+            if cycle < len(beats):
+                (a, b), first, last = beats[cycle]
+                ctx.set(dut.i.payload, {"a": a.tolist(), "b": b.tolist(), "first": first,
+                                        "last": last})
+                ctx.set(dut.i.valid, 1)
+                if last:
+                    ends.append(cycle)
+            else:
+                ctx.set(dut.i.valid, 0)
+            await ctx.tick()
+            if ctx.get(dut.o.valid):
+                out = ctx.get(dut.o.payload)
+                got.append((cycle, out.result | out.flags << 16))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(got) == len(dots) == 40
+    assert [c for c, _ in got] == [e + dut.latency - 1 for e in ends]
+    bad = [(k, hex(g), hex(w)) for k, ((_, g), w) in enumerate(zip(got, want)) if g != w]
+    assert not bad, bad[:5]
 
 
 def test_golden_fp16_dot_exact_cases():

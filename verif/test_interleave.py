@@ -8,11 +8,11 @@ from amaranth.sim import Simulator
 
 import golden
 from golden.testfloat import load as load_testfloat
-from hdl.baselines import FP16DotProduct
+from hdl.baselines import FP16DotProduct, FusedFP16DotProduct
 from hdl.dot import DotProduct
 from hdl.fp16 import FP16AddCore, FP16MulCore
 from hdl.gen import verilog
-from hdl.units import FAST_EXACT, FAST_FP16
+from hdl.units import FAST_EXACT, FAST_FP16, FAST_FP16_FUSED
 
 from harness import run_bench, simulators
 
@@ -34,21 +34,22 @@ def test_interleave(sim, lanes, accumulator, slots, acc_stages, lane_stages, out
     run_bench(unit, "tb_interleave", sim, p)
 
 
-# (lanes, slots, acc_stages, mul_stages, add_stages, out_depth): the cascaded FP16 baseline
-# with the same treatment (pipelined cores, interleaved accumulator, results FIFO), against
-# golden.baselines.fp16_dot.
-FP16_CONFIGS = [(4, 19, 17, 1, 2, 32)]
+# The FP16 baselines with the same treatment (pipelined multipliers, adders and rounder,
+# interleaved accumulator, results FIFO), against golden.baselines: the cascaded unit (a
+# rank inside its cores) and the fused one at its fast settings (hdl.units.FAST_FP16_FUSED)
+# on 4 lanes.
+FP16_CONFIGS = [
+    ("fp16", {"lanes": 4, "slots": 19, "acc_stages": 17, "mul_stages": 1, "add_stages": 2,
+              "out_depth": 32}),
+    ("fused", {"lanes": 4, **FAST_FP16_FUSED}),
+]
 
 
 @pytest.mark.parametrize("sim", simulators())
-@pytest.mark.parametrize("lanes,slots,acc_stages,mul_stages,add_stages,out_depth", FP16_CONFIGS)
-def test_interleave_fp16_baseline(sim, lanes, slots, acc_stages, mul_stages, add_stages,
-                                  out_depth):
-    p = {"kind": "fp16", "lanes": lanes, "slots": slots, "acc_stages": acc_stages,
-         "mul_stages": mul_stages, "add_stages": add_stages, "out_depth": out_depth}
-    unit = FP16DotProduct(lanes, slots=slots, acc_stages=acc_stages, mul_stages=mul_stages,
-                          add_stages=add_stages, out_depth=out_depth)
-    run_bench(unit, "tb_interleave", sim, p)
+@pytest.mark.parametrize("kind,kw", FP16_CONFIGS, ids=[k for k, _ in FP16_CONFIGS])
+def test_interleave_fp16_baseline(sim, kind, kw):
+    cls = FP16DotProduct if kind == "fp16" else FusedFP16DotProduct
+    run_bench(cls(**kw), "tb_interleave", sim, {"kind": kind, **kw})
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
