@@ -236,6 +236,11 @@ class DotProduct(Interleaved, wiring.Component):
         ``acc_stages > 0``).
         ``"exact"``: 0, or 1 to add in two halves a rank apart (each half a one-cycle loop,
         so one dot product still takes a beat per cycle).
+    interlock : bool
+        ``True`` (default): a beat whose slot has an addition in flight waits (``i.ready``
+        low). ``False``: no interlock; the source spaces every slot's beats at least
+        ``loop_cycles`` apart itself (as the training engine's sequencer does), and a beat
+        that comes sooner reads a stale accumulator. Only with ``slots > 1``.
 
     Members
     -------
@@ -250,7 +255,7 @@ class DotProduct(Interleaved, wiring.Component):
     """
 
     def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN, slots=1,
-                 acc_stages=0, lane_stages=0, out_depth=0):
+                 acc_stages=0, lane_stages=0, out_depth=0, interlock=True):
         lanes = lanes_pow2(lanes)
         if accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
@@ -260,7 +265,8 @@ class DotProduct(Interleaved, wiring.Component):
         if accumulator == "exact" and acc_stages not in (0, 1):
             raise ValueError(f"acc_stages must be 0 or 1 with accumulator='exact' (1: the "
                              f"integer addition in two halves), not {acc_stages!r}")
-        self._setup_slots(slots, acc_stages, out_depth, fp16_loop=accumulator == "fp16")
+        self._setup_slots(slots, acc_stages, out_depth, fp16_loop=accumulator == "fp16",
+                          interlock=interlock)
         if lane_stages not in (0, 1):
             raise ValueError(f"lane_stages must be 0 or 1, not {lane_stages!r}")
         self._lane_stages = lane_stages
@@ -363,6 +369,8 @@ class DotProduct(Interleaved, wiring.Component):
             tail += f"_l{self._lane_stages}"
         if self._out_depth:
             tail += f"_q{self._out_depth}"
+        if not self._interlock_on and self._slots > 1:
+            tail += "_ni"
         return f"dot{self._lanes}_{self._accumulator}{tail}"
 
     def elaborate(self, platform):
@@ -440,7 +448,7 @@ class DotProduct(Interleaved, wiring.Component):
             self._fp16_tail(m, pipe, total, side, c0 + tree + 2, last_in)
         else:
             self._exact_tail(m, pipe, total, side, c0 + tree + 2, last_in)
-        if slotted:
+        if admit is not None:
             self._interlock(m, pipe, beat, admit)
         return m
 

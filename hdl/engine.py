@@ -50,8 +50,10 @@ class TrainingEngine(wiring.Component):
     ``s`` of the group: beat ``(row m0 + s, beat kb)`` in slot ``s`` (``first`` at ``kb = 0``,
     ``last`` at the last beat). Consecutive beats of one dot product are ``slots`` cycles
     apart, so with ``slots >= loop_cycles`` of the dot unit the array takes one beat every
-    cycle; a group of fewer than ``slots`` rows (the ragged end of M) makes the dot units'
-    interlock wait, with the same results.
+    cycle; in a group of fewer than ``loop_cycles`` rows (the ragged end of M) the sequencer
+    waits before each slot's next beat until its addition is done, with the same results.
+    (The sequencer keeps that spacing itself, the dot units' own interlock's rule, so they
+    are built without one: ``DotProduct(..., interlock=False)``.)
 
     Operand tiles, in ``amaranth.lib.memory`` (block RAM), ``lanes`` 4-bit codes per word
     (lane 0 in the low bits), K padded with zero codes to whole beats (the golden model pads
@@ -98,7 +100,7 @@ class TrainingEngine(wiring.Component):
     size check (``kb``'s bit length + 2 cycles), the memory read and ``dot_latency``. In the
     digits MLP at batch 32 (``make train-rtl``, 4 x 8 lanes, 16 slots) the GEMMs whose sizes
     are multiples of rows, lanes and slots measured 99.4%; a ragged M (fewer rows than
-    slots in the last group) waits on the interlock and N past the last whole group of
+    slots in the last group) waits for the accumulator loop and N past the last whole group of
     ``rows`` computes padding columns. Keep ``out_depth`` above ``dot_latency``: a result
     FIFO shallower than the pipeline stalls one-beat dot products (K <= ``lanes``).
 
@@ -112,8 +114,8 @@ class TrainingEngine(wiring.Component):
     ``a_depth``, ``b_depth`` and their minimum; a ``kb`` above that minimum is refused
     within that minimum's bit length + 2), issues
     ``ng * ceil(m / slots) * kb * min(slots, m)`` beats at one per cycle (a ragged group of
-    fewer than ``slots`` rows waits on the interlock), and ends ``latency`` of the dot unit
-    later (plus backpressure on ``o``). Loads and conversions take one ``din`` beat per
+    fewer than ``loop_cycles`` rows waits for the accumulator loop), and ends ``latency`` of
+    the dot unit later (plus backpressure on ``o``). Loads and conversions take one ``din`` beat per
     cycle. Handshakes follow ``amaranth.lib.stream``; backpressure on ``o`` stalls without
     loss. A synchronous reset aborts the command in flight and empties every pipeline; the
     memories keep their contents (a load cut by a reset must be repeated).
@@ -180,6 +182,10 @@ class TrainingEngine(wiring.Component):
                             "g_bits": self._g_bits}
         self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
         self._dot._MustUse__silence = True         # only read for its properties
+        if self._dot.slots > 1:     # the sequencer spaces each slot's beats (elaborate)
+            self._dot_kwargs["interlock"] = False
+            self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
+            self._dot._MustUse__silence = True
         self._slots = self._dot.slots
         if self._dot.out_depth < 8:
             raise ValueError(f"out_depth must be at least 8 in the engine (the dot units run "
@@ -376,17 +382,17 @@ class TrainingEngine(wiring.Component):
             m.d.sync += [mul_x.eq(p.kb), add_a.eq(p.m), add_b.eq(p.ng), prod_a.eq(0),
                          prod_b.eq(0), mul_done.eq(0)]
         with m.Else():
-            m.d.sync += mul_done.eq(mul_x == 0)
+            # The multiply steps in every cycle of the check: once mul_x is 0 it adds
+            # nothing more (the factors shift on, unread), so nothing holds its value.
+            m.d.sync += [mul_done.eq(mul_x == 0), mul_x.eq(mul_x >> 1),
+                         add_a.eq(add_a << 1), add_b.eq(add_b << 1)]
+            with m.If(mul_x[0]):
+                m.d.sync += [prod_a.eq(prod_a + add_a), prod_b.eq(prod_b + add_b)]
             with m.If(mul_done):
                 with m.If(over):
                     m.d.sync += [code.eq(STATUS["too_large"]), state.eq(_STATUS)]
                 with m.Else():
                     m.d.sync += [state.eq(_RUN), issuing.eq(1)]
-            with m.Elif(mul_x != 0):
-                m.d.sync += [mul_x.eq(mul_x >> 1), add_a.eq(add_a << 1),
-                             add_b.eq(add_b << 1)]
-                with m.If(mul_x[0]):
-                    m.d.sync += [prod_a.eq(prod_a + add_a), prod_b.eq(prod_b + add_b)]
 
         # The GEMM's counters start from the command register in every cycle outside a GEMM
         # (no hold path; the last one before a GEMM is the check's, with the command in it).
@@ -422,12 +428,13 @@ class TrainingEngine(wiring.Component):
             m.d.sync += state.eq(_STATUS)
 
         # --- the GEMM issue: counters -> memory read (rank 1) -> dot units -----------------
-        # The dot units never refuse a beat, so the issue never waits on their i.ready (a
-        # path through their interlock to every counter's enable): the sequencer spaces the
-        # rounds of a row group (one beat per slot) at least loop_cycles apart, which is the
-        # interlock's own rule, and issues only while the results owed (counted from the
-        # issue) leave room in the units' result FIFOs (their credit). A refused beat would
-        # be a bug: it raises the sticky ``fault``, reported in the command's status.
+        # The dot units never refuse a beat, so the issue never waits on their i.ready: the
+        # sequencer spaces the rounds of a row group (one beat per slot) at least
+        # loop_cycles apart, which is the dot units' interlock rule (so they are built
+        # without the interlock: a source that keeps it needs none), and issues only while
+        # the results owed (counted from the issue) leave room in the units' result FIFOs
+        # (their credit). A refused beat would be a bug: it raises the sticky ``fault``,
+        # reported in the command's status.
         dots = [DotProduct(N, self._accumulator, **self._dot_kwargs) for _ in range(R)]
         for r, d in enumerate(dots):
             m.submodules[f"dot{r}"] = d
@@ -485,7 +492,9 @@ class TrainingEngine(wiring.Component):
                              g_last.eq(Mux(nxt > S, S - 1, nxt - 1)), more_rows.eq(nxt > S),
                              round_start.eq(1), last_s.eq(nxt == 1), last_kb.eq(kb_m1 == 0),
                              a_addr.eq(a_row + cmd.kb), b_addr.eq(b_base)]
-            with m.Elif(~last_grp):                # next group of columns
+            with m.Else():                         # next group of columns, or the end
+                # (after the last beat the counters move on as if to a next group, unread:
+                # no counter holds its value)
                 m.d.sync += [s.eq(0), kbi.eq(0), a_row.eq(0), a_group.eq(0),
                              rows_left.eq(cmd.m), g_last.eq(g_last0),
                              more_rows.eq(more_rows0), grp.eq(grp + 1),
@@ -493,8 +502,8 @@ class TrainingEngine(wiring.Component):
                              last_s.eq(g_last0 == 0), last_kb.eq(kb_m1 == 0),
                              last_grp.eq(grp + 1 == ng_m1), a_addr.eq(0),
                              b_addr.eq(b_base + cmd.kb)]
-            with m.Else():
-                m.d.sync += issuing.eq(0)
+                with m.If(last_grp):
+                    m.d.sync += issuing.eq(0)
         for r, d in enumerate(dots):
             beat = d.i.payload
             m.d.comb += [

@@ -65,10 +65,18 @@ class Interleaved:
     N-result output FIFO) and ``loop_cycles``.
     """
 
-    def _setup_slots(self, slots, acc_stages, out_depth, *, fp16_loop=True):
+    def _setup_slots(self, slots, acc_stages, out_depth, *, fp16_loop=True, interlock=True):
         """Check and keep the interleaving parameters; ``fp16_loop``: the accumulator is the
-        pipelined fp16 adder (its loop takes ``acc_stages + 2`` cycles when pipelined)."""
+        pipelined fp16 adder (its loop takes ``acc_stages + 2`` cycles when pipelined);
+        ``interlock``: build the input interlock (else the source spaces each slot's beats
+        ``loop_cycles`` apart)."""
         self._slots = positive_int(slots, "slots")
+        if not isinstance(interlock, bool):
+            raise TypeError(f"interlock must be a bool, not {interlock!r}")
+        if not interlock and self._slots == 1:
+            raise ValueError("interlock=False needs slots > 1: a one-slot unit has no "
+                             "interlock to leave out")
+        self._interlock_on = interlock
         points = len(FP16AddCore.points())
         acc_stages = integer(acc_stages, "acc_stages", 0, points + 1 if fp16_loop else points)
         self._fp16_loop_unit = fp16_loop
@@ -115,7 +123,7 @@ class Interleaved:
         """The unit's pipeline: lockstep, or credit mode with ``out_depth`` results queued;
         rank ``keep_rank`` passes on only the beats with ``last_in``; an interlock
         (:meth:`_interlock`) when ``slots > 1``. Returns ``(pipe, admit)``."""
-        admit = Signal(name="admit") if self._slots > 1 else None
+        admit = Signal(name="admit") if self._slots > 1 and self._interlock_on else None
         pipe = Pipeline(m, self.i, self.o, depth, lockstep=not self._out_depth,
                         credit=self._out_depth, ends=ends, keep={keep_rank: last_in},
                         admit=admit)

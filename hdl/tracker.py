@@ -226,12 +226,14 @@ class RangeTracker(ScaledStream):
         # held > x and latest > x, which run side by side: the loop holds one carry chain
         # and one LUT, and no compare drives a wide select. The first beat of a tensor
         # (``first``, also after a reset) starts from held = 0.
+        # Only ``first`` has a reset: the others are loaded by a tensor's first beat before
+        # anything reads them (a tensor's result is taken at its last beat).
         mag = FP16.MAG_BITS
-        held = Signal(mag)
-        latest = Signal(mag)
-        held_wins = Signal()
-        nan = Signal()
-        g = Signal(hdl.signed(self._g_bits))
+        held = Signal(mag, reset_less=True)
+        latest = Signal(mag, reset_less=True)
+        held_wins = Signal(reset_less=True)
+        nan = Signal(reset_less=True)
+        g = Signal(hdl.signed(self._g_bits), reset_less=True)
         first = Signal(init=1)
         x = s["max"]
 

@@ -20,8 +20,8 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
 - ``engine_extremes``: the dot bench's directed extremes (``tb_dot``: range, zero and
   sticky dot products; the longest K of the largest and most negative operands) as GEMMs.
 - ``engine_convert``: every converter on random and special fp16 codes (NaN, Inf,
-  subnormals, zeros), both TPR phases, ``g`` over its range, fixed and random scales; the
-  tracker on random tensors; with gaps and backpressure.
+  subnormals, zeros), both TPR phases, ``g`` over its range, fixed (a subnormal one too)
+  and random scales; the tracker on random tensors; with gaps and backpressure.
 - ``engine_tracker``: the range tracker on tensors whose largest magnitude takes every
   exponent (Inf and NaN included), at ``g`` at either end of its range and random.
 - ``engine_layer``: one layer of the study's MLP (its last: 64 -> 10, batch 32) as a
@@ -67,6 +67,7 @@ from engine_driver import (
 from tb_dot import g_class, range_dots, sticky_dots, zero_dots
 
 import golden
+from golden.formats import FP16, GRADSCALE_HI_LOG2, GRADSCALE_LO_LOG2
 from golden.fp16 import is_nan
 from hdl.engine import OPS, STATUS
 
@@ -79,6 +80,7 @@ MODES = (  # (mode, a_signed, b_signed, phase): the three GEMMs of a layer and t
     ("backward", False, True, "even"), ("backward", False, False, "odd"),
 )
 CONVERT_VALUES = 96          # values per converter call in engine_convert
+LONG_CONVERT_BEATS = 1100    # din beats of engine_convert's long conversion (> 2**10)
 TRACK_TENSORS = 4
 RANDOM_SCALES = 12           # random scales per rescale format
 LONG_GEMMS = 16              # long random GEMMs in engine_extremes
@@ -352,7 +354,8 @@ async def engine_limits(dut):
 def extreme_gemms(e, r):
     """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its range, zero and sticky
     dot products (``tb_dot``; those of one context and length are the rows of A and the
-    columns of B, so every pair of them is a checked dot product too), and the longest K the
+    columns of B, each column repeated ``rows`` times so that every dot unit meets every
+    one of them, and every pair is a checked dot product too), and the longest K the
     memories hold of all -8 x -8 (forward, signed) and of the largest fp4 code x 15 (backward),
     and three beats of the largest negative fp4 code x -8 (backward, signed ``b``), at either
     end of ``g``, at 0 and inside; long random dot products (``slots`` rows of A, as many
@@ -369,7 +372,8 @@ def extreme_gemms(e, r):
     for ctx, dots in groups.values():
         a = np.stack([np.asarray(d["a"]).ravel() for d in dots]).astype(np.uint8)
         b = np.stack([np.asarray(d["b"]).ravel() for d in dots], axis=1).astype(np.uint8)
-        out.append((a & 15, b & 15, ctx))
+        # each column ``rows`` times over: every dot unit computes every directed pair
+        out.append((a & 15, np.repeat(b, e.rows, axis=1) & 15, ctx))
     k = min(e.a_depth // 2, e.b_depth) * e.lanes
     for g in (e.g_range[0], 0, 16, e.g_range[1]):
         for ca, cb, ctx in ((8, 8, ("forward", True, True, "even")),
@@ -424,11 +428,14 @@ async def engine_convert(dut):
     expected = 0
     calls = []
     for fmt in ("int4_sym", "uint4"):
+        # fixed scales (a subnormal one among them: its exponent field reads as 1), then
+        # random normal ones
         scales = [int(golden.fp16_from_float(v)) for v in (1.0, 0.37, 7.0 / 3.1, 60000.0)]
+        scales += [0x0155]
         scales += [int(r.integers(1, 31)) << 10 | int(r.integers(0, 1024))
                    for _ in range(RANDOM_SCALES)]
         for i, s in enumerate(scales):
-            calls.append((f"rescale {fmt} s={s:#06x}", special_fp16(r, n if i < 4 else n // 3),
+            calls.append((f"rescale {fmt} s={s:#06x}", special_fp16(r, n if i < 5 else n // 3),
                           lambda x, fmt=fmt, s=s: back.rescale(x, s, fmt, flags=True),
                           lambda x, fmt=fmt, s=s: golden.rescale(x, s, fmt, flags=True)))
     for phase in ("even", "odd"):
@@ -440,6 +447,11 @@ async def engine_convert(dut):
             calls.append((f"from_fp4 {phase} g={g}", codes,
                           lambda c, g=g, p=phase: back.from_fp4(c, g, p, flags=True),
                           lambda c, g=g, p=phase: golden.from_fp4(c, g, p, flags=True)))
+    # one long conversion: LONG_CONVERT_BEATS din beats, the count's high bits set while
+    # the gaps hold it
+    calls.append(("to_fp4 long", special_fp16(r, LONG_CONVERT_BEATS * e.conv_lanes),
+                  lambda x: back.to_fp4(x, 0, "even", flags=True),
+                  lambda x: golden.to_fp4(x, 0, "even", flags=True)))
     expected += await check_calls(sb, calls)
     # the tracker: max|x| and both GradScale rules
     for t in range(TRACK_TENSORS):
@@ -508,11 +520,14 @@ async def engine_convert_sweep(dut):
     sb.finish(expected, exhaustive=False)
 
 
-def tracker_tensor(r, exp):
+def tracker_tensor(r, exp, frac=None):
     """A few fp16 codes whose largest magnitude has exponent field ``exp`` (31: Inf, or NaN
-    beside a finite largest value), at a random position, with random signs."""
+    beside a finite largest value) and fraction ``frac`` (default random), at a random
+    position, with random signs."""
     size = int(r.integers(1, 9))
-    top = exp << 10 | int(r.integers(0, 1024)) if exp < 31 else 0x7C00
+    if frac is None:
+        frac = int(r.integers(0, 1024))
+    top = exp << 10 | frac if exp < 31 else 0x7C00
     x = r.integers(0, top + 1, size)
     x[int(r.integers(0, size))] = top
     if exp == 31 and r.random() < 0.5:
@@ -523,18 +538,29 @@ def tracker_tensor(r, exp):
 @cocotb.test()
 async def engine_tracker(dut):
     """The range tracker on tensors whose largest magnitude takes every exponent, twice,
-    at ``g`` at either end of its range and random: ``max|x|``, the NaN flag and both
-    GradScale rules against the golden model."""
+    at ``g`` at either end of its range and random; then at the GradScale rules' edges:
+    ``max|x| * 2**g`` exactly ``2**5`` or ``2**6`` (the rules treat a power of two apart),
+    and that value with its lowest or a middle fraction bit set, at three ``g`` each.
+    ``max|x|``, the NaN flag and both GradScale rules against the golden model."""
     e, ports = await _ports(dut, 0.8, 0.7, salt=8)
     back = RTLBackend(ports)
     r = rng(salt=19)
     sb = Scoreboard("engine range tracker", dut._log)
     lo, hi = e.g_range
-    expected = 0
+    expected = edges = 0
     for i, exp in enumerate(list(range(32)) * 2):
         x = tracker_tensor(r, exp)
         g = (lo, hi, int(r.integers(lo, hi + 1)))[i % 3]
         expected += await check_track(e, back, sb, x, g)
+    for target in (GRADSCALE_LO_LOG2, GRADSCALE_HI_LOG2):
+        # the g whose 2**(target - g) is a normal fp16 value: either end of them, and 0
+        g_ends = (max(lo, target + FP16.BIAS - 30), min(hi, target + FP16.BIAS - 1))
+        for g in (g_ends[0], 0, g_ends[1]):
+            exp = target - g + FP16.BIAS              # the exponent field of 2**(target - g)
+            for frac in (0, 1 << 5, 1):
+                expected += await check_track(e, back, sb, tracker_tensor(r, exp, frac), g)
+                edges += 1
+    assert edges == 18, edges
     sb.finish(expected, exhaustive=False)
 
 

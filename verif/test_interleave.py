@@ -65,6 +65,8 @@ def test_interleave_fp16_baseline(sim, kind, kw):
     ({"lane_stages": 2}, ValueError, "lane_stages must be 0 or 1, not 2"),
     ({"out_depth": -1}, ValueError, "out_depth must be at least 0, not -1"),
     ({"slots": 2.0}, TypeError, "slots must be a positive integer"),
+    ({"slots": 4, "interlock": 0}, TypeError, "interlock must be a bool, not 0"),
+    ({"interlock": False}, ValueError, "interlock=False needs slots > 1"),
 ])
 def test_interleave_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -101,6 +103,11 @@ def test_interleave_properties():
     assert d.module_name == "dot8_exact_a1_l1_q4" and d.loop_cycles == 1
     assert d.latency == DotProduct(8, "exact").latency + 1 + 1 + 2
     assert "slot" not in DotProduct(8).i.payload.shape().members
+    # without the interlock (the engine's units: its sequencer spaces each slot's beats)
+    d = DotProduct(8, "fp16", slots=4, acc_stages=2, interlock=False)
+    assert d.module_name == "dot8_fp16_s4_a2_ni" and d.loop_cycles == 4
+    assert "busy" not in verilog(d)
+    assert "busy" in verilog(DotProduct(8, "fp16", slots=4, acc_stages=2))
 
 
 @pytest.mark.parametrize("core,op", [(FP16AddCore, "add"), (FP16MulCore, "mul")])
