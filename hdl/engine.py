@@ -310,7 +310,9 @@ class TrainingEngine(wiring.Component):
         mul_done = Signal()                   # the multiply ended a cycle ago
 
         # Counters: loads and conversions (index), GEMM (group, row group, beat, slot).
-        idx = Signal(FIELD_BITS)
+        # idx is a load's write address, as wide as the longest load (a conversion counts
+        # its beats with ``left`` alone; idx then wraps, unread).
+        idx = Signal(range(max(self._a_depth, self._b_depth * R)))
         left = Signal(FIELD_BITS + 1)         # beats still to take from din
         left_nz = Signal()                    # left != 0
         # (A GEMM that passed the size check has m * kb <= a_depth and ng * kb <= b_depth.)
@@ -473,8 +475,9 @@ class TrainingEngine(wiring.Component):
         # register, where the synthesizer packs it), the beat's flags with it.
         v2 = Signal()
         meta2 = Signal.like(meta)
-        a2 = Signal(word)
-        b2 = [Signal(word, name=f"b2_{r}") for r in range(R)]
+        # (no reset: they load in every cycle, and v2 says when they hold a beat)
+        a2 = Signal(word, reset_less=True)
+        b2 = [Signal(word, name=f"b2_{r}", reset_less=True) for r in range(R)]
         m.d.sync += [v2.eq(v1), meta2.eq(meta), a2.eq(a_rd.data)]
         m.d.sync += [b2[r].eq(b_rd[r].data) for r in range(R)]
         with m.If(issue):

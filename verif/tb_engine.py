@@ -539,9 +539,10 @@ def tracker_tensor(r, exp, frac=None):
 async def engine_tracker(dut):
     """The range tracker on tensors whose largest magnitude takes every exponent, twice,
     at ``g`` at either end of its range and random; then at the GradScale rules' edges:
-    ``max|x| * 2**g`` exactly ``2**5`` or ``2**6`` (the rules treat a power of two apart),
-    and that value with its lowest or a middle fraction bit set, at three ``g`` each.
-    ``max|x|``, the NaN flag and both GradScale rules against the golden model."""
+    ``max|x| * 2**g`` exactly ``2**5`` or ``2**6`` (the rules treat a power of two apart)
+    and that value with its lowest or a middle fraction bit set, at ``g`` from the one that
+    needs the largest normal to the one that needs the smallest subnormal; and tensors of
+    zeros. ``max|x|``, the NaN flag and both GradScale rules against the golden model."""
     e, ports = await _ports(dut, 0.8, 0.7, salt=8)
     back = RTLBackend(ports)
     r = rng(salt=19)
@@ -553,14 +554,23 @@ async def engine_tracker(dut):
         g = (lo, hi, int(r.integers(lo, hi + 1)))[i % 3]
         expected += await check_track(e, back, sb, x, g)
     for target in (GRADSCALE_LO_LOG2, GRADSCALE_HI_LOG2):
-        # the g whose 2**(target - g) is a normal fp16 value: either end of them, and 0
-        g_ends = (max(lo, target + FP16.BIAS - 30), min(hi, target + FP16.BIAS - 1))
-        for g in (g_ends[0], 0, g_ends[1]):
-            exp = target - g + FP16.BIAS              # the exponent field of 2**(target - g)
-            for frac in (0, 1 << 5, 1):
-                expected += await check_track(e, back, sb, tracker_tensor(r, exp, frac), g)
+        # the g whose 2**(target - g) is a finite non-zero fp16 value: either end of them
+        # (the smallest subnormal at one), 0, and the largest subnormal power of two
+        lo_e, hi_e = FP16.LSB_EXP, FP16.EMAX
+        gs = {max(lo, target - hi_e), 0, min(hi, target - lo_e), target - (FP16.EMIN - 1)}
+        for g in sorted(x for x in gs if lo <= x <= hi):
+            e2 = target - g                           # 2**e2: its code, then one bit more
+            code = (e2 + FP16.BIAS) << 10 if e2 >= FP16.EMIN else 1 << (e2 - FP16.LSB_EXP)
+            for top in {code, code | 1, code | 1 << 5} - {1 << 5 | 1}:
+                x = tracker_tensor(r, top >> 10, top & 0x3FF)
+                expected += await check_track(e, back, sb, x, g)
                 edges += 1
-    assert edges == 18, edges
+    # tensors of zeros (+0, -0, both), whose maximum is 0 (GradScale's zero rule)
+    for g, zeros in zip((lo, 0, hi), (0x0000, 0x8000, (0x0000, 0x8000))):
+        x = np.resize(np.array(zeros, np.uint16), 5)
+        expected += await check_track(e, back, sb, x, g)
+        edges += 1
+    assert edges >= 20, edges
     sb.finish(expected, exhaustive=False)
 
 
