@@ -363,14 +363,12 @@ class FusedFP16DotProduct(_InterleavedFP16):
 
     def __init__(self, lanes=8, *, slots=1, acc_stages=0, out_depth=0, mul_stages=0,
                  align_stages=0, rounder_stages=1):
-        levels = (lanes_pow2(lanes) - 1).bit_length()
         self._setup_slots(slots, acc_stages, out_depth)
         self._mul_stages = integer(mul_stages, "mul_stages", 0, len(self._MUL_CUTS))
         self._align_stages = integer(align_stages, "align_stages", 0, 1)
-        width = FUSED_PRODUCT_SHAPE.width + levels - JAM_BITS + 1
-        self._rounder_stages = integer(rounder_stages, "rounder_stages", 0,
-                                       len(FP16Rounder.points(width, signed=True)))
         super().__init__(lanes)
+        self._rounder_stages = integer(rounder_stages, "rounder_stages", 0,
+                                       len(FP16Rounder.points(self.rounder_width, signed=True)))
 
     def _tags(self):
         return (("a", self._acc_stages, 0), ("m", self._mul_stages, 0),

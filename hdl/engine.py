@@ -176,16 +176,14 @@ class TrainingEngine(wiring.Component):
         self._b_depth = integer(b_depth, "b_depth", 1, 1 << FIELD_BITS - 1)
         if accumulator == "exact":
             acc_stages = min(acc_stages, 1)
-        # The dot unit checks its own parameters (slots against its accumulator loop).
+        # The dot unit checks its own parameters (slots against its accumulator loop). Its
+        # interlock is left out: the sequencer spaces each slot's beats itself (elaborate).
+        slots = positive_int(slots, "slots")
         self._dot_kwargs = {"slots": slots, "acc_stages": acc_stages,
                             "lane_stages": lane_stages, "out_depth": out_depth,
-                            "g_bits": self._g_bits}
+                            "g_bits": self._g_bits, "interlock": slots == 1}
         self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
         self._dot._MustUse__silence = True         # only read for its properties
-        if self._dot.slots > 1:     # the sequencer spaces each slot's beats (elaborate)
-            self._dot_kwargs["interlock"] = False
-            self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
-            self._dot._MustUse__silence = True
         self._slots = self._dot.slots
         if self._dot.out_depth < 8:
             raise ValueError(f"out_depth must be at least 8 in the engine (the dot units run "

@@ -26,6 +26,10 @@ SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xF
 
 UNITS = {"fp16": FP16DotProduct, "fused": FusedFP16DotProduct, "int8": Int8DotProduct}
 GOLDEN = {"fp16": fp16_dot, "fused": fused_fp16_dot}
+# The operand styles of an FP16 baseline's dot products (fp16_operands) and how often each
+# is drawn; the fused unit also meets finite codes of every exponent.
+FP16_STYLES = {"fp16": {"tame": 0.6, "mixed": 0.3, "raw": 0.1},
+               "fused": {"tame": 0.4, "mixed": 0.25, "raw": 0.1, "wide": 0.25}}
 
 
 def unit_for(p):
@@ -55,18 +59,20 @@ def fp16_operands(r, size, style):
     return codes
 
 
+def fp16_style(r, kind):
+    """A style of :data:`FP16_STYLES` for the FP16 baseline ``kind``, drawn by its weight."""
+    styles = FP16_STYLES[kind]
+    return list(styles)[int(r.choice(len(styles), p=list(styles.values())))]
+
+
 def make_dots(r, p, lengths):
     """Random dot products: a list of (a, b) arrays of shape (beats, lanes)."""
     n = p["lanes"]
     dots = []
     for nb in lengths:
         shape = (int(nb), n)
-        if p["kind"] == "fp16":
-            style = ("tame", "mixed", "raw")[int(r.choice(3, p=[0.6, 0.3, 0.1]))]
-            dots.append((fp16_operands(r, shape, style), fp16_operands(r, shape, style)))
-        elif p["kind"] == "fused":
-            style = ("tame", "mixed", "raw", "wide")[int(r.choice(4, p=[0.4, 0.25, 0.1,
-                                                                       0.25]))]
+        if is_fp16(p):
+            style = fp16_style(r, p["kind"])
             dots.append((fp16_operands(r, shape, style), fp16_operands(r, shape, style)))
         else:
             dots.append((r.integers(-128, 128, shape), r.integers(-128, 128, shape)))

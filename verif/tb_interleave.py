@@ -45,37 +45,33 @@ from tb_dot import (
 )
 
 import golden
-from golden.baselines import fp16_dot, fused_fp16_dot
 from golden.formats import MODES
-from hdl.baselines import FP16DotProduct, FusedFP16DotProduct
 from hdl.dot import DotProduct
 
 from scoreboard import Scoreboard, params, rng
 from streams import Stimulus, StreamBench
-from tb_baselines import fp16_operands
+from tb_baselines import GOLDEN, UNITS, fp16_operands, fp16_style
 
 PHASES = ("even", "odd")
 CONTEXT = ("mode", "a_signed", "b_signed", "phase")
 
 
 def unit_of(p):
-    if p.get("kind") == "fp16":             # the cascaded FP16 baseline, interleaved
-        return FP16DotProduct(p["lanes"], slots=p["slots"], acc_stages=p["acc_stages"],
-                              mul_stages=p["mul_stages"], add_stages=p["add_stages"],
-                              out_depth=p["out_depth"])
-    if p.get("kind") == "fused":            # the fused FP16 baseline, interleaved
-        return FusedFP16DotProduct(p["lanes"], slots=p["slots"], acc_stages=p["acc_stages"],
-                                   out_depth=p["out_depth"], mul_stages=p["mul_stages"],
-                                   align_stages=p["align_stages"],
-                                   rounder_stages=p["rounder_stages"])
+    if p.get("kind") in GOLDEN:             # an FP16 baseline, interleaved: its arguments
+        return UNITS[p["kind"]](**{k: v for k, v in p.items() if k != "kind"})
     return DotProduct(p["lanes"], p["accumulator"], slots=p["slots"],
                       acc_stages=p["acc_stages"], lane_stages=p.get("lane_stages", 0),
                       out_depth=p.get("out_depth", 0))
 
 
+def baseline_kind(unit):
+    """The FP16 baseline kind of ``unit`` (a key of ``tb_baselines.GOLDEN``), else None."""
+    return next((k for k in GOLDEN if type(unit) is UNITS[k]), None)
+
+
 def is_fp16(unit):
     """An FP16 baseline (fp16 operand codes, no context)."""
-    return isinstance(unit, (FP16DotProduct, FusedFP16DotProduct))
+    return baseline_kind(unit) is not None
 
 
 def key(u):
@@ -87,15 +83,14 @@ def streams_of(unit):
     return max(unit.slots, 4)
 
 
-def make_dots(r, lanes, lengths, g_range=(-8, 8), fp16=False):
+def make_dots(r, lanes, lengths, g_range=(-8, 8), fp16=None):
     """Random dot products: dicts with operand arrays (beats, lanes) and a context (4-bit),
-    or fp16 operand codes for an FP16 baseline (``fp16``: the styles of
-    :func:`tb_baselines.fp16_operands` it draws from: tame, with specials, any code, and
-    for the fused unit finite codes of every exponent)."""
+    or fp16 operand codes for the FP16 baseline ``fp16`` (a kind of ``tb_baselines``: its
+    operand styles, :func:`tb_baselines.fp16_style`)."""
     dots = []
     for nb in lengths:
         if fp16:
-            style = fp16[int(r.choice(len(fp16)))]
+            style = fp16_style(r, fp16)
             dots.append({"a": fp16_operands(r, (nb, lanes), style),
                          "b": fp16_operands(r, (nb, lanes), style)})
             continue
@@ -210,22 +205,13 @@ async def bench(dut, salt):
     return unit, r, await StreamBench(dut, unit, key, r).setup()
 
 
-# Operand styles of the FP16 baselines' dot products, drawn uniformly (the weights of
-# tb_baselines: 60 / 30 / 10 % cascaded; 40 / 25 / 10 / 25 % fused).
-FP16_STYLES = {FP16DotProduct: ("tame",) * 6 + ("mixed",) * 3 + ("raw",),
-               FusedFP16DotProduct: ("tame",) * 8 + ("mixed",) * 5 + ("raw",) * 2
-               + ("wide",) * 5}
-
-
 def dots_for(r, unit, lengths, **kw):
-    return make_dots(r, unit.lanes, lengths, fp16=FP16_STYLES.get(type(unit), False), **kw)
+    return make_dots(r, unit.lanes, lengths, fp16=baseline_kind(unit), **kw)
 
 
 def accumulator_of(unit):
     """The 4-bit unit's accumulator, or the golden function of an FP16 baseline."""
-    if isinstance(unit, FusedFP16DotProduct):
-        return fused_fp16_dot
-    return fp16_dot if is_fp16(unit) else unit.accumulator
+    return GOLDEN[baseline_kind(unit)] if is_fp16(unit) else unit.accumulator
 
 
 @cocotb.test()
