@@ -74,15 +74,24 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     level = 0
     backward = ctx.mode == MODE_BACKWARD
     halves = []
+    ranked = bool(stage and lane_stages)
     for k in range(lanes):
         # The mode gates the operands: the product of the other mode is 0 (and so is the
         # backward sign), so the lane's value is the OR of the two products, which folds
-        # into the last shift's multiplexers instead of a mode select of its own.
+        # into the last shift's multiplexers instead of a mode select of its own. With a
+        # rank inside the lanes the halves are gated as they enter it instead (zeros
+        # there too): the mode then reaches the rank through one select (or its flip-flops'
+        # synchronous reset), not through the operand logic and its carry chains.
         a, b = beat.a[k], beat.b[k]
-        fwd = int4_partials(a, b, ctx.a_signed, ctx.b_signed, en=~backward)
-        bwd = fp4_partials(a, b, ctx.b_signed, en=backward, twos=k == 0)
+        fwd = int4_partials(a, b, ctx.a_signed, ctx.b_signed,
+                            en=None if ranked else ~backward)
+        bwd = fp4_partials(a, b, ctx.b_signed, en=None if ranked else backward,
+                           twos=k == 0)
+        if ranked:
+            fwd = {key: Mux(backward, 0, v) for key, v in fwd.items()}
+            bwd = {key: v if key == "hi" else Mux(backward, v, 0) for key, v in bwd.items()}
         halves.append((fwd, bwd))
-    if stage and lane_stages:       # a rank inside the lanes
+    if ranked:                      # a rank inside the lanes
         flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
         regs = iter(stage(flat, level))
         halves = [({key: next(regs) for key in fwd}, {key: next(regs) for key in bwd})
@@ -236,11 +245,14 @@ class DotProduct(Interleaved, wiring.Component):
         ``acc_stages > 0``).
         ``"exact"``: 0, or 1 to add in two halves a rank apart (each half a one-cycle loop,
         so one dot product still takes a beat per cycle).
-    interlock : bool
-        ``True`` (default): a beat whose slot has an addition in flight waits (``i.ready``
-        low). ``False``: no interlock; the source spaces every slot's beats at least
-        ``loop_cycles`` apart itself (as the training engine's sequencer does), and a beat
-        that comes sooner reads a stale accumulator. Only with ``slots > 1``.
+    paced : bool
+        ``False`` (default): a beat whose slot has an addition in flight waits, and so does
+        a ``last`` beat while ``out_depth`` results are owed (``i.ready`` low). ``True``
+        (credit mode only): the source paces the beats itself, as the training engine's
+        sequencer does: it spaces every slot's beats at least ``loop_cycles`` apart and
+        never has more than ``out_depth`` results owed; the unit has neither the interlock
+        nor the count, and ``i.ready`` is high outside reset. A beat that comes sooner
+        reads a stale accumulator; a result past the count is lost.
 
     Members
     -------
@@ -255,7 +267,7 @@ class DotProduct(Interleaved, wiring.Component):
     """
 
     def __init__(self, lanes=8, accumulator="fp16", *, g_bits=G_BITS_MIN, slots=1,
-                 acc_stages=0, lane_stages=0, out_depth=0, interlock=True):
+                 acc_stages=0, lane_stages=0, out_depth=0, paced=False):
         lanes = lanes_pow2(lanes)
         if accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}, not {accumulator!r}")
@@ -266,7 +278,7 @@ class DotProduct(Interleaved, wiring.Component):
             raise ValueError(f"acc_stages must be 0 or 1 with accumulator='exact' (1: the "
                              f"integer addition in two halves), not {acc_stages!r}")
         self._setup_slots(slots, acc_stages, out_depth, fp16_loop=accumulator == "fp16",
-                          interlock=interlock)
+                          paced=paced)
         if lane_stages not in (0, 1):
             raise ValueError(f"lane_stages must be 0 or 1, not {lane_stages!r}")
         self._lane_stages = lane_stages
@@ -369,8 +381,8 @@ class DotProduct(Interleaved, wiring.Component):
             tail += f"_l{self._lane_stages}"
         if self._out_depth:
             tail += f"_q{self._out_depth}"
-        if not self._interlock_on and self._slots > 1:
-            tail += "_ni"
+        if self._paced:
+            tail += "_p"
         return f"dot{self._lanes}_{self._accumulator}{tail}"
 
     def elaborate(self, platform):

@@ -27,7 +27,7 @@ OPS = {"load_a": 0, "load_b": 1, "gemm": 2, "convert": 3}
 CONVERTERS = {"rescale_int4_sym": 0, "rescale_uint4": 1, "to_fp4": 2, "from_fp4": 3,
               "track": 4}
 #: Status codes of the status beat that ends every command (``data[0]``).
-STATUS = {"ok": 0, "bad_op": 1, "too_large": 2, "empty": 3, "bad_conv": 4, "fault": 5}
+STATUS = {"ok": 0, "bad_op": 1, "too_large": 2, "empty": 3, "bad_conv": 4}
 #: Width of the command's size fields (``count``, ``m``, ``kb``, ``ng``).
 FIELD_BITS = 16
 #: Results of the converters queued for ``o`` (LUT RAM: 20 entries and the head register).
@@ -52,8 +52,9 @@ class TrainingEngine(wiring.Component):
     apart, so with ``slots >= loop_cycles`` of the dot unit the array takes one beat every
     cycle; in a group of fewer than ``loop_cycles`` rows (the ragged end of M) the sequencer
     waits before each slot's next beat until its addition is done, with the same results.
-    (The sequencer keeps that spacing itself, the dot units' own interlock's rule, so they
-    are built without one: ``DotProduct(..., interlock=False)``.)
+    (The sequencer keeps that spacing itself, the dot units' own interlock's rule, and counts
+    the results owed against their FIFOs, so they are built without either check:
+    ``DotProduct(..., paced=True)``.)
 
     Operand tiles, in ``amaranth.lib.memory`` (block RAM), ``lanes`` 4-bit codes per word
     (lane 0 in the low bits), K padded with zero codes to whole beats (the golden model pads
@@ -87,9 +88,7 @@ class TrainingEngine(wiring.Component):
     ======== ====================================================================
 
     Status: after a command's last result, ``o`` carries one beat with ``status = 1`` and
-    ``data[0]`` the code of :data:`STATUS`: ``ok``; ``fault`` (a dot unit refused a beat:
-    an internal error the benches check never happens; where the lost beat carried a
-    result, the command does not end at all, and only a reset recovers); ``bad_op``
+    ``data[0]`` the code of :data:`STATUS`: ``ok``; ``bad_op``
     (unknown opcode); ``bad_conv`` (unknown converter); ``empty`` (a size of 0);
     ``too_large`` (a load longer than its memory, or a GEMM whose ``m * kb`` exceeds
     ``a_depth`` or ``ng * kb`` ``b_depth``). A refused command reads nothing from ``din``,
@@ -176,19 +175,19 @@ class TrainingEngine(wiring.Component):
         self._b_depth = integer(b_depth, "b_depth", 1, 1 << FIELD_BITS - 1)
         if accumulator == "exact":
             acc_stages = min(acc_stages, 1)
-        # The dot unit checks its own parameters (slots against its accumulator loop). Its
-        # interlock is left out: the sequencer spaces each slot's beats itself (elaborate).
+        # The dot unit checks its own parameters (slots against its accumulator loop). It
+        # is paced: the sequencer spaces each slot's beats and counts the results (elaborate).
         slots = positive_int(slots, "slots")
-        self._dot_kwargs = {"slots": slots, "acc_stages": acc_stages,
-                            "lane_stages": lane_stages, "out_depth": out_depth,
-                            "g_bits": self._g_bits, "interlock": slots == 1}
-        self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
-        self._dot._MustUse__silence = True         # only read for its properties
-        self._slots = self._dot.slots
-        if self._dot.out_depth < 8:
+        if integer(out_depth, "out_depth", 0) < 8:
             raise ValueError(f"out_depth must be at least 8 in the engine (the dot units run "
                              f"in credit mode; the sequencer keeps 4 results of margin), not "
                              f"{out_depth}")
+        self._dot_kwargs = {"slots": slots, "acc_stages": acc_stages,
+                            "lane_stages": lane_stages, "out_depth": out_depth,
+                            "g_bits": self._g_bits, "paced": True}
+        self._dot = DotProduct(self._lanes, accumulator, **self._dot_kwargs)
+        self._dot._MustUse__silence = True         # only read for its properties
+        self._slots = self._dot.slots
         if self._slots < 2:
             raise ValueError(f"slots must be at least 2 (the dot units' beats carry a slot), "
                              f"not {slots}")
@@ -428,13 +427,13 @@ class TrainingEngine(wiring.Component):
             m.d.sync += state.eq(_STATUS)
 
         # --- the GEMM issue: counters -> memory read (rank 1) -> dot units -----------------
-        # The dot units never refuse a beat, so the issue never waits on their i.ready: the
-        # sequencer spaces the rounds of a row group (one beat per slot) at least
-        # loop_cycles apart, which is the dot units' interlock rule (so they are built
-        # without the interlock: a source that keeps it needs none), and issues only while
-        # the results owed (counted from the issue) leave room in the units' result FIFOs
-        # (their credit). A refused beat would be a bug: it raises the sticky ``fault``,
-        # reported in the command's status.
+        # The dot units are paced (DotProduct(paced=True)): they take every beat, and the
+        # sequencer keeps both of their rules. It spaces the rounds of a row group (one
+        # beat per slot) at least loop_cycles apart, the interlock's rule, and issues only
+        # while the results owed (counted from the issue) leave room in the units' result
+        # FIFOs, the credit's. A beat issued too soon would read a stale accumulator and a
+        # result past the count would be lost: the benches compare every result and check
+        # that every command ends.
         dots = [DotProduct(N, self._accumulator, **self._dot_kwargs) for _ in range(R)]
         for r, d in enumerate(dots):
             m.submodules[f"dot{r}"] = d
@@ -514,11 +513,6 @@ class TrainingEngine(wiring.Component):
                 beat.b_signed.eq(cmd.b_signed), beat.phase.eq(cmd.phase), beat.g.eq(cmd.g),
                 beat.first.eq(meta2.first), beat.last.eq(meta2.last), beat.slot.eq(meta2.slot),
             ]
-        fault = Signal()
-        with m.If(take_cmd):
-            m.d.sync += fault.eq(0)
-        with m.Elif(v2 & ~dots[0].i.ready):
-            m.d.sync += fault.eq(1)
         result_in = issue & last_kb
         gemm_done = (state == _RUN) & ~issuing & ~v1 & ~v2
 
@@ -559,7 +553,7 @@ class TrainingEngine(wiring.Component):
             m.d.comb += [src_valid.eq(valid), src.eq(payload)]
         with m.Elif(state == _STATUS):
             m.d.comb += [src_valid.eq(1), src.status.eq(1),
-                         src.data[0].eq(Mux(fault, STATUS["fault"], code))]
+                         src.data[0].eq(code)]
             with m.If(take):
                 m.d.sync += state.eq(_IDLE)
         delivered = src_valid & take & (state != _STATUS)

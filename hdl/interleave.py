@@ -65,18 +65,16 @@ class Interleaved:
     N-result output FIFO) and ``loop_cycles``.
     """
 
-    def _setup_slots(self, slots, acc_stages, out_depth, *, fp16_loop=True, interlock=True):
+    def _setup_slots(self, slots, acc_stages, out_depth, *, fp16_loop=True, paced=False):
         """Check and keep the interleaving parameters; ``fp16_loop``: the accumulator is the
         pipelined fp16 adder (its loop takes ``acc_stages + 2`` cycles when pipelined);
-        ``interlock``: build the input interlock (else the source spaces each slot's beats
-        ``loop_cycles`` apart)."""
+        ``paced``: the source paces the beats (it spaces each slot's beats ``loop_cycles``
+        apart and never has more than ``out_depth`` results owed), so the unit has neither
+        the input interlock nor the credit check (credit mode only)."""
         self._slots = positive_int(slots, "slots")
-        if not isinstance(interlock, bool):
-            raise TypeError(f"interlock must be a bool, not {interlock!r}")
-        if not interlock and self._slots == 1:
-            raise ValueError("interlock=False needs slots > 1: a one-slot unit has no "
-                             "interlock to leave out")
-        self._interlock_on = interlock
+        if not isinstance(paced, bool):
+            raise TypeError(f"paced must be a bool, not {paced!r}")
+        self._paced = paced
         points = len(FP16AddCore.points())
         acc_stages = integer(acc_stages, "acc_stages", 0, points + 1 if fp16_loop else points)
         self._fp16_loop_unit = fp16_loop
@@ -92,6 +90,9 @@ class Interleaved:
         self._adder_stages = min(acc_stages, points)
         self._read_rank = acc_stages > points     # then slots >= 19 (checked above)
         self._out_depth = integer(out_depth, "out_depth", 0)
+        if paced and not self._out_depth:
+            raise ValueError("paced=True needs out_depth > 0: a paced source counts the "
+                             "results owed against the output FIFO of credit mode")
 
     @staticmethod
     def _slot_field(fields, slots):
@@ -119,14 +120,18 @@ class Interleaved:
             return 1
         return self._acc_stages + 2
 
+    @property
+    def paced(self):
+        return self._paced
+
     def _pipeline(self, m, depth, keep_rank, last_in, ends):
         """The unit's pipeline: lockstep, or credit mode with ``out_depth`` results queued;
         rank ``keep_rank`` passes on only the beats with ``last_in``; an interlock
         (:meth:`_interlock`) when ``slots > 1``. Returns ``(pipe, admit)``."""
-        admit = Signal(name="admit") if self._slots > 1 and self._interlock_on else None
+        admit = Signal(name="admit") if self._slots > 1 and not self._paced else None
         pipe = Pipeline(m, self.i, self.o, depth, lockstep=not self._out_depth,
                         credit=self._out_depth, ends=ends, keep={keep_rank: last_in},
-                        admit=admit)
+                        admit=admit, paced=self._paced)
         self._sides = {}
         return pipe, admit
 

@@ -18,7 +18,9 @@ Three ways to advance:
   every register), and results queue in an output FIFO (``SyncFIFOBuffered``, block RAM
   where the FPGA has it). A beat that will produce a result goes in only while fewer than
   ``N`` results are owed (in flight or queued), so the FIFO never overflows; backpressure
-  on ``o`` stops the input once ``N`` results wait. The fast dot units use it.
+  on ``o`` stops the input once ``N`` results wait. The fast dot units use it. With
+  ``paced`` the source keeps that count itself (the GEMM engine does): no count here, and
+  ``i.ready`` is high outside reset.
 
 All: a synchronous reset empties every rank (and the FIFO), and while ``rst`` is high
 ``i.ready`` and ``o.valid`` are held low, so no beat is accepted or delivered during reset
@@ -99,11 +101,13 @@ class Pipeline:
     """
 
     def __init__(self, m, i, o, depth, *, lockstep=False, credit=0, keep=None, admit=None,
-                 ends=None, name="stage"):
+                 ends=None, paced=False, name="stage"):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
         if credit and lockstep:
             raise ValueError("credit and lockstep are two different modes: choose one")
+        if paced and not credit:
+            raise ValueError("paced is a form of credit mode: give credit = N too")
         keep = keep or {}
         room = None
         self._m = m
@@ -121,13 +125,14 @@ class Pipeline:
             # output register is still empty; N owed results then always fit.
             fifo = m.submodules[f"{name}_fifo"] = SyncFIFOBuffered(width=width,
                                                                    depth=credit + 1)
+            m.d.comb += [fifo.w_data.eq(self.payload), fifo.w_en.eq(self.valid[-1]),
+                         o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready & ~rst)]
+            self.fifo = fifo
+            o_valid = fifo.r_rdy
+        if credit and not paced:
             owed = Signal(range(credit + 1), name=f"{name}_owed")
             result_in = Signal(name=f"{name}_result_in")
-            m.d.comb += [
-                fifo.w_data.eq(self.payload), fifo.w_en.eq(self.valid[-1]),
-                o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready & ~rst),
-                result_in.eq(1 if ends is None else ends),
-            ]
+            m.d.comb += result_in.eq(1 if ends is None else ends)
             # The count lags a cycle behind the accepted results (``fresh``), so that no
             # path runs from i.valid through the counter's adder; room counts them in.
             took = o.valid & o.ready
@@ -147,15 +152,14 @@ class Pipeline:
                                          Mux(dec, 0, at_least(credit)))),
                          near_limit.eq(Mux(inc, at_least(credit - 2),
                                            Mux(dec, at_least(credit), at_least(credit - 1))))]
-            self.fifo, self.owed, self.fresh = fifo, owed, fresh
+            self.owed, self.fresh = owed, fresh
             full = Mux(fresh, near_limit, at_limit)
             room = ~result_in | ~full
-            o_valid = fifo.r_rdy
-        elif lockstep:
+        if lockstep:
             en = Signal(name=f"{name}_en")
             m.d.comb += en.eq(~self.valid[-1] | o.ready)
             self.take = [en] * depth
-        else:
+        elif not credit:
             self.take = [Signal(name=f"{name}{k}_take") for k in range(depth)]
             nxt = o.ready
             for k in reversed(range(depth)):

@@ -12,7 +12,8 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
   credit throttles on purpose and it takes longer) and is correct.
 - ``engine_ragged_stalls``: GEMMs whose last row group is ragged, under heavy backpressure
   on ``o`` (the result credit stops the issue inside a round; each slot's beats must still
-  keep the dot units' loop apart: a fault hung the engine here before).
+  keep the dot units' loop apart: the paced units would read a stale accumulator; a spacing
+  bug hung the engine here before).
 - ``engine_limits``: the GEMM size check across both memory limits and over the command
   fields' whole 16-bit range (each field a power of two, all ones, every bit length, random
   triples): every refused GEMM gives ``too_large`` alone; every accepted one computes, from
@@ -113,7 +114,7 @@ def random_gemm(r, m, k, n, g_lo=-8, g_hi=8, ctx=None, g=None):
 
 
 _COVERAGE = {}
-# Each op's refusals (hdl.engine's datasheet); "fault" is never a bin: no beat may be lost.
+# Each op's refusals (hdl.engine's datasheet).
 REFUSALS = {"load_a": ("empty", "too_large"), "load_b": ("empty", "too_large"),
             "gemm": ("empty", "too_large"), "convert": ("empty", "bad_conv"),
             "unknown": ("bad_op",)}
@@ -247,8 +248,8 @@ async def engine_full_rate(dut):
 async def engine_ragged_stalls(dut):
     """GEMMs whose last row group is ragged (fewer rows than ``slots``) under heavy
     backpressure on ``o``: the result credit stops the issue inside a round, and the rounds
-    after it must still keep each slot's beats ``loop_cycles`` apart (else a dot unit refuses
-    a beat, the sequencer's ``fault``, and the GEMM never ends)."""
+    after it must still keep each slot's beats ``loop_cycles`` apart (else a paced dot unit
+    reads a stale accumulator: wrong results)."""
     e, ports = await _ports(dut, 1.0, 0.3, salt=9)
     r = rng(salt=20)
     sb = Scoreboard("engine gemm (ragged groups, result credit stalls)", dut._log)

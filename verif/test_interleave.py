@@ -65,8 +65,8 @@ def test_interleave_fp16_baseline(sim, kind, kw):
     ({"lane_stages": 2}, ValueError, "lane_stages must be 0 or 1, not 2"),
     ({"out_depth": -1}, ValueError, "out_depth must be at least 0, not -1"),
     ({"slots": 2.0}, TypeError, "slots must be a positive integer"),
-    ({"slots": 4, "interlock": 0}, TypeError, "interlock must be a bool, not 0"),
-    ({"interlock": False}, ValueError, "interlock=False needs slots > 1"),
+    ({"slots": 4, "paced": 0}, TypeError, "paced must be a bool, not 0"),
+    ({"slots": 4, "paced": True}, ValueError, "paced=True needs out_depth > 0"),
 ])
 def test_interleave_parameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -103,11 +103,15 @@ def test_interleave_properties():
     assert d.module_name == "dot8_exact_a1_l1_q4" and d.loop_cycles == 1
     assert d.latency == DotProduct(8, "exact").latency + 1 + 1 + 2
     assert "slot" not in DotProduct(8).i.payload.shape().members
-    # without the interlock (the engine's units: its sequencer spaces each slot's beats)
-    d = DotProduct(8, "fp16", slots=4, acc_stages=2, interlock=False)
-    assert d.module_name == "dot8_fp16_s4_a2_ni" and d.loop_cycles == 4
-    assert "busy" not in verilog(d)
-    assert "busy" in verilog(DotProduct(8, "fp16", slots=4, acc_stages=2))
+    # paced (the engine's units: its sequencer spaces each slot's beats and counts the
+    # results): neither the interlock's busy bits nor the credit count
+    d = DotProduct(8, "fp16", slots=4, acc_stages=2, out_depth=8, paced=True)
+    assert d.module_name == "dot8_fp16_s4_a2_q8_p" and d.loop_cycles == 4 and d.paced
+    assert d.latency == DotProduct(8, "fp16", slots=4, acc_stages=2, out_depth=8).latency
+    text = verilog(d)
+    assert "busy" not in text and "stage_owed" not in text
+    text = verilog(DotProduct(8, "fp16", slots=4, acc_stages=2, out_depth=8))
+    assert "busy" in text and "stage_owed" in text
 
 
 @pytest.mark.parametrize("core,op", [(FP16AddCore, "add"), (FP16MulCore, "mul")])
