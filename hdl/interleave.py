@@ -127,7 +127,8 @@ class Interleaved:
     def _pipeline(self, m, depth, keep_rank, last_in, ends):
         """The unit's pipeline: lockstep, or credit mode with ``out_depth`` results queued;
         rank ``keep_rank`` passes on only the beats with ``last_in``; an interlock
-        (:meth:`_interlock`) when ``slots > 1``. Returns ``(pipe, admit)``."""
+        (:meth:`_interlock`) when ``slots > 1`` and the unit is not paced. Returns
+        ``(pipe, admit)``."""
         admit = Signal(name="admit") if self._slots > 1 and not self._paced else None
         pipe = Pipeline(m, self.i, self.o, depth, lockstep=not self._out_depth,
                         credit=self._out_depth, ends=ends, keep={keep_rank: last_in},

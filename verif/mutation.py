@@ -89,7 +89,7 @@ CAP_SLACK = 2000
 EQUIV_SECONDS = 150            # time limit of one equivalence check (wall clock)
 INDUCT_STEPS = 2               # cycles of the induction (:func:`_equal_everywhere`)
 INDUCT_ROUNDS = 8              # rounds of dropping unproven pairs (:func:`_equal_everywhere`)
-INDUCT_FACTOR = 3              # the induction's time limit: this many equivalence checks'
+INDUCT_FACTOR = 3              # the induction's time limit, in equivalence checks' limits
 # Verilator flags of the mutant design: lint is the unit's own business (its clean build is
 # linted in make test), and a mutant that feeds a bit back into its own cone is not a loop
 # while it is disabled.
