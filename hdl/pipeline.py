@@ -15,7 +15,7 @@ Three ways to advance:
   o.ready``). One enable, no ready chain: the long pipelines (dot units) use it, and a unit
   whose datapath has no valid bit of its own (a pipelined rounder) takes the same enable.
 - credit (``credit = N``): the ranks never stop (no enable at all: nothing fans out to
-  every register), and results queue in an output FIFO (``SyncFIFOBuffered``, block RAM
+  every register), and results queue in an output FIFO (:class:`ResultFIFO`, block RAM
   where the FPGA has it). A beat that will produce a result goes in only while fewer than
   ``N`` results are owed (in flight or queued), so the FIFO never overflows; backpressure
   on ``o`` stops the input once ``N`` results wait. The fast dot units use it. With
@@ -28,11 +28,12 @@ All: a synchronous reset empties every rank (and the FIFO), and while ``rst`` is
 primitive and on each unit by the ``stream_hold_*`` harnesses in ``verif/formal/streams.py``.
 """
 
-from amaranth.hdl import Cat, Const, Mux, ResetSignal, Shape, Signal, Value
-from amaranth.lib import data
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal, Value
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["Pipeline", "register", "rank", "bundle", "layout_of"]
+__all__ = ["Pipeline", "ResultFIFO", "register", "rank", "bundle", "layout_of"]
 
 
 def _shape(value):
@@ -81,6 +82,80 @@ def bundle(m, values, name):
     return r
 
 
+class ResultFIFO(wiring.Component):
+    """First-word-fall-through FIFO of ``depth`` entries: a memory of ``depth - 1`` entries
+    with a synchronous read port (block RAM where the FPGA has it), then an output register.
+
+    The ports and their behaviour are those of ``amaranth.lib.fifo.SyncFIFOBuffered``
+    (``w_data``, ``w_en``, ``w_rdy``; ``r_data``, ``r_en``, ``r_rdy``; ``level``; a write
+    with ``w_rdy`` low is dropped, a read with ``r_rdy`` low does nothing; a word written
+    into an empty FIFO is on ``r_data`` two cycles later). The difference is timing: the
+    memory's "not empty" and "not full" flags are flip-flops, set from the level by
+    equalities a cycle ahead, so no path runs through the level's comparisons (the library
+    FIFO's path from its level through ``r_en`` to the output register set the clock of
+    the 8-lane dot unit on iCE40: measured with ``make synth``).
+
+    Invariants (``verif/formal/streams.py``): ``any == (inner level != 0)``, ``room ==
+    (inner level != depth - 1)``, ``level == inner level + r_rdy``.
+    """
+
+    def __init__(self, width, depth):
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"ResultFIFO depth must be an integer >= 2, not {depth!r}")
+        self._width, self._depth = width, depth
+        super().__init__({"w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+                          "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+                          "level": Out(range(depth + 1))})
+        #: Words in the memory, and its two registered flags (``inner_level != 0`` and
+        #: ``inner_level != depth - 1``), for formal harnesses.
+        self.inner_level = Signal(range(depth))
+        self.inner_any = Signal()
+        self.inner_room = Signal(init=1)
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def depth(self):
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._depth - 1                         # the memory's entries
+        inner, any_, room = self.inner_level, self.inner_any, self.inner_room
+        do_write = self.w_en & room
+        do_read = any_ & (~self.r_rdy | self.r_en)
+        m.d.comb += [self.w_rdy.eq(room), self.level.eq(inner + self.r_rdy)]
+        m.d.sync += [
+            inner.eq(inner + do_write - do_read),
+            any_.eq(Mux(do_write, 1, Mux(do_read, inner != 1, any_))),
+            room.eq(Mux(do_read, 1, Mux(do_write, inner != n - 1, room))),
+        ]
+
+        def step(ptr):
+            return Mux(ptr == n - 1, 0, ptr + 1) if n & (n - 1) else (ptr + 1)[:len(ptr)]
+
+        storage = m.submodules.storage = Memory(shape=self._width, depth=n, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="sync")
+        produce = Signal(range(n))
+        consume = Signal(range(n))
+        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
+                     w_port.en.eq(do_write),
+                     r_port.addr.eq(consume), r_port.en.eq(do_read),
+                     self.r_data.eq(r_port.data)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(step(produce))
+        with m.If(do_read):
+            m.d.sync += consume.eq(step(consume))
+        with m.If(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        with m.If(do_read):
+            m.d.sync += self.r_rdy.eq(1)
+        return m
+
+
 class Pipeline:
     """Valid/ready control of ``depth`` register ranks between stream ports ``i`` and ``o``.
 
@@ -121,10 +196,9 @@ class Pipeline:
             self.take = [Const(1)] * depth
             self.payload = Signal(o.payload.shape(), name=f"{name}_out", reset_less=True)
             width = Shape.cast(o.payload.shape()).width
-            # One spare entry: SyncFIFOBuffered's write side can see it full while its
-            # output register is still empty; N owed results then always fit.
-            fifo = m.submodules[f"{name}_fifo"] = SyncFIFOBuffered(width=width,
-                                                                   depth=credit + 1)
+            # One spare entry: the FIFO's memory can be full while its output register is
+            # still empty; N owed results then always fit.
+            fifo = m.submodules[f"{name}_fifo"] = ResultFIFO(width, credit + 1)
             m.d.comb += [fifo.w_data.eq(self.payload), fifo.w_en.eq(self.valid[-1]),
                          o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready & ~rst)]
             self.fifo = fifo
@@ -153,6 +227,7 @@ class Pipeline:
                          near_limit.eq(Mux(inc, at_least(credit - 2),
                                            Mux(dec, at_least(credit), at_least(credit - 1))))]
             self.owed, self.fresh = owed, fresh
+            self.at_limit, self.near_limit = at_limit, near_limit
             full = Mux(fresh, near_limit, at_limit)
             room = ~result_in | ~full
         if lockstep:

@@ -78,9 +78,7 @@ def _run_sby(name, factory, mode, depth):
 # Proofs that take minutes: ``make formal`` runs them, ``make test`` leaves them out
 # (``-m "not long"``). The monotonicity of the whole int4 rescale, multiplier included
 # (the rounding step alone is proved monotone for every format in ``make test``).
-# And the bounded stream check of the bare pipeline primitive in credit mode (45 s; the
-# credit-mode dot unit's stream proof, stream_hold_dot_credit, stays in make test).
-LONG = {"rescale_int4_rne_monotone", "stream_hold_pipeline_credit"}
+LONG = {"rescale_int4_rne_monotone"}
 # The proofs of make test that take half a minute: scheduled first (conftest.py), so that
 # none of them is the last test of a run with the other worker idle.
 SLOW = {"rescale_round_int4_sr8_monotone"}
