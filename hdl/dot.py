@@ -163,7 +163,8 @@ class DotProduct(Interleaved, wiring.Component):
     Results are bit-exact with :func:`golden.dot` (same order of rounding, same flags).
 
     Interleaving: each beat names its dot product's accumulator, ``slot`` (a field of the
-    beat when ``slots > 1``). Beats of different slots may arrive in any order; each slot
+    beat when ``slots > 1``, declared ``range(slots)``: ``0 .. slots - 1``; the codes above
+    it that its bits can carry are outside the contract and give undefined results). Beats of different slots may arrive in any order; each slot
     adds its own beat sums in arrival order, so every result is exactly the sequential one.
     In ``"fp16"`` mode the accumulator loop (memory read, adder, memory write) takes
     ``loop_cycles`` cycles: 1 with a combinational adder, ``acc_stages + 2`` with a pipelined

@@ -34,7 +34,11 @@ A mutant is
   first, with free inputs, every output in every cycle, for its latency + 3 cycles
   (``local``): equal there means equal in the unit, and the check is far smaller; and
   before the bounded check, a proof by induction on the whole unit (``induction``: every
-  signal paired by name agrees in every reachable state; :func:`_equal_everywhere`);
+  signal paired by name agrees in every reachable state; :func:`_equal_everywhere`). The
+  whole-unit checks assume what a legal source does: it holds an offered beat until it
+  is taken (rule 2 of ``amaranth.lib.stream``), and a valid payload keeps to its declared
+  ranges (:func:`_input_contract`: the interleaved dot unit's ``slot``, declared
+  ``range(19)`` in 5 bits, never carries 19 .. 31);
 - ``missed``: the bench passed and the check found inputs on which an output differs (a
   hole in the bench), or could not decide within its time limit (``undecided`` in the
   report; counted against the bench, never for it);
@@ -62,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.hdl import Fragment
+from amaranth.lib import data
 
 from hdl import (
     DotProduct,
@@ -343,6 +348,45 @@ def _held_offers(ports, ready="{}__ready"):
     return lines
 
 
+def _payload_ranges(layout, offset=0):
+    """``(offset, width, range)`` of every field of ``layout`` (nested layouts included)
+    declared as a ``range`` (a slot number: ``range(slots)``)."""
+    if not isinstance(layout, data.Layout):
+        return
+    for _, fld in layout:
+        if isinstance(fld.shape, range):
+            yield offset + fld.offset, fld.width, fld.shape
+        elif isinstance(fld.shape, data.Layout):
+            yield from _payload_ranges(fld.shape, offset + fld.offset)
+
+
+def _input_contract(design):
+    """Verilog assumptions that an input stream's payload keeps to its declared ranges
+    while its ``valid`` is high: a field declared ``range(19)`` (a slot number) carries 0
+    .. 18, never the 5-bit codes 19 .. 31, which the unit's datasheet leaves undefined and
+    no bench sends. A mutant that differs only on such codes is equal on every legal input
+    stream; without the assumptions the checks would count it as a miss."""
+    lines = []
+    for name, (d, _) in design.ports.items():
+        p = name[:-len("__payload")] if name.endswith("__payload") else None
+        if p is None or d != "input" or f"{p}__valid" not in design.ports:
+            continue
+        port = design.unit
+        for part in p.split("__"):
+            port = getattr(port, part, None)
+        payload = getattr(port, "payload", None)
+        if payload is None:
+            continue
+        for off, w, rng in _payload_ranges(payload.shape()):
+            if rng.step != 1 or (rng.start <= 0 and rng.stop >= 1 << w):
+                continue
+            bits = f"{name}[{off + w - 1}:{off}]"
+            cond = [f"{bits} < {w}'d{rng.stop}"] + ([f"{bits} >= {w}'d{rng.start}"]
+                                                     if rng.start > 0 else [])
+            lines.append(f"  always @* if ({p}__valid) assume({' && '.join(cond)});")
+    return lines
+
+
 def _miter(design, k, streams=True):
     """Verilog of the equivalence miter of mutant ``k``: the original and the mutant side
     by side; ``ok`` is low when an output differs (with ``streams``, a stream's payload
@@ -366,6 +410,7 @@ def _miter(design, k, streams=True):
         terms.append(same)
     if streams:
         lines += _held_offers(design.ports, ready="gold_{}__ready")
+        lines += _input_contract(design)
     lines.append(f"  wire same = {' && '.join(terms) or '1'};")
     if "clk" in ins:
         # Checked from the cycle after the first one, in which rst is held high.
@@ -538,7 +583,8 @@ def _equal_everywhere(design, k, timeout):
     for side, sel in (("gold", 0), ("gate", k)):
         lines += [f"module {side}({ports});", *(d + ";" for d in _decl(design.ports)),
                   f"  {design.top}__mut u ({', '.join(f'.{n}({n})' for n in design.ports)}, "
-                  f".mutsel({SEL_BITS}'d{sel}));", *_held_offers(design.ports), "endmodule"]
+                  f".mutsel({SEL_BITS}'d{sel}));", *_held_offers(design.ports),
+                  *_input_contract(design), "endmodule"]
     (design.work / f"sides{k}.v").write_text("\n".join(lines) + "\n")
     # Each side keeps only what reaches an output or an assumption (bit by bit: a register
     # bit nothing reads, such as a stream flag kept with its beat, may differ harmlessly).

@@ -1,9 +1,11 @@
 """Smoke test of the mutation flow (:mod:`mutation`, ``make mutate``): a few mutants of the
 forward lane in one selectable build under its own bench, the equivalence checks both ways,
 and a design that cannot be built counted as an error, never as a kill (one Verilator
-build); and the check of a mutant on the submodule instance it lies in."""
+build); the check of a mutant on the submodule instance it lies in; and the input contract
+(a payload field's declared range) that the checks assume."""
 
 import dataclasses
+import types
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
@@ -113,3 +115,60 @@ def test_local_command_names():
     assert mutation.local_command(two, "top", "top.acc", "acc") == (
         "mutate -mode const0 -module top.acc -cell $flatten\\rounder.$reduce_or$unit.v:7$9 "
         "-port Y -portbit 0 -wire rounder.$31 -wirebit 0")
+
+
+class _Slotted(wiring.Component):
+    """A stream unit whose payload has a slot field declared ``range(3)``: its output is
+    ``x`` registered with its beat, inverted for the undeclared code ``slot == 3``
+    (behaviour outside the contract, which a mutant may change)."""
+    module_name = "contract_smoke"
+    latency = 1
+
+    def __init__(self):
+        from amaranth.lib import data, stream
+        layout = data.StructLayout({"x": 4, "slot": range(3)})
+        super().__init__({"i": In(stream.Signature(layout)),
+                          "o": Out(stream.Signature(4))})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Mux
+        m = Module()
+        p = self.i.payload
+        m.d.comb += self.i.ready.eq(1)
+        m.d.sync += self.o.valid.eq(self.i.valid)
+        with m.If(self.i.valid):
+            m.d.sync += self.o.payload.eq(Mux(p.slot == 3, ~p.x, p.x))
+        return m
+
+
+def test_input_contract():
+    """The checks assume what an input payload's layout declares: a field declared
+    ``range(n)`` carries 0 .. n - 1 while ``valid`` is high. A mutant that changes only the
+    undeclared code is equal under that assumption, and the check without it finds the
+    difference; a power-of-two range declares nothing."""
+    from hdl.dot import DotProduct
+
+    design = mutation.build_design(_Slotted(), 200, work=mutation.BUILD / "mutate" / "contract")
+    assert mutation._input_contract(design) == [
+        "  always @* if (i__valid) assume(i__payload[5:4] < 2'd3);"]
+    # the compare with 3 stuck at 0: the output never inverts
+    k = next(k for k, ln in enumerate(design.lines, 1) if "$eq" in ln and "const0" in ln)
+    assert mutation._equal_everywhere(design, k, 120) is True
+    seq = mutation._seq(design.ports, 4)
+    (design.work / "contract.v").write_text(mutation._miter(design, k))
+    assert mutation._sat(design.work, "contract.v", seq, 60) is True
+    # a stand-in unit without the stream's layout: no contract
+    free = dataclasses.replace(design, unit=types.SimpleNamespace(module_name=design.top))
+    assert mutation._input_contract(free) == []
+    (design.work / "free.v").write_text(mutation._miter(free, k))
+    assert mutation._sat(design.work, "free.v", seq, 60) is False
+    assert mutation._equal_everywhere(free, k, 120) is False
+
+    unit = DotProduct(8, "fp16", slots=19, acc_stages=17, lane_stages=1, out_depth=32)
+    ports = {"i__payload": ("input", unit.i.payload.shape().size), "i__valid": ("input", 1)}
+    fake = dataclasses.replace(design, unit=unit, ports=ports)
+    off = unit.i.payload.shape()["slot"].offset
+    assert mutation._input_contract(fake) == [
+        f"  always @* if (i__valid) assume(i__payload[{off + 4}:{off}] < 5'd19);"]
+    pow2 = DotProduct(8, "fp16", slots=32, acc_stages=17, lane_stages=1, out_depth=32)
+    assert mutation._input_contract(dataclasses.replace(fake, unit=pow2)) == []
