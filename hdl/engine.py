@@ -145,7 +145,7 @@ class TrainingEngine(wiring.Component):
     """
 
     def __init__(self, rows=4, lanes=8, accumulator="fp16", *, slots=16, acc_stages=14,
-                 lane_stages=1, out_depth=32, a_depth=512, b_depth=256, g_bits=G_BITS_MIN,
+                 lane_stages=2, out_depth=32, a_depth=512, b_depth=256, g_bits=G_BITS_MIN,
                  converters=None):
         if converters is None:
             converters = tuple(CONVERTERS)

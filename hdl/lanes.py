@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import FP4, INT4, UINT4
 
 __all__ = ["Int4MulLane", "FP4ShiftLane", "INT4_PRODUCT_SHAPE", "FP4_PRODUCT_SHAPE",
-           "int4_partials", "int4_product", "fp4_partials", "fp4_ones", "operand", "FP4_HALF_SHAPE"]
+           "int4_partials", "int4_product", "fp4_partials", "fp4_ones", "operand", "FP4_HALF_SHAPE",
+           "merged_operands", "merged_halves", "shifted_product"]
 
 # Forward products lie in [-8 * 15, 15 * 15] = [-120, 225]: 9-bit two's complement.
 INT4_PRODUCT_SHAPE = signed(9)
@@ -28,6 +29,53 @@ def _times_digit(a5, d):
     return (row0.as_signed() + (row1.as_signed() << 1))[:8].as_signed()
 
 
+def _partials(a5, b5):
+    """``a5 * b5`` (two ``signed(5)`` values, ``b5`` in ``-8 .. 15``) as the two halves
+    ``pp0 + (pp1 << 2)`` (see :func:`int4_partials`)."""
+    b_neg = b5[4]
+    row0 = Mux(b5[2], a5, 0).as_signed()
+    twice = (a5 << 1).as_signed()
+    row1 = Mux(b5[3], Mux(b_neg, ~twice, twice), 0).as_signed()
+    pp1 = (row0 + row1 + (b5[3] & b_neg))[:8].as_signed()
+    return {"pp0": _times_digit(a5, b5[:2])[:7].as_signed(), "pp1": pp1}
+
+
+def merged_operands(a, b, backward, a_signed, b_signed):
+    """One multiplier for both modes, its operands: ``x`` and ``y`` (``signed(5)``) and the
+    rest of the backward shift, ``hi`` (0 .. 3; 0 in forward mode).
+
+    ``y`` is the integer operand ``b`` in both modes. Forward: ``x`` is the integer ``a``.
+    Backward: ``x`` is ``(-1)**s * 4**step[0]`` for the fp4 code ``a`` (``+1, +4, -1, -4``;
+    0 for a zero code), ``step = e - 1``, so that ``x * y`` is the signed ``z << 2*step[0]``
+    in two's complement: the fp4 sign is applied on the multiplicand's 5 bits, the lane
+    needs no negation and no ones' complement, and the two modes share every adder.
+    ``(x * y) << 4*hi`` (:func:`merged_halves`, :func:`shifted_product`) is the product."""
+    e = a[:FP4.EXP_BITS]
+    step = (e - FP4.EXP_MIN)[:FP4.EXP_BITS]
+    live = e != 0
+    s = a[FP4.SIGN_BIT]
+    power = Cat(live & ~step[0], live & ~step[0] & s, live & (step[0] | s), live & s)
+    return {"x": Mux(backward, power.as_signed(), operand(a, a_signed)),
+            "y": operand(b, b_signed), "hi": Mux(backward, step[1:], 0)}
+
+
+def merged_halves(ops):
+    """The halves of ``x * y`` (:func:`int4_partials`) and ``hi``, from
+    :func:`merged_operands`."""
+    return {**_partials(ops["x"], ops["y"]), "hi": ops["hi"]}
+
+
+def shifted_product(d):
+    """``(pp0 + (pp1 << 2)) << 4*hi``, in ``signed(17)``: the merged lane's product (a 4:1
+    multiplexer per bit after the halves' sum)."""
+    p = int4_product(d)
+    step4 = 2 * FP4.RADIX_LOG2
+    hi = d["hi"]
+    shifted = [Cat(Const(0, step4 * k), p).as_signed() for k in range(4)]
+    out = Mux(hi[1], Mux(hi[0], shifted[3], shifted[2]), Mux(hi[0], shifted[1], shifted[0]))
+    return out[:FP4_PRODUCT_SHAPE.width].as_signed()
+
+
 def int4_partials(a, b, a_signed, b_signed, en=None):
     """The forward product's two halves: ``a * b = pp0 + (pp1 << 2)`` with ``pp0 = a *
     b[1:0]`` (``b``'s low digit) and ``pp1 = a * b_hi``, ``b_hi = b[2] + 2 * b[3] * t``
@@ -35,13 +83,8 @@ def int4_partials(a, b, a_signed, b_signed, en=None):
     negated row is ``~(2 * a) + 1``, its +1 the adder's carry in: each half is one short
     add; a pipelined unit registers them. ``en`` (a 1-bit value), when given: 0 makes both
     halves 0."""
-    a5, b5 = operand(a, a_signed), operand(b if en is None else Mux(en, b, 0), b_signed)
-    b_neg = b5[4]
-    row0 = Mux(b5[2], a5, 0).as_signed()
-    twice = (a5 << 1).as_signed()
-    row1 = Mux(b5[3], Mux(b_neg, ~twice, twice), 0).as_signed()
-    pp1 = (row0 + row1 + (b5[3] & b_neg))[:8].as_signed()
-    return {"pp0": _times_digit(a5, b5[:2])[:7].as_signed(), "pp1": pp1}
+    return _partials(operand(a, a_signed),
+                     operand(b if en is None else Mux(en, b, 0), b_signed))
 
 
 def int4_product(pp):

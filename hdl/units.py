@@ -19,13 +19,14 @@ __all__ = ["UNITS", "FAST_FP16", "FAST_EXACT", "FAST_FP16_CASCADED", "FAST_FP16_
            "ENGINE"]
 
 # The fast 4-bit settings (``DotProduct`` keyword arguments), the ones the lanes sweep of
-# ``make synth`` measures at every width. fp16: a rank inside the lanes, the accumulator's
+# ``make synth`` measures at every width. fp16: the merged lanes with two ranks inside
+# (after their operands and after their partial products), the accumulator's
 # adder cut 16 times plus a rank on the accumulator store's read (block RAM on iCE40), 19
 # dot products interleaved; exact: the accumulator added in two
 # halves. Both: ranks that never stall (no enable fanning out to every register), results
 # queued in a 32-entry output FIFO (the credit mode of hdl.pipeline).
-FAST_FP16 = {"slots": 19, "acc_stages": 17, "lane_stages": 1, "out_depth": 32}
-FAST_EXACT = {"acc_stages": 1, "lane_stages": 1, "out_depth": 32}
+FAST_FP16 = {"slots": 19, "acc_stages": 17, "lane_stages": 2, "out_depth": 32}
+FAST_EXACT = {"acc_stages": 1, "lane_stages": 2, "out_depth": 32}
 # The cascaded FP16 baseline with the same treatment: every multiplier and tree adder cut at
 # each of its 16 register points, the accumulator as the fp16 unit's (17 ranks, 19 slots), a
 # FIFO.
@@ -43,7 +44,7 @@ FAST_FP16_FUSED = {"slots": 19, "acc_stages": 17, "mul_stages": 2, "align_stages
 # layer of the study's MLP in one tile), and 32-result FIFOs (LUT RAM on ECP5: a 64-deep one
 # went to block RAM, whose 5.6 ns read set the clock at 110 MHz; measured with make synth's
 # flow); one-beat dot products (K <= lanes) then run at about 28 / 39 of full rate.
-ENGINE = {"rows": 4, "lanes": 8, "slots": 16, "acc_stages": 14, "lane_stages": 1,
+ENGINE = {"rows": 4, "lanes": 8, "slots": 16, "acc_stages": 14, "lane_stages": 2,
           "out_depth": 32, "a_depth": 512, "b_depth": 256}
 
 UNITS = [
@@ -57,8 +58,8 @@ UNITS = [
     FP16Multiplier,
     DotProduct,                           # dot8_fp16: the paper's datapath
     partial(DotProduct, 8, "exact"),
-    partial(DotProduct, 8, "fp16", **FAST_FP16),     # dot8_fp16_s19_a17_l1_q32
-    partial(DotProduct, 8, "exact", **FAST_EXACT),   # dot8_exact_a1_l1_q32
+    partial(DotProduct, 8, "fp16", **FAST_FP16),     # dot8_fp16_s19_a17_l2_q32
+    partial(DotProduct, 8, "exact", **FAST_EXACT),   # dot8_exact_a1_l2_q32
     FP16DotProduct,                       # fp16_dot8: the FP16 baseline of the density ratio
     partial(FP16DotProduct, 8, **FAST_FP16_CASCADED),   # fp16_dot8_s19_a17_m16_t16_q32
     FusedFP16DotProduct,                  # fused_fp16_dot8

@@ -19,7 +19,7 @@ from harness import run_bench, simulators
 # (lanes, accumulator, slots, acc_stages, lane_stages, out_depth): the two fast units of
 # hdl.units (FAST_FP16, FAST_EXACT: ranks that never stall, a 32-result output FIFO), and a
 # narrow interleaved exact unit with an output FIFO of 4 results.
-CONFIGS = [(8, "fp16", 19, 17, 1, 32), (8, "exact", 1, 1, 1, 32), (2, "exact", 4, 0, 0, 4)]
+CONFIGS = [(8, "fp16", 19, 17, 2, 32), (8, "exact", 1, 1, 2, 32), (2, "exact", 4, 0, 0, 4)]
 
 
 @pytest.mark.parametrize("sim", simulators())
@@ -62,7 +62,7 @@ def test_interleave_fp16_baseline(sim, kind, kw):
      "slots must be at least the accumulator loop's 19 cycles"),
     ({"accumulator": "exact", "slots": 4, "acc_stages": 2}, ValueError,
      "acc_stages must be 0 or 1 with accumulator='exact'"),
-    ({"lane_stages": 2}, ValueError, "lane_stages must be 0 or 1, not 2"),
+    ({"lane_stages": 3}, ValueError, "lane_stages must be 0, 1 or 2, not 3"),
     ({"out_depth": -1}, ValueError, "out_depth must be at least 0, not -1"),
     ({"slots": 2.0}, TypeError, "slots must be a positive integer"),
     ({"slots": 4, "paced": 0}, TypeError, "paced must be a bool, not 0"),

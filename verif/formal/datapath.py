@@ -14,6 +14,9 @@
   carry-ins the tree adders take), and forward lanes enter as their products. With the
   previous property: beat sum = sum of the exact products, for every input of the dot
   unit's own lanes.
+- ``dot8_merged_tree_operands``: the same for the merged lanes of the fast units
+  (``lane_stages >= 1``, :func:`hdl.lanes.merged_operands`): every operand is its lane's
+  exact product, in either mode, and nothing is pending.
 - ``dot<N>_exact_acc_width``: the exact accumulator's register holds any sum of up to 2**16
   beat sums without overflow (k-induction on ``|acc| <= beats * max|beat sum|``).
 
@@ -73,17 +76,19 @@ class Int4LaneIsMultiply(wiring.Component):
         return m
 
 
-def _beat_harness(lanes, name, check):
+def _beat_harness(lanes, name, check, lane_stages=0):
     """A harness over one free input beat of the ``lanes``-lane dot unit's adder tree
     (:func:`beat_sum`, context straight from the beat): ``check(m, beat, sum, operands,
-    adders)`` adds its assertions."""
+    adders)`` adds its assertions. ``lane_stages = 2``: the merged lanes, their ranks
+    replaced by wires (a stage function that returns its values)."""
     class BeatHarness(wiring.Component):
         def __init__(self):
             super().__init__({"i": In(DotProduct.input_layout(lanes))})
 
         def elaborate(self, platform):
             m = Module()
-            check(m, self.i, *beat_sum(m, self.i, self.i, lanes))
+            stage = (lambda values, level: values) if lane_stages else None
+            check(m, self.i, *beat_sum(m, self.i, self.i, lanes, stage, lane_stages))
             return m
     BeatHarness.__name__ = BeatHarness.__qualname__ = name
     return BeatHarness
@@ -109,9 +114,11 @@ def _tree_width(lanes, narrow=False):
     return _beat_harness(lanes, "TreeWidth", check)
 
 
-def _tree_operands(lanes, twos=False):
+def _tree_operands(lanes, twos=False, merged=False):
     """``twos=True`` is a mutant (it expects backward lanes in two's complement) that the
-    prover must refute: the reference products are not vacuous."""
+    prover must refute: the reference products are not vacuous. ``merged=True``: the merged
+    lanes (``lane_stages = 2``), every operand the exact product, no pending carries
+    (with ``twos=False`` then a mutant that expects ones' complement)."""
     def check(m, beat, s, operands, adders):
         backward = beat.mode == 1
         negative = [beat.a[k][FP4.SIGN_BIT] for k in range(lanes)]
@@ -122,11 +129,13 @@ def _tree_operands(lanes, twos=False):
             m.d.comb += ref.eq(Mux(backward,
                                    _decoded_fp4_times_64(m, a) * operand(b, beat.b_signed),
                                    operand(a, beat.a_signed) * operand(b, beat.b_signed)))
-            # Lane 0 enters in two's complement, the others in ones' complement.
-            ones = 0 if twos or k == 0 else backward & negative[k]
+            # Lane 0 enters in two's complement, the others in ones' complement (the
+            # merged lanes: all in two's complement).
+            ones = 0 if twos == (not merged) or k == 0 else backward & negative[k]
             m.d.comb += Assert(operands[k] == ref - ones)
-        m.d.comb += Assert(operands[lanes] == Mux(backward, sum(negative[1:]), 0))
-    return _beat_harness(lanes, "TreeOperands", check)
+        pending = sum(negative[1:]) if twos == merged else 0
+        m.d.comb += Assert(operands[lanes] == Mux(backward, pending, 0))
+    return _beat_harness(lanes, "TreeOperands", check, 2 if merged else 0)
 
 
 def _exact_acc_width(lanes):
@@ -160,6 +169,7 @@ HARNESSES = {
     "dot8_tree_width": (_tree_width(8), "bmc", 1),
     "dot8_tree_operands": (_tree_operands(8), "bmc", 1),
     "dot32_tree_width": (_tree_width(32), "bmc", 1),
+    "dot8_merged_tree_operands": (_tree_operands(8, merged=True), "bmc", 1),
     "dot8_exact_acc_width": (_exact_acc_width(8), "prove", 2),
 }
 
@@ -167,4 +177,5 @@ HARNESSES = {
 MUTANTS = {
     "dot8_tree_width_narrow": (_tree_width(8, narrow=True), "bmc", 1),
     "dot8_tree_operands_twos": (_tree_operands(8, twos=True), "bmc", 1),
+    "dot8_merged_tree_operands_ones": (_tree_operands(8, twos=True, merged=True), "bmc", 1),
 }
