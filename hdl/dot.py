@@ -255,7 +255,7 @@ class DotProduct(Interleaved, wiring.Component):
     negation of its 17 bits. With ``lane_stages >= 1`` each lane is one multiplier for
     both modes: backward, its multiplicand is the fp4 factor ``+-1`` or ``+-4`` (the sign
     applied on 5 bits), its product shifted by 0, 4, 8 or 12; measured with ``make
-    synth``, 9 % (ECP5) to 12 % fewer LUT4 than the two gated lanes at 32 lanes.
+    synth``, about 12 % fewer LUT4 than the two gated lanes at 32 lanes (iCE40 and ECP5).
 
     Fmax: with ``acc_stages = 0`` it is set by the ``"fp16"`` loop, a whole binary16
     addition per cycle; ``acc_stages`` cuts that loop (and ``slots`` hides its latency). In

@@ -43,7 +43,7 @@ FAST_FP16_FUSED = {"slots": 19, "acc_stages": 17, "mul_stages": 2, "align_stages
 # adder: a batch of 32 fills two row groups exactly), 512-word A and 256-word B banks (every
 # layer of the study's MLP in one tile), and 32-result FIFOs (LUT RAM on ECP5: a 64-deep one
 # went to block RAM, whose 5.6 ns read set the clock at 110 MHz; measured with make synth's
-# flow); one-beat dot products (K <= lanes) then run at about 28 / 39 of full rate.
+# flow); one-beat dot products (K <= lanes) then run at about 28 / 40 of full rate.
 ENGINE = {"rows": 4, "lanes": 8, "slots": 16, "acc_stages": 14, "lane_stages": 2,
           "out_depth": 32, "a_depth": 512, "b_depth": 256}
 
