@@ -79,34 +79,12 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     multiplicand), staged on its operands (level 0, ``lane_stages = 2`` only) and on its
     partial products; every lane value is its exact product and no carries are pending.
     """
-    level = 0
     backward = ctx.mode == MODE_BACKWARD
-    halves = []
-    ranked = bool(stage and lane_stages)
-    if ranked:
+    if stage and lane_stages:
         return _merged_beat_sum(m, beat, ctx, lanes, stage, backward, lane_stages)
-    for k in range(lanes):
-        # The mode gates the operands: the product of the other mode is 0 (and so is the
-        # backward sign), so the lane's value is the OR of the two products, which folds
-        # into the last shift's multiplexers instead of a mode select of its own. With a
-        # rank inside the lanes the halves are gated as they enter it instead (zeros
-        # there too): the mode then reaches the rank through one select (or its flip-flops'
-        # synchronous reset), not through the operand logic and its carry chains.
-        a, b = beat.a[k], beat.b[k]
-        fwd = int4_partials(a, b, ctx.a_signed, ctx.b_signed,
-                            en=None if ranked else ~backward)
-        bwd = fp4_partials(a, b, ctx.b_signed, en=None if ranked else backward,
-                           twos=k == 0)
-        if ranked:
-            fwd = {key: Mux(backward, 0, v) for key, v in fwd.items()}
-            bwd = {key: v if key == "hi" else Mux(backward, v, 0) for key, v in bwd.items()}
-        halves.append((fwd, bwd))
-    if ranked:                      # a rank inside the lanes
-        flat = [v for fwd, bwd in halves for v in (*fwd.values(), *bwd.values())]
-        regs = iter(stage(flat, level))
-        halves = [({key: next(regs) for key in fwd}, {key: next(regs) for key in bwd})
-                  for fwd, bwd in halves]
-        level += 1
+    # The mode gates the operands: the product of the other mode is 0 (and so is the
+    # backward sign), so the lane's value is the OR of the two products, which folds into
+    # the last shift's multiplexers instead of a mode select of its own.
     # Backward lanes 1 .. N-1 enter the tree in ones' complement (p - sign, hdl.lanes.
     # fp4_ones) and lane 0 in two's complement (its 7-bit half negated). Each missing +1
     # rides along as a pending carry until a tree adder takes it as its carry-in: a tree of
@@ -114,17 +92,18 @@ def beat_sum(m, beat, ctx, lanes, stage=None, lane_stages=0):
     # hands one carry up, the one with lane 0 none), so no lane has a negation of its own
     # beyond lane 0's 7 bits, and the tree needs no count of the negative lanes.
     nodes = []
-    for k, (fwd, bwd) in enumerate(halves):
+    for k in range(lanes):
+        a, b = beat.a[k], beat.b[k]
+        fwd = int4_partials(a, b, ctx.a_signed, ctx.b_signed, en=~backward)
+        bwd = fp4_partials(a, b, ctx.b_signed, en=backward, twos=k == 0)
         p = Signal(INT4_PRODUCT_SHAPE, name=f"fwd{k}")
         x = Signal(FP4_PRODUCT_SHAPE, name=f"ones{k}")
         v = Signal(FP4_PRODUCT_SHAPE, name=f"lane{k}")
         m.d.comb += [p.eq(int4_product(fwd)), x.eq(fp4_ones(bwd)), v.eq(x | p)]
         nodes.append((v, [bwd["sign"]] if k else []))
     if stage:           # the rank between the lanes and the tree
-        nodes = _stage_nodes(stage, nodes, level)
-    # For checking only: the pending carries, one operand beside the lane values
-    # (``operands``), whose sum is the beat sum.
-    return _tree(m, nodes, lanes, stage, level)
+        nodes = _stage_nodes(stage, nodes, 0)
+    return _tree(m, nodes, lanes, stage, 0)
 
 
 def _stage_dicts(stage, dicts, level):
@@ -158,6 +137,8 @@ def _merged_beat_sum(m, beat, ctx, lanes, stage, backward, lane_stages):
 def _tree(m, nodes, lanes, stage, level):
     """The adder tree over ``nodes`` (``(value, pending carries)``), ``stage`` after each
     level: ``(sum, operands, adders)`` as :func:`beat_sum` returns them."""
+    # For checking only: the pending carries, one operand beside the lane values
+    # (``operands``), whose sum is the beat sum.
     carries = Signal(range(lanes + 1), name="carries")
     m.d.comb += carries.eq(sum(c for _, pending in nodes for c in pending))
     operands = [v for v, _ in nodes] + [carries]

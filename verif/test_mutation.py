@@ -8,8 +8,8 @@ import dataclasses
 import re
 import types
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 import mutation
@@ -126,13 +126,11 @@ class _Slotted(wiring.Component):
     latency = 1
 
     def __init__(self):
-        from amaranth.lib import data, stream
         layout = data.StructLayout({"x": 4, "slot": range(3)})
         super().__init__({"i": In(stream.Signature(layout)),
                           "o": Out(stream.Signature(4))})
 
     def elaborate(self, platform):
-        from amaranth.hdl import Mux
         m = Module()
         p = self.i.payload
         m.d.comb += self.i.ready.eq(1)
@@ -184,7 +182,6 @@ class _Masked(wiring.Component):
     latency = 3
 
     def elaborate(self, platform):
-        from amaranth.hdl import Mux, Signal
         m = Module()
         r = Signal(4)
         w = Signal(4)

@@ -119,6 +119,8 @@ def _tree_operands(lanes, twos=False, merged=False):
     prover must refute: the reference products are not vacuous. ``merged=True``: the merged
     lanes (``lane_stages = 2``), every operand the exact product, no pending carries
     (with ``twos=False`` then a mutant that expects ones' complement)."""
+    expect_ones = merged == twos       # the gated lanes, or the merged lanes' mutant
+
     def check(m, beat, s, operands, adders):
         backward = beat.mode == 1
         negative = [beat.a[k][FP4.SIGN_BIT] for k in range(lanes)]
@@ -131,9 +133,9 @@ def _tree_operands(lanes, twos=False, merged=False):
                                    operand(a, beat.a_signed) * operand(b, beat.b_signed)))
             # Lane 0 enters in two's complement, the others in ones' complement (the
             # merged lanes: all in two's complement).
-            ones = 0 if twos == (not merged) or k == 0 else backward & negative[k]
+            ones = backward & negative[k] if expect_ones and k else 0
             m.d.comb += Assert(operands[k] == ref - ones)
-        pending = sum(negative[1:]) if twos == merged else 0
+        pending = sum(negative[1:]) if expect_ones else 0
         m.d.comb += Assert(operands[lanes] == Mux(backward, pending, 0))
     return _beat_harness(lanes, "TreeOperands", check, 2 if merged else 0)
 
