@@ -34,7 +34,9 @@ A mutant is
   first, with free inputs, every output in every cycle, for its latency + 3 cycles
   (``local``): equal there means equal in the unit, and the check is far smaller; and
   before the bounded check, a proof by induction on the whole unit (``induction``: every
-  signal paired by name agrees in every reachable state; :func:`_equal_everywhere`). The
+  signal paired by name agrees in every reachable state; :func:`_equal_everywhere`), and
+  ABC's sequential equivalence prover on the whole unit (``abc``: every output equal in
+  every cycle of every legal run; :func:`_abc`), whose BMC also backs the bounded check. The
   whole-unit checks assume what a legal source does: it holds an offered beat until it
   is taken (rule 2 of ``amaranth.lib.stream``), and a valid payload keeps to its declared
   ranges (:func:`_input_contract`: the interleaved dot unit's ``slot``, declared
@@ -47,8 +49,8 @@ A mutant is
 
 The score is ``killed / (mutants - equivalent - errors)``. Reports:
 ``build/reports/mutation.{json,md}``: ``{"seed", "units": [{"unit", "mutants", "killed",
-"equivalent", "bounded", "local", "induction", "missed", "undecided", "errors", "score",
-"target", "seconds", "missed_list"}]}``. The verdicts are kept in the unit's work
+"equivalent", "bounded", "local", "induction", "abc", "missed", "undecided", "errors",
+"score", "target", "seconds", "missed_list"}]}``. The verdicts are kept in the unit's work
 directory (``outcomes.json``, keyed by the design, the bench's sources and its
 configuration; ``proofs.json``, keyed by the design): an interrupted run resumes where it
 stopped.
@@ -387,10 +389,11 @@ def _input_contract(design):
     return lines
 
 
-def _miter(design, k, streams=True):
+def _miter(design, k, streams=True, reset_first=False):
     """Verilog of the equivalence miter of mutant ``k``: the original and the mutant side
     by side; ``ok`` is low when an output differs (with ``streams``, a stream's payload
-    only while its valid is high)."""
+    only while its valid is high). ``reset_first``: ``rst`` high in the first cycle is an
+    assumption of the miter itself (for :func:`_abc`, which has no ``-set-at``)."""
     top = design.top
     ins = {n: w for n, (d, w) in design.ports.items() if d == "input"}
     outs = {n: w for n, (d, w) in design.ports.items() if d == "output"}
@@ -416,6 +419,8 @@ def _miter(design, k, streams=True):
         # Checked from the cycle after the first one, in which rst is held high.
         lines += ["  reg armed = 0;", "  always @(posedge clk) armed <= 1;",
                   "  always @* if (armed) assert(same);"]
+        if reset_first and "rst" in ins:
+            lines.append("  always @* if (!armed) assume(rst);")
     else:
         lines.append("  always @* assert(same);")
     return "\n".join(lines + ["endmodule", ""])
@@ -505,6 +510,53 @@ def _sat(work, miter, seq, timeout):
     raise RuntimeError(f"the equivalence check in {work} failed: {r.stderr.strip()[-800:]}")
 
 
+# The design ABC's commands run on from inside Yosys's abc pass (YoWASP has no yosys-abc):
+# the pass maps it, then the script reads the miter's AIGER in its place.
+ABC_HOST = "module abc_host(input a, input b, output y);\n  assign y = a & b;\nendmodule\n"
+
+
+def _abc(work, miter, timeout, bound=None):
+    """ABC on the miter ``miter`` in ``work`` (written with ``reset_first``): ``True``
+    when no output differs in any cycle of any run (``fold; dprove``: the assumptions folded
+    into the property as constraints that must have held in every cycle so far, then
+    ABC's sequential equivalence prover: signal correspondence by induction, fraiging,
+    BMC and PDR), or within ``bound`` cycles (``bmc3``); ``False`` when ABC found a
+    difference; ``None`` when it did not decide within ``timeout`` seconds.
+
+    The miter goes through the same passes as :func:`_sat` (flattened, memories as
+    flip-flops), every flip-flop starting at 0 (``-set-init-zero`` there), then to AIGER
+    (asserts as bad states, assumptions as constraints). ABC's own output does not reach the
+    log under WASI: its verdict comes back through ``write_status``."""
+    stem = Path(miter).stem
+    aig, status = f"{stem}.aig", work / f"{stem}.status"
+    status.unlink(missing_ok=True)
+    (work / "abc_host.v").write_text(ABC_HOST)
+    engine = "dprove" if bound is None else f"bmc3 -F {bound}"
+    script = (f"read_verilog mut.v; read_verilog -formal {miter}; hierarchy -top miter; proc; "
+              "chformal -lower; flatten; memory -nordff; memory_map; opt; setundef -zero -init; "
+              "async2sync; techmap; opt -fast; dffunmap; aigmap; opt_clean; "
+              f"write_aiger -zinit {aig}; design -reset; read_verilog abc_host.v; "
+              f"synth -top abc_host; abc -script \"+read_aiger {aig}; fold; {engine}; "
+              f"write_status {status.name}\"")
+    try:
+        r = toolchain.yosys(work, "-p", script, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if not (work / aig).exists() or not (work / aig).stat().st_size:
+        raise RuntimeError(f"the AIGER miter in {work} failed: {r.stderr.strip()[-800:]}")
+    if not status.exists():
+        return None                     # ABC trapped (WebAssembly) before it wrote a verdict
+    verdict = status.read_text().split()[:1]
+    if verdict == ["snl_SAT"]:
+        return False
+    if verdict == ["snl_UNSAT"]:
+        return True
+    # bmc3 reports "unknown" and the last frame it searched when it found no difference
+    words = status.read_text().split()
+    searched = int(words[1]) + 1 if len(words) > 1 and words[1].isdigit() else 0
+    return True if bound is not None and verdict == ["snl_UNK"] and searched >= bound else None
+
+
 def _seq(ports, depth):
     clocked = "clk" in ports
     return (f"-seq {depth} -set-init-zero -set-at 1 rst 1" if "rst" in ports
@@ -532,22 +584,33 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
         # (every output compared in every cycle: the unit may read a payload without valid)
         (work / "miter.v").write_text(_miter(sub, k, streams=False))
         sub_depth = depth if sub.latency is None else sub.latency + 3
-        if _sat(work, "miter.v", _seq(sub.ports, sub_depth), timeout):
+        same = _sat(work, "miter.v", _seq(sub.ports, sub_depth), timeout)
+        if same is None:                # undecided: ABC, which proves it for every cycle
+            (work / "miter_abc.v").write_text(_miter(sub, k, streams=False, reset_first=True))
+            same = _abc(work, "miter_abc.v", timeout)
+        if same:
             return "local"
     # Then the whole unit by induction: a complete proof where it closes (in seconds on a
     # fault that no reachable state sets off), where the bounded check below has to unroll
     # the whole unit over its depth.
     if clocked and _equal_everywhere(design, k, INDUCT_FACTOR * timeout):
         return "induction"
+    # Then ABC's sequential equivalence on the whole unit: every cycle of every legal run.
+    (design.work / f"abc{k}.v").write_text(_miter(design, k, reset_first=True))
+    same = _abc(design.work, f"abc{k}.v", timeout)
+    if same is not None:
+        return ("abc" if clocked else "proved") if same else "differs"
     (design.work / f"miter{k}.v").write_text(_miter(design, k))
     # opt merges the two copies' identical logic: what is left to solve is the mutant's cone.
     same = _sat(design.work, f"miter{k}.v", _seq(design.ports, depth), timeout)
+    if same is None and clocked:        # the same window, ABC's BMC
+        same = _abc(design.work, f"abc{k}.v", timeout, bound=depth)
     if same is None:
         return "undecided"
     return ("bounded" if clocked else "proved") if same else "differs"
 
 
-EQUAL = ("proved", "bounded", "local", "induction")
+EQUAL = ("proved", "bounded", "local", "induction", "abc")
 
 
 def check_depth(name, unit):
@@ -701,7 +764,7 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(check, [k for k in survivors if k not in proofs]))
     counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "bounded": 0,
-              "local": 0, "induction": 0, "undecided": 0}
+              "local": 0, "induction": 0, "abc": 0, "undecided": 0}
     missed = []
     for k in ks:
         out = outcomes[k]
@@ -749,8 +812,10 @@ def write_reports(results, seed, out=REPORTS):
              "all mutants in one Verilator build, each under the unit's own bench as `make "
              "test` runs it; a survivor is equivalent when a formal check shows every output "
              "equal: on the submodule instance it lies in (local), by induction on the whole "
-             "unit, or for the check depth's cycles from reset (bounded).", "",
-             "| unit | module | mutants | killed | equivalent (bounded, local, induction) "
+             "unit, by ABC's sequential equivalence prover on the whole unit (abc), or for "
+             "the check depth's cycles from reset (bounded).", "",
+             "| unit | module | mutants | killed "
+             "| equivalent (bounded, local, induction, abc) "
              "| check depth "
              "| missed (undecided) | errors | score | target | seconds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -758,7 +823,7 @@ def write_reports(results, seed, out=REPORTS):
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
                      f"| {r['equivalent']} ({r.get('bounded', 0)}, {r.get('local', 0)}, "
-                     f"{r.get('induction', 0)}) "
+                     f"{r.get('induction', 0)}, {r.get('abc', 0)}) "
                      f"| {r.get('depth') or '-'} "
                      f"| {r['missed']} ({r.get('undecided', 0)}) "
                      f"| {r['errors']} | {score} "

@@ -210,3 +210,53 @@ def test_induction_drops_the_pairs_past_a_masked_fault():
     shown = next(k for k, ln in enumerate(design.lines, 1)
                  if f"-cell {mux}" in ln and "-mode inv" in ln and "-port Y" in ln)
     assert mutation._equal_everywhere(design, shown, 120) is False
+
+
+# A hand-written selectable design for the ABC checks: ``n`` counts by 2 from reset (so it
+# is always even), ``y`` is high at ``n == 12``. Mutant 1 inverts ``y`` at ``n == 12``, which
+# shows 7 cycles after reset; mutant 2 inverts it at ``n == 5``, a state no run reaches;
+# mutant 3 inverts it once ``a == 3`` has been seen, which the test's assumption rules out.
+_DEEP = """module deep__mut(input clk, input rst, input [1:0] a, input [15:0] mutsel, output y);
+  reg [3:0] n;
+  reg seen;
+  always @(posedge clk) begin
+    n <= rst ? 4'd0 : n + 4'd2;
+    seen <= rst ? 1'b0 : seen | (a == 2'd3);
+  end
+  assign y = (n == 4'd12) ^ (mutsel == 16'd1 && n == 4'd12) ^ (mutsel == 16'd2 && n == 4'd5)
+             ^ (mutsel == 16'd3 && seen);
+endmodule
+"""
+
+
+def test_abc_checks():
+    """ABC's checks (``mutation._abc``): a difference past the bounded window is found by
+    the unbounded check and not by the bounded one; a fault only an unreachable state sets
+    off is proved equal (the induction cannot: it assumes any state); an assumption holds in
+    every cycle so far, not only the current one (a fault set off by an input the
+    assumption rules out, and shown later, is equal); a check cut by its limit decides
+    nothing."""
+    work = mutation.BUILD / "mutate" / "abc_smoke"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "mut.v").write_text(_DEEP)
+    ports = {"clk": ("input", 1), "rst": ("input", 1), "a": ("input", 2), "y": ("output", 1)}
+    deep = mutation._Local("deep", ports, None)
+
+    def check(k, bound=None, extra="", timeout=120):
+        text = mutation._miter(deep, k, streams=False, reset_first=True)
+        (work / f"m{k}.v").write_text(text.replace("endmodule", extra + "endmodule"))
+        return mutation._abc(work, f"m{k}.v", timeout, bound=bound)
+
+    assert "always @* if (!armed) assume(rst);" in mutation._miter(deep, 1, reset_first=True)
+    assert check(0) is True
+    assert check(1) is False                          # shown in cycle 8
+    assert check(1, bound=5) is True                  # not within 5 cycles
+    assert check(1, bound=9) is False
+    # the same windows through Yosys's sat (the bounded check's other engine) agree
+    (work / "sat1.v").write_text(mutation._miter(deep, 1, streams=False))
+    assert mutation._sat(work, "sat1.v", mutation._seq(ports, 5), 60) is True
+    assert mutation._sat(work, "sat1.v", mutation._seq(ports, 9), 60) is False
+    assert check(2) is True                           # n is never odd
+    assert check(3) is False
+    assert check(3, extra="  always @* assume(a != 2'd3);\n") is True
+    assert check(3, timeout=0.01) is None
