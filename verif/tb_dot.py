@@ -245,13 +245,65 @@ def range_dots(r, lanes):
     return dots
 
 
+def subnormal_dots(r, lanes):
+    """Backward dot products at the scale of fp16's smallest subnormal (each beat sum an
+    integer times ``2**-24``): beats summing to an accumulator of exactly ``2**(E - 15)``
+    (exponent field ``E`` from 4 to 15: up to 64 beats of the largest power of two the
+    lanes make), then one beat of ``2**(j - 24)``, a subnormal with one significand bit, with
+    either sign each. The fp16 adder aligns that subnormal by ``E - 1`` places (14 at most),
+    and ``j`` runs over every place where its one bit lands in the bits below the round bit,
+    so that each bit of the alignment's sticky OR alone decides the inexact flag. Normal
+    small operands (:func:`range_dots`) always bring their hidden bit to the top two of those
+    places; random operands never reach an accumulator ``2**23`` times their smallest beat."""
+    scale = -24                                         # the exponent of a beat sum's unit
+    g = BACKWARD["phase"] - 6 - scale                   # golden.dot: exp = -6 + phase - g
+    most = 15 + (lanes.bit_length() - 1)                # lanes * 2**15 for a power of two
+    dots = []
+    for e in range(4, 16):
+        shift = min(e - 1, 14)                          # the subnormal counts as exponent 1
+        for j in range(min(10, shift - 2)):             # its bit at 17 + j - shift <= 14
+            big = min(e + 9, most)
+            a, b = _backward_lanes(1 << big, lanes)
+            tiny_a, tiny_b = _backward_lanes(1 << j, lanes)
+            sign, tiny_sign = (int(x) << 3 for x in r.integers(0, 2, 2))
+            beats = 1 << (e + 9 - big)
+            d = {**BACKWARD, "g": g,
+                 "a": np.concatenate([np.tile(a | sign, (beats, 1)), (tiny_a | tiny_sign)[None]]),
+                 "b": np.concatenate([np.tile(b, (beats, 1)), tiny_b[None]])}
+            dots.append(d)
+    return dots
+
+
+def tininess_dots(r, lanes):
+    """One-beat backward dot products whose sum lies just below fp16's smallest normal
+    (its leading one at ``2**-15``, where tininess is decided after rounding) with the 12
+    bits from the leading one down to the round bit all ones (the sum rounds up to
+    ``2**-14``: not tiny, no underflow) or all ones but one, at each of the 12 places (tiny,
+    and inexact through the round bit unless the cleared bit is that one: underflow), with
+    and without bits below them, either sign. The rounder tells the two apart by comparing
+    those 12 bits with all ones: a fault in any bit of that compare shows in one of them.
+    Sums that ``lanes`` products cannot make are left out."""
+    dots = []
+    for low in (0, 2):                                  # 2 more bits below: 0b01 (sticky)
+        g = BACKWARD["phase"] - 6 + 26 + low            # the sum's unit: 2**-(26 + low)
+        for cleared in (None, *range(12)):
+            top = 0xFFF if cleared is None else 0xFFF ^ (1 << cleared)
+            lane_ops = _backward_lanes((top << low) | (low > 0), lanes)
+            if lane_ops is None:
+                continue
+            a, b = lane_ops
+            sign = int(r.integers(0, 2)) << 3
+            dots.append({**BACKWARD, "g": g, "a": (a | sign)[None], "b": b[None]})
+    return dots
+
+
 def full_rate_dots(case, r, lanes, accumulator="fp16", light=False):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
     beats, and the largest/smallest scales, :func:`range_dots`, :func:`zero_dots`,
-    :func:`sticky_dots`, and with the exact accumulator :func:`accumulator_top_dots` (not
-    in the light profile: 120k beats); ``latency``: one-beat and short dot products back to
-    back, then a long one."""
+    :func:`sticky_dots`, :func:`subnormal_dots`, :func:`tininess_dots`, and with the exact
+    accumulator :func:`accumulator_top_dots` (not in the light profile: 120k beats);
+    ``latency``: one-beat and short dot products back to back, then a long one."""
     if case == "random":
         lengths = list(r.integers(1, 9, 300)) + list(r.integers(9, 257, 12)) + [4096, 1]
         return (make_dots(r, lanes, lengths)
@@ -265,7 +317,8 @@ def full_rate_dots(case, r, lanes, accumulator="fp16", light=False):
             dots += make_dots(r, lanes, [4096], codes=(0b0111, 15, {**BACKWARD, "g": g}))
             dots += make_dots(r, lanes, [3], codes=(0b1111, 0b1000, {**BACKWARD, "g": g,
                                                                      "b_signed": 1}))
-        dots += range_dots(r, lanes) + zero_dots(r, lanes) + sticky_dots(r, lanes)
+        dots += (range_dots(r, lanes) + zero_dots(r, lanes) + sticky_dots(r, lanes)
+                 + subnormal_dots(r, lanes) + tininess_dots(r, lanes))
         if accumulator == "exact" and not light:
             dots += accumulator_top_dots(r, lanes)
         return dots

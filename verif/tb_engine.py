@@ -65,7 +65,14 @@ from engine_driver import (
     gemm_tiles,
     unpack_gemm,
 )
-from tb_dot import g_class, range_dots, sticky_dots, zero_dots
+from tb_dot import (
+    g_class,
+    range_dots,
+    sticky_dots,
+    subnormal_dots,
+    tininess_dots,
+    zero_dots,
+)
 
 import golden
 from golden.formats import FP16, GRADSCALE_HI_LOG2, GRADSCALE_LO_LOG2
@@ -353,8 +360,9 @@ async def engine_limits(dut):
 
 
 def extreme_gemms(e, r):
-    """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its range, zero and sticky
-    dot products (``tb_dot``; those of one context and length are the rows of A and the
+    """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its range, zero, sticky,
+    subnormal (those no longer than the memories hold) and tininess dot products
+    (``tb_dot``; those of one context and length are the rows of A and the
     columns of B, each column repeated ``rows`` times so that every dot unit meets every
     one of them, and every pair is a checked dot product too), and the longest K the
     memories hold of all -8 x -8 (forward, signed) and of the largest fp4 code x 15 (backward),
@@ -364,7 +372,11 @@ def extreme_gemms(e, r):
     (backward: large fp4 codes), so that the rounders meet every exponent threshold.
     (Light profile, on Icarus: a quarter of the long ones, every third ``g``.)"""
     groups = {}
-    for d in range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes):
+    # (the subnormal ones whose accumulator climbs longer than the memories hold are left out)
+    most = min(e.a_depth // 2, e.b_depth)
+    fits = [d for d in subnormal_dots(r, e.lanes) if len(d["a"]) <= most]
+    for d in (range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes) + fits
+              + tininess_dots(r, e.lanes)):
         ctx = {"mode": ("forward", "backward")[d["mode"]], "a_signed": bool(d["a_signed"]),
                "b_signed": bool(d["b_signed"]), "phase": ("even", "odd")[d["phase"]],
                "g": int(np.clip(d["g"], *e.g_range))}

@@ -14,7 +14,9 @@ own beats, in completion order (the order of the ``last`` beats: the unit is in 
   ``g`` over -32 .. 31, random gaps and backpressure; the bursts must make the interlock wait
   (counted in a run at full rate). The random run has the dot unit bench's directed set too
   (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``) and its
-  zero sums and sticky-bit sums (:func:`tb_dot.zero_dots`, :func:`tb_dot.sticky_dots`); a round
+  zero sums, sticky-bit sums, accumulator ranges and the tininess boundary
+  (:func:`tb_dot.zero_dots`, :func:`tb_dot.sticky_dots`, :func:`tb_dot.range_dots`,
+  :func:`tb_dot.subnormal_dots`, :func:`tb_dot.tininess_dots`); a round
   robin run gives every slot a one-beat, a 5-beat and a 24-beat dot product.
 - ``interleave_credit`` (``out_depth > 0``): the output FIFO filled again and again by one-beat
   dot products under a slow sink; ``i.ready`` follows the count of results owed
@@ -40,7 +42,10 @@ from tb_dot import (
     context_columns,
     directed_dots,
     length_class,
+    range_dots,
     sticky_dots,
+    subnormal_dots,
+    tininess_dots,
     zero_dots,
 )
 
@@ -237,7 +242,8 @@ async def interleave_traffic(dut):
         dots = dots_for(r, unit, lengths, g_range=(-32, 31))
         if order == "random" and not is_fp16(unit):
             dots += (directed_dots(r, unit.lanes) + zero_dots(r, unit.lanes)
-                     + sticky_dots(r, unit.lanes))
+                     + sticky_dots(r, unit.lanes) + range_dots(r, unit.lanes)
+                     + subnormal_dots(r, unit.lanes) + tininess_dots(r, unit.lanes))
         stim = stimulus(r, dots, unit.slots, order, accumulator_of(unit), unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
