@@ -36,7 +36,7 @@ A mutant is
   before the bounded check, a proof by induction on the whole unit (``induction``: every
   signal paired by name agrees in every reachable state; :func:`_equal_everywhere`), and
   ABC's sequential equivalence prover on the whole unit (``abc``: every output equal in
-  every cycle of every legal run; :func:`_abc`), whose BMC also backs the bounded check. The
+  every cycle of every legal run; :func:`_abc`), whose BMC runs the bounded check first. The
   whole-unit checks assume what a legal source does: it holds an offered beat until it
   is taken (rule 2 of ``amaranth.lib.stream``), and a valid payload keeps to its declared
   ranges (:func:`_input_contract`: the interleaved dot unit's ``slot``, declared
@@ -569,7 +569,9 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     for a clocked one ``"local"`` when the submodule instance it lies in is a feed-forward
     pipeline that is equal on its own (:func:`_local_design`), ``"induction"`` when every
     signal of the two designs agrees in every reachable state (:func:`_equal_everywhere`),
-    ``"bounded"`` when every output agrees for ``depth`` cycles from reset (:func:`_miter`);
+    ``"abc"`` when ABC's sequential equivalence prover shows every output equal in every
+    cycle of every legal run (:func:`_abc`), ``"bounded"`` when every output agrees for
+    ``depth`` cycles from reset (ABC's BMC, else Yosys's sat on :func:`_miter`);
     ``"differs"`` when the check finds inputs on which an output differs (a bench hole),
     ``"undecided"`` when it does not decide within ``timeout`` seconds."""
     clocked = "clk" in design.ports
@@ -600,11 +602,13 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     same = _abc(design.work, f"abc{k}.v", timeout)
     if same is not None:
         return ("abc" if clocked else "proved") if same else "differs"
-    (design.work / f"miter{k}.v").write_text(_miter(design, k))
-    # opt merges the two copies' identical logic: what is left to solve is the mutant's cone.
-    same = _sat(design.work, f"miter{k}.v", _seq(design.ports, depth), timeout)
-    if same is None and clocked:        # the same window, ABC's BMC
-        same = _abc(design.work, f"abc{k}.v", timeout, bound=depth)
+    # The bounded check: ABC's BMC first (strashing merges the two copies' identical logic,
+    # so that it unrolls little more than the mutant's cone: seconds where Yosys's sat ran
+    # out of time on the rescale unit's multipliers), then Yosys's sat over the same window.
+    same = _abc(design.work, f"abc{k}.v", timeout, bound=depth) if clocked else None
+    if same is None:
+        (design.work / f"miter{k}.v").write_text(_miter(design, k))
+        same = _sat(design.work, f"miter{k}.v", _seq(design.ports, depth), timeout)
     if same is None:
         return "undecided"
     return ("bounded" if clocked else "proved") if same else "differs"

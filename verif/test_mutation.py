@@ -2,7 +2,8 @@
 forward lane in one selectable build under its own bench, the equivalence checks both ways,
 and a design that cannot be built counted as an error, never as a kill (one Verilator
 build); the check of a mutant on the submodule instance it lies in; the induction's dropped
-pairs; and the input contract (a payload field's declared range) that the checks assume."""
+pairs; the input contract (a payload field's declared range) that the checks assume; and
+ABC's checks on a hand-written design with known answers."""
 
 import dataclasses
 import re
