@@ -274,6 +274,26 @@ def subnormal_dots(r, lanes):
     return dots
 
 
+def power_dots(r, lanes):
+    """One-beat backward dot products whose sum is ``2**L + r`` or ``-(2**L + 1 + r)`` (``r``
+    random below 16) for every ``L`` the lanes reach: the sum's bits from 4 up are one single
+    bit (or, negative, all ones but one), so that each bit of the rounders' leading zero and
+    sign tests alone decides where the normalizer shifts. Random sums have several bits set
+    up there; a rounder whose zero test ignored bit 15 shifted 2**15 + r as if it were
+    small, and no bench sum was ever in that window."""
+    dots = []
+    top = (lanes * 15 << 12).bit_length() - 1
+    for big in range(top + 1):
+        for neg in (0, 1):
+            low = int(r.integers(0, 16))
+            lane_ops = _backward_lanes((1 << big) + low + neg, lanes)
+            if lane_ops is None:
+                continue
+            a, b = lane_ops
+            dots.append({**BACKWARD, "g": 0, "a": (a | neg << 3)[None], "b": b[None]})
+    return dots
+
+
 def tininess_dots(r, lanes):
     """One-beat backward dot products whose sum lies just below fp16's smallest normal
     (its leading one at ``2**-15``, where tininess is decided after rounding) with the 12
@@ -301,7 +321,8 @@ def full_rate_dots(case, r, lanes, accumulator="fp16", light=False):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
     beats, and the largest/smallest scales, :func:`range_dots`, :func:`zero_dots`,
-    :func:`sticky_dots`, :func:`subnormal_dots`, :func:`tininess_dots`, and with the exact
+    :func:`sticky_dots`, :func:`subnormal_dots`, :func:`tininess_dots`, :func:`power_dots`,
+    and with the exact
     accumulator :func:`accumulator_top_dots` (not in the light profile: 120k beats);
     ``latency``: one-beat and short dot products back to back, then a long one."""
     if case == "random":
@@ -318,7 +339,7 @@ def full_rate_dots(case, r, lanes, accumulator="fp16", light=False):
             dots += make_dots(r, lanes, [3], codes=(0b1111, 0b1000, {**BACKWARD, "g": g,
                                                                      "b_signed": 1}))
         dots += (range_dots(r, lanes) + zero_dots(r, lanes) + sticky_dots(r, lanes)
-                 + subnormal_dots(r, lanes) + tininess_dots(r, lanes))
+                 + subnormal_dots(r, lanes) + tininess_dots(r, lanes) + power_dots(r, lanes))
         if accumulator == "exact" and not light:
             dots += accumulator_top_dots(r, lanes)
         return dots

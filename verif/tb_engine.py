@@ -67,6 +67,7 @@ from engine_driver import (
 )
 from tb_dot import (
     g_class,
+    power_dots,
     range_dots,
     sticky_dots,
     subnormal_dots,
@@ -361,7 +362,7 @@ async def engine_limits(dut):
 
 def extreme_gemms(e, r):
     """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its range, zero, sticky,
-    subnormal (those no longer than the memories hold) and tininess dot products
+    subnormal (those no longer than the memories hold), tininess and power dot products
     (``tb_dot``; those of one context and length are the rows of A and the
     columns of B, each column repeated ``rows`` times so that every dot unit meets every
     one of them, and every pair is a checked dot product too), and the longest K the
@@ -376,7 +377,7 @@ def extreme_gemms(e, r):
     most = min(e.a_depth // 2, e.b_depth)
     fits = [d for d in subnormal_dots(r, e.lanes) if len(d["a"]) <= most]
     for d in (range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes) + fits
-              + tininess_dots(r, e.lanes)):
+              + tininess_dots(r, e.lanes) + power_dots(r, e.lanes)):
         ctx = {"mode": ("forward", "backward")[d["mode"]], "a_signed": bool(d["a_signed"]),
                "b_signed": bool(d["b_signed"]), "phase": ("even", "odd")[d["phase"]],
                "g": int(np.clip(d["g"], *e.g_range))}

@@ -16,7 +16,8 @@ own beats, in completion order (the order of the ``last`` beats: the unit is in 
   (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``) and its
   zero sums, sticky-bit sums, accumulator ranges and the tininess boundary
   (:func:`tb_dot.zero_dots`, :func:`tb_dot.sticky_dots`, :func:`tb_dot.range_dots`,
-  :func:`tb_dot.subnormal_dots`, :func:`tb_dot.tininess_dots`); a round
+  :func:`tb_dot.subnormal_dots`, :func:`tb_dot.tininess_dots`, :func:`tb_dot.power_dots`); a
+  round
   robin run gives every slot a one-beat, a 5-beat and a 24-beat dot product.
 - ``interleave_credit`` (``out_depth > 0``): the output FIFO filled again and again by one-beat
   dot products under a slow sink; ``i.ready`` follows the count of results owed
@@ -42,6 +43,7 @@ from tb_dot import (
     context_columns,
     directed_dots,
     length_class,
+    power_dots,
     range_dots,
     sticky_dots,
     subnormal_dots,
@@ -243,7 +245,8 @@ async def interleave_traffic(dut):
         if order == "random" and not is_fp16(unit):
             dots += (directed_dots(r, unit.lanes) + zero_dots(r, unit.lanes)
                      + sticky_dots(r, unit.lanes) + range_dots(r, unit.lanes)
-                     + subnormal_dots(r, unit.lanes) + tininess_dots(r, unit.lanes))
+                     + subnormal_dots(r, unit.lanes) + tininess_dots(r, unit.lanes)
+                     + power_dots(r, unit.lanes))
         stim = stimulus(r, dots, unit.slots, order, accumulator_of(unit), unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
