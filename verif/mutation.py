@@ -490,12 +490,17 @@ def _local_design(design, k):
     return work, _Local("local", ports, _latency(design.unit, inst))
 
 
+def _load(miter):
+    """The Yosys commands that read the miter ``miter`` and the mutant design, flattened, the
+    formal statements as cells, the memories' read ports without their registers."""
+    return (f"read_verilog mut.v; read_verilog -formal {miter}; hierarchy -top miter; proc; "
+            "chformal -lower; flatten; memory -nordff")
+
+
 def _sat(work, miter, seq, timeout):
     """Run the miter's SAT check in ``work``: ``True`` (no difference), ``False`` (one
     found), ``None`` (not decided within ``timeout`` seconds)."""
-    script = (f"read_verilog mut.v; read_verilog -formal {miter}; hierarchy -top miter; "
-              f"proc; chformal -lower; flatten; memory -nordff; opt; opt_clean; "
-              f"sat -verify -prove-asserts -set-assumes {seq}")
+    script = f"{_load(miter)}; opt; opt_clean; sat -verify -prove-asserts -set-assumes {seq}"
     try:
         r = toolchain.yosys(work, "-p", script, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -532,8 +537,7 @@ def _abc(work, miter, timeout, bound=None):
     status.unlink(missing_ok=True)
     (work / "abc_host.v").write_text(ABC_HOST)
     engine = "dprove" if bound is None else f"bmc3 -F {bound}"
-    script = (f"read_verilog mut.v; read_verilog -formal {miter}; hierarchy -top miter; proc; "
-              "chformal -lower; flatten; memory -nordff; memory_map; opt; setundef -zero -init; "
+    script = (f"{_load(miter)}; memory_map; opt; setundef -zero -init; "
               "async2sync; techmap; opt -fast; dffunmap; aigmap; opt_clean; "
               f"write_aiger -zinit {aig}; design -reset; read_verilog abc_host.v; "
               f"synth -top abc_host; abc -script \"+read_aiger {aig}; fold; {engine}; "
