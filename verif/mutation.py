@@ -537,8 +537,10 @@ def _abc(work, miter, timeout, bound=None):
     status.unlink(missing_ok=True)
     (work / "abc_host.v").write_text(ABC_HOST)
     engine = "dprove" if bound is None else f"bmc3 -F {bound}"
+    # (setundef once more after the mapping: memory_map and techmap leave x constants, which
+    # AIGER cannot hold; both sides get the same zeros)
     script = (f"{_load(miter)}; memory_map; opt; setundef -zero -init; "
-              "async2sync; techmap; opt -fast; dffunmap; aigmap; opt_clean; "
+              "async2sync; techmap; opt -fast; setundef -zero; dffunmap; aigmap; opt_clean; "
               f"write_aiger -zinit {aig}; design -reset; read_verilog abc_host.v; "
               f"synth -top abc_host; abc -script \"+read_aiger {aig}; fold; {engine}; "
               f"write_status {status.name}\"")
