@@ -533,34 +533,38 @@ def _abc(work, miter, timeout, bound=None):
     (asserts as bad states, assumptions as constraints). ABC's own output does not reach the
     log under WASI: its verdict comes back through ``write_status``."""
     stem = Path(miter).stem
-    aig, status = f"{stem}.aig", work / f"{stem}.status"
+    aig, status = work / f"{stem}.aig", work / f"{stem}.status"
     status.unlink(missing_ok=True)
     (work / "abc_host.v").write_text(ABC_HOST)
     engine = "dprove" if bound is None else f"bmc3 -F {bound}"
+    # The AIGER of this very miter, when an earlier call wrote it (dprove, then bmc3), is kept.
     # (setundef once more after the mapping: memory_map and techmap leave x constants, which
     # AIGER cannot hold; both sides get the same zeros)
-    script = (f"{_load(miter)}; memory_map; opt; setundef -zero -init; "
-              "async2sync; techmap; opt -fast; setundef -zero; dffunmap; aigmap; opt_clean; "
-              f"write_aiger -zinit {aig}; design -reset; read_verilog abc_host.v; "
-              f"synth -top abc_host; abc -script \"+read_aiger {aig}; fold; {engine}; "
-              f"write_status {status.name}\"")
+    fresh = aig.exists() and aig.stat().st_mtime_ns > (work / miter).stat().st_mtime_ns
+    convert = "" if fresh else (
+        f"{_load(miter)}; memory_map; opt; setundef -zero -init; async2sync; techmap; "
+        "opt -fast; setundef -zero; dffunmap; aigmap; opt_clean; "
+        f"write_aiger -zinit {aig.name}; design -reset; ")
+    script = (f"{convert}read_verilog abc_host.v; synth -top abc_host; abc -script "
+              f"\"+read_aiger {aig.name}; fold; {engine}; write_status {status.name}\"")
     try:
         r = toolchain.yosys(work, "-p", script, timeout=timeout)
     except subprocess.TimeoutExpired:
+        if not fresh:
+            aig.unlink(missing_ok=True)     # perhaps cut while it was being written
         return None
-    if not (work / aig).exists() or not (work / aig).stat().st_size:
+    if not aig.exists() or not aig.stat().st_size:
         raise RuntimeError(f"the AIGER miter in {work} failed: {r.stderr.strip()[-800:]}")
     if not status.exists():
         return None                     # ABC trapped (WebAssembly) before it wrote a verdict
-    verdict = status.read_text().split()[:1]
-    if verdict == ["snl_SAT"]:
+    words = status.read_text().split()
+    if words[:1] == ["snl_SAT"]:
         return False
-    if verdict == ["snl_UNSAT"]:
+    if words[:1] == ["snl_UNSAT"]:
         return True
     # bmc3 reports "unknown" and the last frame it searched when it found no difference
-    words = status.read_text().split()
     searched = int(words[1]) + 1 if len(words) > 1 and words[1].isdigit() else 0
-    return True if bound is not None and verdict == ["snl_UNK"] and searched >= bound else None
+    return True if bound is not None and words[:1] == ["snl_UNK"] and searched >= bound else None
 
 
 def _seq(ports, depth):

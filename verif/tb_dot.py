@@ -317,12 +317,18 @@ def tininess_dots(r, lanes):
     return dots
 
 
+def corner_dots(r, lanes):
+    """Every directed family of corner dot products, for each bench that runs them (this one,
+    the interleaved unit's, the engine's): :func:`range_dots`, :func:`zero_dots`,
+    :func:`sticky_dots`, :func:`subnormal_dots`, :func:`tininess_dots`, :func:`power_dots`."""
+    return (range_dots(r, lanes) + zero_dots(r, lanes) + sticky_dots(r, lanes)
+            + subnormal_dots(r, lanes) + tininess_dots(r, lanes) + power_dots(r, lanes))
+
+
 def full_rate_dots(case, r, lanes, accumulator="fp16", light=False):
     """``random``: lengths 1..4096 beats (mostly short), random mode/signedness/phase/g;
     ``extremes``: all -8 x -8 (forward, signed) and all 64 x 15 (backward, unsigned), 4096
-    beats, and the largest/smallest scales, :func:`range_dots`, :func:`zero_dots`,
-    :func:`sticky_dots`, :func:`subnormal_dots`, :func:`tininess_dots`, :func:`power_dots`,
-    and with the exact
+    beats, and the largest/smallest scales, :func:`corner_dots`, and with the exact
     accumulator :func:`accumulator_top_dots` (not in the light profile: 120k beats);
     ``latency``: one-beat and short dot products back to back, then a long one."""
     if case == "random":
@@ -338,8 +344,7 @@ def full_rate_dots(case, r, lanes, accumulator="fp16", light=False):
             dots += make_dots(r, lanes, [4096], codes=(0b0111, 15, {**BACKWARD, "g": g}))
             dots += make_dots(r, lanes, [3], codes=(0b1111, 0b1000, {**BACKWARD, "g": g,
                                                                      "b_signed": 1}))
-        dots += (range_dots(r, lanes) + zero_dots(r, lanes) + sticky_dots(r, lanes)
-                 + subnormal_dots(r, lanes) + tininess_dots(r, lanes) + power_dots(r, lanes))
+        dots += corner_dots(r, lanes)
         if accumulator == "exact" and not light:
             dots += accumulator_top_dots(r, lanes)
         return dots

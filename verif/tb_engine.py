@@ -65,15 +65,7 @@ from engine_driver import (
     gemm_tiles,
     unpack_gemm,
 )
-from tb_dot import (
-    g_class,
-    power_dots,
-    range_dots,
-    sticky_dots,
-    subnormal_dots,
-    tininess_dots,
-    zero_dots,
-)
+from tb_dot import corner_dots, g_class
 
 import golden
 from golden.formats import FP16, GRADSCALE_HI_LOG2, GRADSCALE_LO_LOG2
@@ -361,23 +353,21 @@ async def engine_limits(dut):
 
 
 def extreme_gemms(e, r):
-    """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its range, zero, sticky,
-    subnormal (those no longer than the memories hold), tininess and power dot products
-    (``tb_dot``; those of one context and length are the rows of A and the
-    columns of B, each column repeated ``rows`` times so that every dot unit meets every
-    one of them, and every pair is a checked dot product too), and the longest K the
-    memories hold of all -8 x -8 (forward, signed) and of the largest fp4 code x 15 (backward),
-    and three beats of the largest negative fp4 code x -8 (backward, signed ``b``), at either
-    end of ``g``, at 0 and inside; long random dot products (``slots`` rows of A, as many
-    beats as the memories hold) in every context; and a small GEMM at every ``g``
-    (backward: large fp4 codes), so that the rounders meet every exponent threshold.
-    (Light profile, on Icarus: a quarter of the long ones, every third ``g``.)"""
+    """The dot bench's directed extremes as GEMMs ``(a, b, ctx)``: its corner dot products
+    (``tb_dot.corner_dots``, those no longer than the memories hold; those of one context
+    and length are the rows of A and the columns of B, each column repeated ``rows`` times
+    so that every dot unit meets every one of them, and every pair is a checked dot product
+    too), and the longest K the memories hold of all -8 x -8 (forward, signed) and of the
+    largest fp4 code x 15 (backward), and three beats of the largest negative fp4 code x -8
+    (backward, signed ``b``), at either end of ``g``, at 0 and inside; long random dot
+    products (``slots`` rows of A, as many beats as the memories hold) in every context; and
+    a small GEMM at every ``g`` (backward: large fp4 codes), so that the rounders meet every
+    exponent threshold. (Light profile, on Icarus: a quarter of the long ones, every third
+    ``g``.)"""
     groups = {}
     # (the subnormal ones whose accumulator climbs longer than the memories hold are left out)
     most = min(e.a_depth // 2, e.b_depth)
-    fits = [d for d in subnormal_dots(r, e.lanes) if len(d["a"]) <= most]
-    for d in (range_dots(r, e.lanes) + zero_dots(r, e.lanes) + sticky_dots(r, e.lanes) + fits
-              + tininess_dots(r, e.lanes) + power_dots(r, e.lanes)):
+    for d in (d for d in corner_dots(r, e.lanes) if len(d["a"]) <= most):
         ctx = {"mode": ("forward", "backward")[d["mode"]], "a_signed": bool(d["a_signed"]),
                "b_signed": bool(d["b_signed"]), "phase": ("even", "odd")[d["phase"]],
                "g": int(np.clip(d["g"], *e.g_range))}

@@ -14,11 +14,9 @@ own beats, in completion order (the order of the ``last`` beats: the unit is in 
   ``g`` over -32 .. 31, random gaps and backpressure; the bursts must make the interlock wait
   (counted in a run at full rate). The random run has the dot unit bench's directed set too
   (:func:`tb_dot.directed_dots`: every mode x signedness x length x end of ``g``) and its
-  zero sums, sticky-bit sums, accumulator ranges and the tininess boundary
-  (:func:`tb_dot.zero_dots`, :func:`tb_dot.sticky_dots`, :func:`tb_dot.range_dots`,
-  :func:`tb_dot.subnormal_dots`, :func:`tb_dot.tininess_dots`, :func:`tb_dot.power_dots`); a
-  round
-  robin run gives every slot a one-beat, a 5-beat and a 24-beat dot product.
+  corner dot products (:func:`tb_dot.corner_dots`: zero sums, sticky-bit sums, accumulator
+  ranges, subnormal beats, the tininess boundary, single-bit sums); a round robin run gives
+  every slot a one-beat, a 5-beat and a 24-beat dot product.
 - ``interleave_credit`` (``out_depth > 0``): the output FIFO filled again and again by one-beat
   dot products under a slow sink; ``i.ready`` follows the count of results owed
   (:meth:`streams.StreamBench.credit_check`).
@@ -41,14 +39,9 @@ from tb_dot import (
     CONTEXT_DIMS,
     LENGTHS,
     context_columns,
+    corner_dots,
     directed_dots,
     length_class,
-    power_dots,
-    range_dots,
-    sticky_dots,
-    subnormal_dots,
-    tininess_dots,
-    zero_dots,
 )
 
 import golden
@@ -243,10 +236,7 @@ async def interleave_traffic(dut):
                    else [int(x) for x in r.integers(1, 41, 6 * n)])
         dots = dots_for(r, unit, lengths, g_range=(-32, 31))
         if order == "random" and not is_fp16(unit):
-            dots += (directed_dots(r, unit.lanes) + zero_dots(r, unit.lanes)
-                     + sticky_dots(r, unit.lanes) + range_dots(r, unit.lanes)
-                     + subnormal_dots(r, unit.lanes) + tininess_dots(r, unit.lanes)
-                     + power_dots(r, unit.lanes))
+            dots += directed_dots(r, unit.lanes) + corner_dots(r, unit.lanes)
         stim = stimulus(r, dots, unit.slots, order, accumulator_of(unit), unit.lanes)
         await sb_.traffic(sb, stim)
         total += len(stim)
