@@ -23,12 +23,14 @@ A mutant is
 
 - ``killed``: the bench ran at least one cocotb test and failed: a mismatch, a failed test,
   a vector count other than the expected one, or the cycle cap;
-- ``equivalent``: the bench passed and Yosys shows it equal to the original
-  (:func:`equivalent`): two copies of the design, ``mutsel = 0`` and ``mutsel = k``, the
-  same inputs, every output equal -- for every input of a combinational unit (``proved``);
-  for a clocked one from reset in the first cycle for ``depth`` cycles (by default the
-  unit's latency + 3: two beats through; ``bounded`` in the report), a stream's payload
-  only while its ``valid`` is high, since a receiver ignores it otherwise. A mutation
+- ``equivalent``: the bench passed and its netlist is the original's (``unchanged``: the
+  mutation ties a bit to the constant it already is, such as a register's reset value 0 to
+  0), or Yosys shows it equal to the original (:func:`equivalent`): two copies of the
+  design, ``mutsel = 0`` and ``mutsel = k``, the same inputs, every output equal -- for
+  every input of a combinational unit (``proved``); for a clocked one from reset in the
+  first cycle for ``depth`` cycles (by default the unit's latency + 3: two beats through;
+  ``bounded`` in the report), a stream's payload only while its ``valid`` is high, since a
+  receiver ignores it otherwise. A mutation
   inside a submodule instance that is a feed-forward pipeline (no loop through its
   registers, no memory: a rounder, an fp16 adder core) is checked on that instance alone
   first, with free inputs, every output in every cycle, for its latency + 3 cycles
@@ -49,8 +51,8 @@ A mutant is
 
 The score is ``killed / (mutants - equivalent - errors)``. Reports:
 ``build/reports/mutation.{json,md}``: ``{"seed", "units": [{"unit", "mutants", "killed",
-"equivalent", "bounded", "local", "induction", "abc", "missed", "undecided", "errors",
-"score", "target", "seconds", "missed_list"}]}``. The verdicts are kept in the unit's work
+"equivalent", "unchanged", "bounded", "local", "induction", "abc", "missed", "undecided",
+"errors", "score", "target", "seconds", "missed_list"}]}``. The verdicts are kept in the unit's work
 directory (``outcomes.json``, keyed by the design, the bench's sources and its
 configuration; ``proofs.json``, keyed by the design): an interrupted run resumes where it
 stopped.
@@ -217,6 +219,7 @@ class MutantDesign:
     ports: dict                        # name -> (direction, width), from Yosys
     text: str                          # the wrapper and the mutated design, Verilog
     lines: list = field(default_factory=list)   # lines[k - 1]: mutant k's mutate command
+    unchanged: frozenset = frozenset()  # mutants that tie a bit to the constant it already is
 
     @property
     def top(self):
@@ -245,14 +248,35 @@ def build_design(unit, n, seed=SEED, work=None):
               "write_verilog -noattr mut.v"]
     (work / "apply.ys").write_text("\n".join(script) + "\n")
     _yosys(work, "-s", "apply.ys")
-    ports = {name: (p["direction"], len(p["bits"])) for name, p in
-             json.loads((work / "ports.json").read_text())["modules"][top]["ports"].items()}
+    netlist = json.loads((work / "ports.json").read_text())["modules"][top]
+    ports = {name: (p["direction"], len(p["bits"])) for name, p in netlist["ports"].items()}
+    same = frozenset(k for k, ln in enumerate(lines, 1) if _ties_a_constant(netlist["cells"], ln))
     mutated = (work / "mut.v").read_text()
     # The selector and its decoders, left unpaired by the induction (_equal_everywhere).
     (work / "selector.txt").write_text("".join(f"u.{n}\n" for n in _selector_names(mutated)))
     text = mutated + "\n" + _wrapper(top, ports)
     (work / "mutants.v").write_text(text)
-    return MutantDesign(unit, work, [_describe(ln) for ln in lines], ports, text, lines)
+    return MutantDesign(unit, work, [_describe(ln) for ln in lines], ports, text, lines, same)
+
+
+def _options(line):
+    words = line.split()
+    return {words[i]: words[i + 1] for i in range(1, len(words) - 1) if words[i].startswith("-")}
+
+
+def _ties_a_constant(cells, line):
+    """Whether the ``mutate`` command ``line`` ties a cell's input bit to the constant that
+    bit already is (``const0`` on a ``0``: the reset value of ``rst ? 0 : d``, the zero fill
+    of a shift): the mutant is the original, netlist for netlist. ``cells``: the flattened
+    unit's cells, as Yosys's ``write_json`` lists them."""
+    opt = _options(line)
+    mode = opt.get("-mode")
+    if mode not in ("const0", "const1"):
+        return False
+    cell = cells.get(opt.get("-cell"), {})
+    bits = cell.get("connections", {}).get(opt.get("-port"), [])
+    bit = int(opt.get("-portbit", -1))
+    return 0 <= bit < len(bits) and bits[bit] == mode[-1]
 
 
 def _decl(ports, prefix="", kind="wire"):
@@ -288,8 +312,7 @@ def _wrapper(top, ports):
 
 def _describe(line):
     """A short name of a ``mutate`` line: mode, cell, port bit, wire."""
-    words = line.split()
-    opt = {words[i]: words[i + 1] for i in range(1, len(words) - 1) if words[i].startswith("-")}
+    opt = _options(line)
     return (f"{opt.get('-mode')} {opt.get('-cell', '?')} {opt.get('-port', '')}"
             f"[{opt.get('-portbit', '')}] wire {opt.get('-wire', '?')}"
             f"[{opt.get('-wirebit', '')}]")
@@ -575,7 +598,9 @@ def _seq(ports, depth):
 
 def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     """Whether mutant ``k`` equals the original, the cheapest complete proof first:
-    ``"proved"`` for a combinational unit (the miter's SAT check covers every input);
+    ``"unchanged"`` when the mutation ties a bit to the constant it already is (the same
+    netlist: :func:`_ties_a_constant`); ``"proved"`` for a combinational unit (the
+    miter's SAT check covers every input);
     for a clocked one ``"local"`` when the submodule instance it lies in is a feed-forward
     pipeline that is equal on its own (:func:`_local_design`), ``"induction"`` when every
     signal of the two designs agrees in every reachable state (:func:`_equal_everywhere`),
@@ -584,6 +609,8 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     ``depth`` cycles from reset (ABC's BMC, else Yosys's sat on :func:`_miter`);
     ``"differs"`` when the check finds inputs on which an output differs (a bench hole),
     ``"undecided"`` when it does not decide within ``timeout`` seconds."""
+    if k in design.unchanged:           # the netlist itself is the original's
+        return "unchanged"
     clocked = "clk" in design.ports
     depth = check_depth(name, design.unit)
     # First the instance the mutation lies in, alone, with free inputs: equal outputs there
@@ -624,7 +651,7 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     return ("bounded" if clocked else "proved") if same else "differs"
 
 
-EQUAL = ("proved", "bounded", "local", "induction", "abc")
+EQUAL = ("proved", "unchanged", "bounded", "local", "induction", "abc")
 
 
 def check_depth(name, unit):
@@ -777,8 +804,8 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(check, [k for k in survivors if k not in proofs]))
-    counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "bounded": 0,
-              "local": 0, "induction": 0, "abc": 0, "undecided": 0}
+    counts = {"killed": 0, "equivalent": 0, "missed": 0, "errors": 0, "unchanged": 0,
+              "bounded": 0, "local": 0, "induction": 0, "abc": 0, "undecided": 0}
     missed = []
     for k in ks:
         out = outcomes[k]
@@ -824,19 +851,22 @@ def write_reports(results, seed, out=REPORTS):
     lines = ["# Mutation score", "",
              f"Yosys `mutate -list N -seed {seed}` on each unit's simulated Verilog (flattened); "
              "all mutants in one Verilator build, each under the unit's own bench as `make "
-             "test` runs it; a survivor is equivalent when a formal check shows every output "
-             "equal: on the submodule instance it lies in (local), by induction on the whole "
+             "test` runs it; a survivor is equivalent when its netlist is the original's "
+             "(unchanged: a bit tied to the constant it already is) or a formal check shows "
+             "every output equal: on the submodule instance it lies in (local), by induction "
+             "on the whole "
              "unit, by ABC's sequential equivalence prover on the whole unit (abc), or for "
              "the check depth's cycles from reset (bounded).", "",
              "| unit | module | mutants | killed "
-             "| equivalent (bounded, local, induction, abc) "
+             "| equivalent (unchanged, bounded, local, induction, abc) "
              "| check depth "
              "| missed (undecided) | errors | score | target | seconds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
-                     f"| {r['equivalent']} ({r.get('bounded', 0)}, {r.get('local', 0)}, "
+                     f"| {r['equivalent']} ({r.get('unchanged', 0)}, {r.get('bounded', 0)}, "
+                     f"{r.get('local', 0)}, "
                      f"{r.get('induction', 0)}, {r.get('abc', 0)}) "
                      f"| {r.get('depth') or '-'} "
                      f"| {r['missed']} ({r.get('undecided', 0)}) "

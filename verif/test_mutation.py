@@ -2,8 +2,9 @@
 forward lane in one selectable build under its own bench, the equivalence checks both ways,
 and a design that cannot be built counted as an error, never as a kill (one Verilator
 build); the check of a mutant on the submodule instance it lies in; the induction's dropped
-pairs; the input contract (a payload field's declared range) that the checks assume; and
-ABC's checks on a hand-written design with known answers."""
+pairs; the input contract (a payload field's declared range) that the checks assume; the
+mutants that leave the netlist unchanged; and ABC's checks on a hand-written design with
+known answers."""
 
 import dataclasses
 import re
@@ -212,6 +213,26 @@ def test_induction_drops_the_pairs_past_a_masked_fault():
                  if f"-cell {mux}" in ln and "-mode inv" in ln and "-port Y" in ln)
     assert mutation._equal_everywhere(design, shown, 120) is False
 
+
+
+def test_unchanged_mutants():
+    """A mutation that ties a bit to the constant it already is (``const0`` on a register's
+    reset value 0) leaves the netlist as it was: ``unchanged``, with no check run, and the
+    formal check agrees on each; a tie of a bit that is not that constant is not listed."""
+    design = mutation.build_design(_Masked(), 200,
+                                   work=mutation.BUILD / "mutate" / "drop_smoke")
+    assert design.unchanged, design.lines
+    seq = mutation._seq(design.ports, 6)
+    for k in sorted(design.unchanged):
+        assert mutation.equivalent("int4_mul_lane", design, k) == "unchanged"
+        (design.work / f"same{k}.v").write_text(mutation._miter(design, k))
+        assert mutation._sat(design.work, f"same{k}.v", seq, 60) is True
+    cells = {"c": {"connections": {"B": ["0", 7]}}}
+    tie = "mutate -mode {} -module m -cell c -port B -portbit {}"
+    assert mutation._ties_a_constant(cells, tie.format("const0", 0))
+    assert not mutation._ties_a_constant(cells, tie.format("const1", 0))
+    assert not mutation._ties_a_constant(cells, tie.format("const0", 1))   # a wire's bit
+    assert not mutation._ties_a_constant(cells, tie.format("inv", 0))
 
 # A hand-written selectable design for the ABC checks: ``n`` counts by 2 from reset (so it
 # is always even), ``y`` is high at ``n == 12``. Mutant 1 inverts ``y`` at ``n == 12``, which
