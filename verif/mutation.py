@@ -34,7 +34,8 @@ A mutant is
   inside a submodule instance that is a feed-forward pipeline (no loop through its
   registers, no memory: a rounder, an fp16 adder core) is checked on that instance alone
   first, with free inputs, every output in every cycle, for its latency + 3 cycles
-  (``local``): equal there means equal in the unit, and the check is far smaller; and
+  (``local``): equal there means equal in the unit, and the check is far smaller (every
+  such instance the mutation lies in, the innermost first: :func:`local_paths`); and
   before the bounded check, a proof by induction on the whole unit (``induction``: every
   signal paired by name agrees in every reachable state; :func:`_equal_everywhere`), and
   ABC's sequential equivalence prover on the whole unit (``abc``: every output equal in
@@ -458,46 +459,64 @@ class _Local:
 
 
 def _latency(unit, inst):
-    """``latency`` of the Amaranth object elaborated as ``unit``'s submodule ``inst``."""
-    for frag, sub_name, *_ in Fragment.get(unit, None).subfragments:
-        if sub_name == inst:
-            return getattr(frag.origins[0], "latency", None) if frag.origins else None
-    return None
+    """``latency`` of the Amaranth object elaborated as ``unit``'s submodule ``inst`` (a
+    dotted path for a nested one: ``dot1.accumulator``)."""
+    frag = Fragment.get(unit, None)
+    for name in inst.split("."):
+        frag = next((f for f, sub_name, *_ in frag.subfragments if sub_name == name), None)
+        if frag is None:
+            return None
+    return getattr(frag.origins[0], "latency", None) if frag.origins else None
+
+
+def local_paths(line):
+    """The instances a ``mutate`` command's cell lies in, outermost first, as dotted paths:
+    ``$flatten\\dot1.\\accumulator.$c`` lies in ``dot1`` and ``dot1.accumulator``."""
+    cell = re.search(r"-cell (\S+)", line)
+    found = re.match(r"\$flatten((?:\\[^.$\\]+\.)+)", cell.group(1)) if cell else None
+    if found is None:
+        return []
+    names = [n[:-1] for n in found.group(1).split("\\") if n]
+    return [".".join(names[:i]) for i in range(1, len(names) + 1)]
 
 
 def local_command(line, top, sub, inst):
     """The ``mutate`` command ``line`` of the flattened unit ``top``, for the module ``sub`` of
-    its instance ``inst`` flattened alone: the cell and wire names lose the ``inst.`` prefix,
-    and a cell of a deeper instance keeps that instance's flatten prefix (``$flatten\\A.\\B.$c``
-    in the unit is ``$flatten\\B.$c`` in ``A`` alone)."""
+    its instance ``inst`` (a dotted path for a nested one) flattened alone: the cell and wire
+    names lose the instance's prefix, and a cell of a deeper instance keeps that instance's
+    flatten prefix (``$flatten\\A.\\B.$c`` in the unit is ``$flatten\\B.$c`` in ``A`` alone)."""
+    prefix = "$flatten\\" + inst.replace(".", ".\\") + "."
     return (line.replace(f"-module {top} ", f"-module {sub} ")
-            .replace(f"$flatten\\{inst}.\\", "$flatten\\")
-            .replace(f"$flatten\\{inst}.", "").replace(f"-wire {inst}.", "-wire "))
+            .replace(prefix + "\\", "$flatten\\")
+            .replace(prefix, "").replace(f"-wire {inst}.", "-wire "))
 
 
-def _local_design(design, k):
-    """Mutant ``k`` applied to the one submodule instance it lies in, alone: ``(directory,
-    _Local)``, or ``None`` when the mutation is not inside an instance (a cell of the top
-    module), the instance is not a feed-forward pipeline (a loop through its registers, or
-    a memory: the check's window would not reach all of its states), or the command does
-    not apply to it (a name the submodule's own netlist does not have)."""
+def _local_design(design, k, inst=None):
+    """Mutant ``k`` applied to a submodule instance it lies in, alone (``inst``, a dotted
+    path; by default the outermost, a submodule of the unit): ``(directory, _Local)``, or
+    ``None`` when the mutation is not inside that instance (a cell of the top module), the
+    instance is not a feed-forward pipeline (a loop through its registers, or a memory: the
+    check's window would not reach all of its states), or the command does not apply to it
+    (a name the submodule's own netlist does not have)."""
     line = design.lines[k - 1] if design.lines else ""
-    cell = re.search(r"-cell (\S+)", line)
-    inst = re.match(r"\$flatten\\([^.$\\]+)\.", cell.group(1)) if cell else None
-    if inst is None:
+    paths = local_paths(line)
+    inst = paths[0] if inst is None and paths else inst
+    if inst not in paths:
         return None
-    inst = inst.group(1)
-    work = design.work / f"local{k}"
+    work = design.work / (f"local{k}" if inst == paths[0] else f"local{k}_{inst}")
     work.mkdir(exist_ok=True)
     (work / "unit.v").write_text((design.work / "unit.v").read_text())
     top = design.top
     # The names of mutate -list come from the whole unit's read_verilog and proc: the same
     # passes first, then the instance's module alone, flattened and optimized as prep does.
     _yosys(work, "-p", f"read_verilog unit.v; hierarchy -top {top}; proc; write_json hier.json")
-    cells = json.loads((work / "hier.json").read_text())["modules"][top]["cells"]
-    if inst not in cells:
-        return None
-    sub = cells[inst]["type"].lstrip("\\")
+    modules = json.loads((work / "hier.json").read_text())["modules"]
+    sub = top
+    for name in inst.split("."):
+        cells = modules.get(sub, {}).get("cells", {})
+        if name not in cells:
+            return None
+        sub = cells[name]["type"].lstrip("\\")
     cmd = local_command(line, top, sub, inst)
     script = [f"read_verilog unit.v; hierarchy -top {top}; proc; hierarchy -top {sub}",
               "flatten; opt_expr; opt_clean; opt -noff -keepdc; wreduce; opt_clean",
@@ -617,8 +636,13 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     # mean equal outputs in the unit, and the check is far smaller. A feed-forward pipeline's
     # state is a function of its last inputs, so that a window longer than its latency (the
     # unit's depth is) covers every state it can be in: "local" is a complete proof.
-    local = _local_design(design, k)
-    if local is not None:
+    # The innermost instance first (the smallest check), then each one around it: an
+    # instance that differs alone may be equal inside the next, which feeds it fewer inputs
+    # (an adder core's rounder never sees an exponent past the adder's range).
+    for inst in reversed(local_paths(design.lines[k - 1] if design.lines else "")):
+        local = _local_design(design, k, inst)
+        if local is None:
+            continue
         work, sub = local
         # (every output compared in every cycle: the unit may read a payload without valid)
         (work / "miter.v").write_text(_miter(sub, k, streams=False))

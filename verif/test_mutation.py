@@ -45,15 +45,20 @@ def test_mutation_flow_on_the_forward_lane():
 
 
 class _Pipe(wiring.Component):
-    """A one-rank feed-forward submodule: ``y = a ^ b``, registered."""
+    """A one-rank feed-forward submodule: ``y = f(a, b)``, registered (by default ``a ^
+    b``)."""
     a: In(4)
     b: In(4)
     y: Out(4)
     latency = 1
 
+    def __init__(self, f=lambda a, b: a ^ b):
+        self._f = f
+        super().__init__()
+
     def elaborate(self, platform):
         m = Module()
-        m.d.sync += self.y.eq(self.a ^ self.b)
+        m.d.sync += self.y.eq(self._f(self.a, self.b))
         return m
 
 
@@ -106,6 +111,43 @@ def test_local_check_of_a_submodule():
     assert mutation._sat(work, "mutant.v", seq, 60) is False
 
 
+class _Around(wiring.Component):
+    """The instance ``inst`` of ``sub`` fed ``a``, and ``a + 1`` as its ``b`` when it has
+    one: ``a`` and ``b`` are then never equal (the inner ``_Pipe``'s constant never shows)."""
+    a: In(4)
+    y: Out(4)
+    latency = 1
+
+    def __init__(self, module_name, inst, sub):
+        self.module_name, self._inst, self._sub = module_name, inst, sub
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules[self._inst] = sub = self._sub
+        m.d.comb += [sub.a.eq(self.a), self.y.eq(sub.y)]
+        if hasattr(sub, "b"):
+            m.d.comb += sub.b.eq(self.a + 1)
+        return m
+
+
+def test_local_check_of_a_nested_instance():
+    """A mutation two instances deep is checked on the inner instance alone first, then on
+    the one around it: the inner one's constant differs there for free inputs, and is
+    equal inside the outer one, which never feeds the inner one equal operands."""
+    inner = _Pipe(lambda a, b: Mux(a == b, 0b0101, a))    # the constant shows if a == b
+    nest = _Around("nest_smoke", "outer", _Around("nested_smoke", "inner", inner))
+    design = mutation.build_design(nest, 200, work=mutation.BUILD / "mutate" / "nest_smoke")
+    k = next(k for k, ln in enumerate(design.lines, 1)
+             if "-cell $flatten\\outer.\\inner.$ternary" in ln and "-port B" in ln
+             and "-mode const" in ln and k not in design.unchanged)
+    assert mutation.local_paths(design.lines[k - 1]) == ["outer", "outer.inner"]
+    work, sub = mutation._local_design(design, k, "outer.inner")
+    assert sub.latency == 1
+    (work / "alone.v").write_text(mutation._miter(sub, k, streams=False))
+    assert mutation._sat(work, "alone.v", mutation._seq(sub.ports, 4), 60) is False
+    assert mutation.equivalent("int4_mul_lane", design, k) == "local"
+
 def test_local_command_names():
     """A mutation's names in its instance's module alone: one level and two levels deep."""
     one = ("mutate -mode const0 -module top -cell $flatten\\round3.$ternary$unit.v:9$5 -port Y "
@@ -118,6 +160,11 @@ def test_local_command_names():
     assert mutation.local_command(two, "top", "top.acc", "acc") == (
         "mutate -mode const0 -module top.acc -cell $flatten\\rounder.$reduce_or$unit.v:7$9 "
         "-port Y -portbit 0 -wire rounder.$31 -wirebit 0")
+    assert mutation.local_command(two, "top", "top.acc.rounder", "acc.rounder") == (
+        "mutate -mode const0 -module top.acc.rounder -cell $reduce_or$unit.v:7$9 "
+        "-port Y -portbit 0 -wire $31 -wirebit 0")
+    assert mutation.local_paths(two) == ["acc", "acc.rounder"]
+    assert mutation.local_paths(one) == ["round3"]
 
 
 class _Slotted(wiring.Component):
