@@ -197,14 +197,15 @@ class EnginePorts:
             self._ports[name].value = value
             self._driven[name] = value
 
-    async def run(self, commands, *, reset_at=None, limit=None):
+    async def run(self, commands, *, reset_at=None, reset_cycles=3, limit=None):
         """Run ``commands`` (a list of ``(fields, words)``: the command's fields and the
         ``din`` words it consumes) back to back. Returns one dict per command with
         ``status`` (name), ``beats`` (the unpacked result fields: ``data``, ``flags``),
         ``t_cmd`` (cycle the command was taken), ``t_last`` (cycle of its last result, or
         of its status beat) and ``cycles`` (``t_last - t_cmd``). With ``reset_at`` the
-        engine is reset in that cycle (counted from this call) and the run stops there:
-        the commands finished before it are returned."""
+        engine is reset in that cycle (counted from this call), ``rst`` high for
+        ``reset_cycles`` cycles, and the run stops there: the commands finished before it
+        are returned."""
         cols = {k: np.array([c[0].get(k, 0) for c in commands], np.int64)
                 for k in self.pcmd.fields}
         ranges = {}
@@ -235,7 +236,7 @@ class EnginePorts:
         sbit = self.status_bit
         while len(done) < len(commands):
             if reset_at is not None and self.cycle - start == reset_at:
-                await self._reset()
+                await self._reset(reset_cycles)
                 return done
             assert self.cycle - start < limit, \
                 f"engine timed out: {len(done)} of {len(commands)} commands done"

@@ -456,6 +456,7 @@ class _Local:
     top: str
     ports: dict
     latency: object               # its ``latency`` property, when it has one
+    pipeline: bool = True         # feed-forward: no loop through its registers, no memory
 
 
 def _latency(unit, inst):
@@ -491,13 +492,14 @@ def local_command(line, top, sub, inst):
             .replace(prefix, "").replace(f"-wire {inst}.", "-wire "))
 
 
-def _local_design(design, k, inst=None):
+def _local_design(design, k, inst=None, pipelines_only=True):
     """Mutant ``k`` applied to a submodule instance it lies in, alone (``inst``, a dotted
     path; by default the outermost, a submodule of the unit): ``(directory, _Local)``, or
     ``None`` when the mutation is not inside that instance (a cell of the top module), the
-    instance is not a feed-forward pipeline (a loop through its registers, or a memory: the
-    check's window would not reach all of its states), or the command does not apply to it
-    (a name the submodule's own netlist does not have)."""
+    command does not apply to it (a name the submodule's own netlist does not have), or,
+    with ``pipelines_only``, the instance is not a feed-forward pipeline (a loop through its
+    registers, or a memory: a window of cycles would not reach all of its states;
+    ``_Local.pipeline`` says which it is)."""
     line = design.lines[k - 1] if design.lines else ""
     paths = local_paths(line)
     inst = paths[0] if inst is None and paths else inst
@@ -518,18 +520,22 @@ def _local_design(design, k, inst=None):
             return None
         sub = cells[name]["type"].lstrip("\\")
     cmd = local_command(line, top, sub, inst)
+    (work / "mut.v").unlink(missing_ok=True)
     script = [f"read_verilog unit.v; hierarchy -top {top}; proc; hierarchy -top {sub}",
               "flatten; opt_expr; opt_clean; opt -noff -keepdc; wreduce; opt_clean",
-              # the feed-forward test on a copy (opt_dff rewires the flip-flops' inputs)
-              "design -save base", "select -assert-none t:$mem t:$mem_v2",
-              "opt_dff; scc -all_cell_types -expect 0", "design -load base",
-              "write_json ports.json", f"{cmd} -ctrl mutsel {SEL_BITS} {k}", "opt_clean",
-              "splitnets -driver", f"rename {sub} local__mut", "write_verilog -noattr mut.v"]
-    if toolchain.yosys(work, "-p", "; ".join(script)).returncode:
+              "design -save base", "write_json ports.json",
+              f"{cmd} -ctrl mutsel {SEL_BITS} {k}", "opt_clean", "splitnets -driver",
+              f"rename {sub} local__mut", "write_verilog -noattr mut.v",
+              # then the feed-forward test on the original (opt_dff rewires the flip-flops'
+              # inputs): the run fails there when the instance is not a pipeline
+              "design -load base", "select -assert-none t:$mem t:$mem_v2",
+              "opt_dff; scc -all_cell_types -expect 0"]
+    pipeline = toolchain.yosys(work, "-p", "; ".join(script)).returncode == 0
+    if not (work / "mut.v").exists() or (pipelines_only and not pipeline):
         return None
     ports = {n: (p["direction"], len(p["bits"])) for n, p in
              json.loads((work / "ports.json").read_text())["modules"][sub]["ports"].items()}
-    return work, _Local("local", ports, _latency(design.unit, inst))
+    return work, _Local("local", ports, _latency(design.unit, inst), pipeline)
 
 
 def _load(miter):
@@ -639,15 +645,20 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     # The innermost instance first (the smallest check), then each one around it: an
     # instance that differs alone may be equal inside the next, which feeds it fewer inputs
     # (an adder core's rounder never sees an exponent past the adder's range).
+    # An instance that is not a pipeline (a FIFO, a dot unit with its memories) gets ABC's
+    # unbounded check alone (from reset, its inputs free, reset included): equal there is
+    # equal in the unit too, and the instance is smaller than the unit.
     for inst in reversed(local_paths(design.lines[k - 1] if design.lines else "")):
-        local = _local_design(design, k, inst)
+        local = _local_design(design, k, inst, pipelines_only=False)
         if local is None:
             continue
         work, sub = local
         # (every output compared in every cycle: the unit may read a payload without valid)
-        (work / "miter.v").write_text(_miter(sub, k, streams=False))
-        sub_depth = depth if sub.latency is None else sub.latency + 3
-        same = _sat(work, "miter.v", _seq(sub.ports, sub_depth), timeout)
+        same = None
+        if sub.pipeline:
+            (work / "miter.v").write_text(_miter(sub, k, streams=False))
+            sub_depth = depth if sub.latency is None else sub.latency + 3
+            same = _sat(work, "miter.v", _seq(sub.ports, sub_depth), timeout)
         if same is None:                # undecided: ABC, which proves it for every cycle
             (work / "miter_abc.v").write_text(_miter(sub, k, streams=False, reset_first=True))
             same = _abc(work, "miter_abc.v", timeout)

@@ -33,8 +33,10 @@ through the same driver the RTL training run uses (:mod:`engine_driver`), agains
   longer than its memory, a GEMM larger than the tiles) gives its status beat and nothing
   else, reads no ``din`` word and leaves the memories as they were (a GEMM after it gives
   the results of the tiles loaded before).
-- ``engine_reset``: a reset in the middle of a GEMM; the engine then runs the next
-  commands correctly (loads and the GEMM again).
+- ``engine_reset``: resets in the middle of a GEMM (:data:`RESETS`: at consecutive cycles
+  and later, one cycle of ``rst`` and three); after each nothing comes out, and the GEMM
+  again gives its results from the tiles loaded before it; then the next commands run
+  correctly (loads and a GEMM).
 
 Coverage (:func:`coverage`, sampled on every command the driver runs and every GEMM
 checked): every op x status the command set defines (each refusal reason of each op); every
@@ -85,6 +87,8 @@ LONG_CONVERT_BEATS = 1100    # din beats of engine_convert's long conversion (> 
 TRACK_TENSORS = 4
 RANDOM_SCALES = 12           # random scales per rescale format
 LONG_GEMMS = 16              # long random GEMMs in engine_extremes
+# engine_reset's resets: (cycle after the loads, cycles of rst high)
+RESETS = ((30, 3), (31, 1), (32, 1), (33, 1), (45, 3), (45, 1))
 
 
 def gemm_shapes(e, r):
@@ -716,13 +720,18 @@ async def engine_reset(dut):
     a, b, ctx = random_gemm(r, m, k, n)
     cmds, tiles = gemm_commands(e, a, b, ctx)
     loads = len(cmds[0][1]) + len(cmds[1][1])
-    # reset while the GEMM runs (after the loads, within its first beats)
-    done = await ports.run(cmds, reset_at=loads + 30)
-    assert len(done) == 2, f"{len(done)} commands finished before the reset"
-    assert await ports.idle(e.dot_latency + 20) == 0, "output beats after the reset"
-    # the memories kept their contents: the GEMM alone, then the whole sequence again
-    again = await ports.run(cmds[2:])
-    n1 = check_gemm(sb, e, done + again, tiles, a, b, ctx)
+    n1 = 0
+    # reset while the GEMM runs (after the loads), at three cycles in a row (so that each
+    # beat of a dot product, its last one too, is in every pipeline rank at one of them)
+    # and later, for one cycle and for three: the engine's pipelines hold their beats'
+    # fields through a reset, and a short one leaves them where the ranks' valid bits were
+    for at, cycles in RESETS:
+        done = await ports.run(cmds, reset_at=loads + at, reset_cycles=cycles)
+        assert len(done) == 2, f"{len(done)} commands finished before the reset at {at}"
+        assert await ports.idle(e.dot_latency + 20) == 0, "output beats after the reset"
+        # the memories kept their contents: the GEMM alone
+        n1 += check_gemm(sb, e, done + await ports.run(cmds[2:]), tiles, a, b, ctx)
+    # then a whole sequence again
     a2, b2, ctx2 = random_gemm(r, m, k, n)
     cmds2, tiles2 = gemm_commands(e, a2, b2, ctx2)
     n2 = check_gemm(sb, e, await ports.run(cmds2), tiles2, a2, b2, ctx2)
