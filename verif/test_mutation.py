@@ -148,6 +148,43 @@ def test_local_check_of_a_nested_instance():
     assert mutation._sat(work, "alone.v", mutation._seq(sub.ports, 4), 60) is False
     assert mutation.equivalent("int4_mul_lane", design, k) == "local"
 
+
+class _Even(wiring.Component):
+    """A loop that counts by 2 while ``a[0]`` is high: ``n`` is always even, so the constant
+    of ``y = n == 5 ? 0b1001 : n`` never shows."""
+    a: In(4)
+    y: Out(4)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = Signal(4)
+        with m.If(self.a[0]):
+            m.d.sync += n.eq(n + 2)
+        m.d.comb += self.y.eq(Mux(n == 5, 0b1001, n))
+        return m
+
+
+def test_local_check_of_a_loop():
+    """A mutation in an instance that is not a pipeline (a register loop) gets ABC's
+    unbounded check on that instance alone: a fault that only an unreachable state of the
+    instance sets off is equal there (``local``), one in its loop is not."""
+    design = mutation.build_design(_Around("loop_smoke", "even", _Even()), 200,
+                                   work=mutation.BUILD / "mutate" / "loop_smoke")
+    def first(*words):
+        return next(k for k, ln in enumerate(design.lines, 1)
+                    if all(w in ln for w in ("-cell $flatten\\even.", *words)))
+
+    hidden = first("$eq", "-port A", "-mode const0")   # n == 5 tests an odd n: unreachable
+    shown = first("$add", "-port Y", "-mode inv")      # n counts by 2 no longer
+    assert mutation._local_design(design, hidden, "even") is None     # not a pipeline
+    for k, same in ((hidden, True), (shown, False)):
+        work, sub = mutation._local_design(design, k, "even", pipelines_only=False)
+        assert sub.pipeline is False
+        (work / "alone.v").write_text(mutation._miter(sub, k, streams=False, reset_first=True))
+        assert mutation._abc(work, "alone.v", 60) is same
+    assert mutation.equivalent("int4_mul_lane", design, hidden) == "local"
+
+
 def test_local_command_names():
     """A mutation's names in its instance's module alone: one level and two levels deep."""
     one = ("mutate -mode const0 -module top -cell $flatten\\round3.$ternary$unit.v:9$5 -port Y "
