@@ -1,10 +1,10 @@
 """Smoke test of the mutation flow (:mod:`mutation`, ``make mutate``): a few mutants of the
 forward lane in one selectable build under its own bench, the equivalence checks both ways,
 and a design that cannot be built counted as an error, never as a kill (one Verilator
-build); the check of a mutant on the submodule instance it lies in; the induction's dropped
-pairs; the input contract (a payload field's declared range) that the checks assume; the
-mutants that leave the netlist unchanged; and ABC's checks on a hand-written design with
-known answers."""
+build); the check of a mutant on the submodule instances it lies in (a pipeline, one inside
+another, a loop); the induction's dropped pairs; the input contract (a payload field's
+declared range) that the checks assume; the mutants that leave the netlist unchanged; and
+ABC's checks on a hand-written design with known answers."""
 
 import dataclasses
 import re
@@ -170,6 +170,7 @@ def test_local_check_of_a_loop():
     instance sets off is equal there (``local``), one in its loop is not."""
     design = mutation.build_design(_Around("loop_smoke", "even", _Even()), 200,
                                    work=mutation.BUILD / "mutate" / "loop_smoke")
+
     def first(*words):
         return next(k for k, ln in enumerate(design.lines, 1)
                     if all(w in ln for w in ("-cell $flatten\\even.", *words)))
