@@ -53,10 +53,10 @@ A mutant is
 The score is ``killed / (mutants - equivalent - errors)``. Reports:
 ``build/reports/mutation.{json,md}``: ``{"seed", "units": [{"unit", "mutants", "killed",
 "equivalent", "unchanged", "bounded", "local", "induction", "abc", "missed", "undecided",
-"errors", "score", "target", "seconds", "missed_list"}]}``. The verdicts are kept in the unit's work
-directory (``outcomes.json``, keyed by the design, the bench's sources and its
-configuration; ``proofs.json``, keyed by the design): an interrupted run resumes where it
-stopped.
+"errors", "score", "target", "check_seconds", "seconds", "missed_list"}]}``. The verdicts
+are kept in the unit's work directory (``outcomes.json``, keyed by the design, the bench's
+sources and its configuration; ``proofs.json``, keyed by the design, an undecided verdict
+with its time limit: :func:`kept_proofs`): an interrupted run resumes where it stopped.
 """
 
 import argparse
@@ -785,9 +785,10 @@ def _selector_names(text):
 
 
 def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress=None,
-               work=None):
+               work=None, seconds=EQUIV_SECONDS):
     """The mutation result of one unit (``limit``: only the first mutants, for the smoke
-    test; ``work``: its directory, ``build/mutate/<module>`` by default)."""
+    test; ``work``: its directory, ``build/mutate/<module>`` by default; ``seconds``: the
+    time limit of one equivalence check)."""
     t0 = time.perf_counter()
     t = target(name)
     design = build_design(t.make(), n, seed, work)
@@ -825,16 +826,17 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
         for i, k in enumerate(todo):
             pool.submit(one, k, i % workers)
     survivors = [k for k in ks if outcomes[k] == "survived"]
-    # The checks' verdicts depend on the design alone: kept too.
+    # The checks' verdicts depend on the design alone: kept too. An undecided one is kept
+    # with its time limit ("undecided 150"), and checked again only under a longer one.
     proof_cache = design.work / "proofs.json"
     pkey = hashlib.sha256(repr((design.text, t.depth)).encode()).hexdigest()
     kept = json.loads(proof_cache.read_text()) if proof_cache.exists() else {}
-    proofs = {int(k): v for k, v in kept.get(pkey, {}).items() if v != "undecided"}
+    proofs = kept_proofs(kept.get(pkey, {}), seconds)
 
     def check(k):
-        verdict = equivalent(name, design, k)
+        verdict = equivalent(name, design, k, seconds)
         with lock:
-            proofs[k] = verdict
+            proofs[k] = f"undecided {seconds}" if verdict == "undecided" else verdict
             proof_cache.write_text(json.dumps({pkey: proofs}))
 
     with ThreadPoolExecutor(workers) as pool:
@@ -845,14 +847,14 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     for k in ks:
         out = outcomes[k]
         if out == "survived":
-            proof = proofs[k]
+            proof = proofs[k].split()[0]
             out = "equivalent" if proof in EQUAL else "missed"
             if proof in counts:                  # the kinds of equal, and undecided
                 counts[proof] += 1
             if out == "missed":
                 why = ("a difference found" if proof == "differs"
-                       else f"undecided: {EQUIV_SECONDS} s per check, "
-                       f"{INDUCT_FACTOR * EQUIV_SECONDS} s for the induction")
+                       else f"undecided: {seconds} s per check, "
+                       f"{INDUCT_FACTOR * seconds} s for the induction")
                 missed.append(f"#{k} {design.descriptions[k - 1]} ({why})")
         counts["errors" if out == "error" else out] += 1
         outcomes[k] = out
@@ -860,8 +862,20 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     return {"unit": name, "module": design.top, "mutants": len(ks), **counts,
             "depth": check_depth(name, design.unit) if "clk" in design.ports else None,
             "score": counts["killed"] / judged if judged else None, "target": t.target,
+            "check_seconds": seconds,
             "seconds": round(time.perf_counter() - t0, 1), "missed_list": missed,
             "outcomes": [outcomes[k] for k in ks]}
+
+
+def kept_proofs(saved, seconds):
+    """The verdicts of ``proofs.json`` (mutant -> verdict) that a run whose checks have
+    ``seconds`` each keeps: every decided one, and an undecided one (``"undecided 150"``)
+    that had as long at least (a shorter limit would not decide it; an older entry without
+    its limit is checked again)."""
+    def keep(v):
+        words = v.split()
+        return words[0] != "undecided" or (len(words) > 1 and int(words[1]) >= seconds)
+    return {int(k): v for k, v in saved.items() if keep(v)}
 
 
 def met(r):
@@ -894,16 +908,16 @@ def write_reports(results, seed, out=REPORTS):
              "the check depth's cycles from reset (bounded).", "",
              "| unit | module | mutants | killed "
              "| equivalent (unchanged, bounded, local, induction, abc) "
-             "| check depth "
+             "| check depth | check limit "
              "| missed (undecided) | errors | score | target | seconds |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         lines.append(f"| {r['unit']} | `{r['module']}` | {r['mutants']} | {r['killed']} "
                      f"| {r['equivalent']} ({r.get('unchanged', 0)}, {r.get('bounded', 0)}, "
                      f"{r.get('local', 0)}, "
                      f"{r.get('induction', 0)}, {r.get('abc', 0)}) "
-                     f"| {r.get('depth') or '-'} "
+                     f"| {r.get('depth') or '-'} | {r.get('check_seconds', EQUIV_SECONDS)} s "
                      f"| {r['missed']} ({r.get('undecided', 0)}) "
                      f"| {r['errors']} | {score} "
                      f"| {100 * r['target']:.0f}% {'met' if met(r) else '**not met**'} "
@@ -920,6 +934,9 @@ def main(argv=None):
     ap.add_argument("--mutants", type=int, default=MUTANTS)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--seconds", type=int, default=EQUIV_SECONDS,
+                    help="time limit of one equivalence check (the induction's: "
+                         f"{INDUCT_FACTOR} times it)")
     args = ap.parse_args(argv)
     names = args.units.split(",")
     for name in names:
@@ -933,7 +950,7 @@ def main(argv=None):
     for name in names:
         try:
             r = score_unit(name, args.mutants, args.seed, workers=args.workers,
-                           progress=progress)
+                           progress=progress, seconds=args.seconds)
         except Exception as e:                     # noqa: BLE001 - reported, and fails the run
             print(f"{name}: the flow failed: {e}", flush=True)
             r = {"unit": name, "module": "-", "mutants": 0, "killed": 0, "equivalent": 0,

@@ -40,6 +40,10 @@ def test_mutation_flow_on_the_forward_lane():
     assert mutation.equivalent("int4_mul_lane", design, 1) == "differs"   # the killed one
     # a check cut by its wall-clock limit is undecided (missed), never equivalent
     assert mutation.equivalent("int4_mul_lane", design, 1, timeout=0.01) == "undecided"
+    # verdicts kept for a rerun: the decided ones, the undecided ones under a shorter limit
+    saved = {"1": "local", "2": "undecided 150", "3": "undecided", "4": "undecided 60"}
+    assert mutation.kept_proofs(saved, 90) == {1: "local", 2: "undecided 150"}
+    assert mutation.kept_proofs(saved, 200) == {1: "local"}
     broken = dataclasses.replace(design, text="module int4_mul_lane(; endmodule\n")
     assert mutation.classify("int4_mul_lane", broken, 1, worker=9) == "error"
 
