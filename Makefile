@@ -91,11 +91,14 @@ study: setup
 
 # Mutation score of the benches (verif/mutation.py): 200 Yosys mutants of each of 13 units in
 # one selectable Verilator build per unit, each under the unit's own bench, survivors checked
-# for equivalence: build/reports/mutation.{json,md}. MUTATE_UNITS=a,b reruns some. `make test` runs
+# for equivalence: build/reports/mutation.{json,md}. MUTATE_UNITS=a,b reruns some;
+# MUTATE_SECONDS=N limits each check to N s (default 150). `make test` runs
 # a smoke version (verif/test_mutation.py).
 MUTATE_UNITS ?=
+MUTATE_SECONDS ?=
 mutate: setup
-	PYTHONPATH=.:verif $(PY) -m mutation $(if $(MUTATE_UNITS),--units $(MUTATE_UNITS))
+	PYTHONPATH=.:verif $(PY) -m mutation $(if $(MUTATE_UNITS),--units $(MUTATE_UNITS)) \
+		$(if $(MUTATE_SECONDS),--seconds $(MUTATE_SECONDS))
 
 # 4-bit training through the RTL: 3 SGD steps of the digits MLP (batch 32) with every 4-bit
 # operation on the simulated training engine (Verilator), compared bit for bit with the
