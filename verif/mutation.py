@@ -847,14 +847,15 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     for k in ks:
         out = outcomes[k]
         if out == "survived":
-            proof = proofs[k].split()[0]
+            proof, *limit = proofs[k].split()
+            limit = int(limit[0]) if limit else seconds       # a kept undecided: its own
             out = "equivalent" if proof in EQUAL else "missed"
             if proof in counts:                  # the kinds of equal, and undecided
                 counts[proof] += 1
             if out == "missed":
                 why = ("a difference found" if proof == "differs"
-                       else f"undecided: {seconds} s per check, "
-                       f"{INDUCT_FACTOR * seconds} s for the induction")
+                       else f"undecided: {limit} s per check, "
+                       f"{INDUCT_FACTOR * limit} s for the induction")
                 missed.append(f"#{k} {design.descriptions[k - 1]} ({why})")
         counts["errors" if out == "error" else out] += 1
         outcomes[k] = out
