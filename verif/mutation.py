@@ -23,10 +23,11 @@ A mutant is
 
 - ``killed``: the bench ran at least one cocotb test and failed: a mismatch, a failed test,
   a vector count other than the expected one, or the cycle cap;
-- ``equivalent``: the bench passed and its netlist is the original's (``unchanged``: the
-  mutation ties a bit to the constant it already is, such as a register's reset value 0 to
-  0), or Yosys shows it equal to the original (:func:`equivalent`): two copies of the
-  design, ``mutsel = 0`` and ``mutsel = k``, the same inputs, every output equal -- for
+- ``equivalent``: its netlist is the original's (``unchanged``: the mutation ties a bit to
+  the constant it already is, such as a register's reset value 0 to 0; not simulated), or
+  the bench passed and Yosys shows it equal to the original (:func:`equivalent`): two
+  copies of the design, ``mutsel = 0`` and ``mutsel = k``, the same inputs, every output
+  equal -- for
   every input of a combinational unit (``proved``); for a clocked one from reset in the
   first cycle for ``depth`` cycles (by default the unit's latency + 3: two beats through;
   ``bounded`` in the report), a stream's payload only while its ``valid`` is high, since a
@@ -492,6 +493,21 @@ def local_command(line, top, sub, inst):
             .replace(prefix, "").replace(f"-wire {inst}.", "-wire "))
 
 
+_HIERARCHY_LOCK = threading.Lock()
+
+
+def _hierarchy(design):
+    """The unit's modules before flattening (Yosys ``write_json`` after ``proc``), read once
+    per design: ``build/mutate/<module>/hier.json``, written again when ``unit.v`` is
+    newer."""
+    path, unit_v = design.work / "hier.json", design.work / "unit.v"
+    with _HIERARCHY_LOCK:
+        if not path.exists() or path.stat().st_mtime_ns < unit_v.stat().st_mtime_ns:
+            _yosys(design.work, "-p", f"read_verilog unit.v; hierarchy -top {design.top}; "
+                                      "proc; write_json hier.json")
+        return json.loads(path.read_text())["modules"]
+
+
 def _local_design(design, k, inst=None, pipelines_only=True):
     """Mutant ``k`` applied to a submodule instance it lies in, alone (``inst``, a dotted
     path; by default the outermost, a submodule of the unit): ``(directory, _Local)``, or
@@ -511,8 +527,7 @@ def _local_design(design, k, inst=None, pipelines_only=True):
     top = design.top
     # The names of mutate -list come from the whole unit's read_verilog and proc: the same
     # passes first, then the instance's module alone, flattened and optimized as prep does.
-    _yosys(work, "-p", f"read_verilog unit.v; hierarchy -top {top}; proc; write_json hier.json")
-    modules = json.loads((work / "hier.json").read_text())["modules"]
+    modules = _hierarchy(design)
     sub = top
     for name in inst.split("."):
         cells = modules.get(sub, {}).get("cells", {})
@@ -626,8 +641,9 @@ def equivalent(name, design, k, timeout=EQUIV_SECONDS):
     ``"unchanged"`` when the mutation ties a bit to the constant it already is (the same
     netlist: :func:`_ties_a_constant`); ``"proved"`` for a combinational unit (the
     miter's SAT check covers every input);
-    for a clocked one ``"local"`` when the submodule instance it lies in is a feed-forward
-    pipeline that is equal on its own (:func:`_local_design`), ``"induction"`` when every
+    for a clocked one ``"local"`` when a submodule instance it lies in is equal on its own
+    (:func:`_local_design`: a feed-forward pipeline over a window longer than its latency,
+    any other instance by ABC in every cycle), ``"induction"`` when every
     signal of the two designs agrees in every reachable state (:func:`_equal_everywhere`),
     ``"abc"`` when ABC's sequential equivalence prover shows every output equal in every
     cycle of every legal run (:func:`_abc`), ``"bounded"`` when every output agrees for
@@ -811,6 +827,8 @@ def score_unit(name, n=MUTANTS, seed=SEED, limit=None, workers=WORKERS, progress
     key = h.hexdigest()
     saved = json.loads(cache.read_text()) if cache.exists() else {}
     outcomes = {int(k): v for k, v in saved.get(key, {}).items() if int(k) in ks}
+    # an unchanged mutant is the original's netlist: it passes the bench without a run
+    outcomes.update({k: "survived" for k in ks if k in design.unchanged})
     lock = threading.Lock()
 
     def one(k, worker):

@@ -181,16 +181,24 @@ def zero_dots(r, lanes):
     return dots
 
 
-def _backward_lanes(total, lanes):
+def _backward_lanes(total, lanes, dense=False):
     """Backward lane operands ``(a, b)`` (fp4 code, unsigned ``b``) whose products
-    ``b * 4**(e - 1)`` sum to ``total``, taken greedily; ``None`` if ``lanes`` do not suffice."""
+    ``b * 4**(e - 1)`` sum to ``total``, taken greedily from the top: the largest product
+    whose ``b`` holds the top one or two bits, or with ``dense`` four bits per lane (an
+    11-bit significand in three lanes); ``None`` if ``lanes`` do not suffice (or, dense, a
+    product would need a shift past ``4**6``)."""
     a, b = np.zeros(lanes, np.int64), np.zeros(lanes, np.int64)
     for k in range(lanes):
         if total == 0:
             break
-        e = min(7, (total.bit_length() - 1) // 2 + 1)
-        a[k], b[k] = e, min(15, total >> 2 * (e - 1))
-        total -= int(b[k]) << 2 * (e - 1)
+        if dense:
+            shift = 2 * max(0, -(-(total.bit_length() - 4) // 2))
+            if shift > 12:
+                return None
+        else:
+            shift = 2 * min(6, (total.bit_length() - 1) // 2)
+        a[k], b[k] = shift // 2 + 1, min(15, total >> shift)
+        total -= int(b[k]) << shift
     return (a, b) if total == 0 else None
 
 
@@ -321,22 +329,6 @@ def tininess_dots(r, lanes):
 CANCEL_SEED = 0xCA7              # cancel_dots' own generator: the family draws from no bench's
 
 
-def _backward_dense(total, lanes):
-    """Backward lane operands ``(a, b)`` whose products ``b * 4**(e - 1)`` sum to ``total``,
-    four bits per lane from the top (an 11-bit significand in three lanes); ``None`` if
-    ``lanes`` do not suffice or a product would need a shift past ``4**6``."""
-    a, b = np.zeros(lanes, np.int64), np.zeros(lanes, np.int64)
-    for k in range(lanes):
-        if total == 0:
-            break
-        shift = 2 * max(0, -(-(total.bit_length() - 4) // 2))
-        if shift > 12:
-            return None
-        a[k], b[k] = shift // 2 + 1, total >> shift
-        total -= int(b[k]) << shift
-    return (a, b) if total == 0 else None
-
-
 def cancel_dots(lanes):
     """Two-beat backward dot products whose beat sums have opposite signs: ``x = 2**(10 + d)
     + u * 2**d`` and ``y``, an 11-bit integer whose two low bits take each of their four
@@ -354,7 +346,7 @@ def cancel_dots(lanes):
     for d, low, u in itertools.product(range(5), range(4), (0, 1)):
         x = (1 << (10 + d)) + (int(r.integers(1, 64)) << d if u else 0)
         y = (1 << 10) | int(r.integers(0, 256)) << 2 | low
-        ops = [_backward_dense(x, lanes), _backward_dense(y, lanes)]
+        ops = [_backward_lanes(x, lanes, dense=True), _backward_lanes(y, lanes, dense=True)]
         if None in ops:
             continue
         sign = int(r.integers(0, 2))

@@ -723,8 +723,8 @@ async def engine_reset(dut):
     n1 = 0
     # reset while the GEMM runs (after the loads), at three cycles in a row (so that each
     # beat of a dot product, its last one too, is in every pipeline rank at one of them)
-    # and later, for one cycle and for three: the engine's pipelines hold their beats'
-    # fields through a reset, and a short one leaves them where the ranks' valid bits were
+    # and later, for one cycle and for three (a reset clears the ranks' valid bits; what
+    # their payload registers hold then must never come out)
     for at, cycles in RESETS:
         done = await ports.run(cmds, reset_at=loads + at, reset_cycles=cycles)
         assert len(done) == 2, f"{len(done)} commands finished before the reset at {at}"
